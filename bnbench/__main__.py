@@ -1,0 +1,3 @@
+from bnbench.cli import main
+
+main()

@@ -1,0 +1,117 @@
+"""Choosing and activating the Keras backend, before Keras is imported.
+
+Keras reads `KERAS_BACKEND` once, at import. Everything that trains calls `activate()` first;
+nothing at module level in bnbench imports Keras, so `bnbench --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+
+from bnbench.config import Conv2DBlock, RunSpec
+from bnbench.errors import SpecError
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def installed(backend: str) -> bool:
+    """Whether the library behind a Keras backend can be imported."""
+    return importlib.util.find_spec(backend) is not None
+
+
+def choose_backend(spec: RunSpec) -> str:
+    """The backend a run uses: the spec's, or for 'auto' the fastest measured for its shape.
+
+    The 'auto' policy comes from `scripts/bench_backends.py` on a 2-core CPU: with plain
+    `model.fit`, JAX ran the dense networks about 6x faster than TensorFlow, while TensorFlow ran
+    the convolutional ones about 3.5x faster than JAX. So: any conv2d block -> TensorFlow,
+    otherwise JAX (falling back to TensorFlow when JAX is not installed).
+    """
+    if spec.backend != "auto":
+        return spec.backend
+    has_conv = any(isinstance(block, Conv2DBlock) for block in spec.model.blocks)
+    if has_conv or not installed("jax"):
+        return "tensorflow"
+    return "jax"
+
+
+def quiet_environment() -> None:
+    """Silence TensorFlow's C++ log unless the user asked for it (TF_CPP_MIN_LOG_LEVEL)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the duration.
+
+    TensorFlow's native libraries log at load time, before absl reads TF_CPP_MIN_LOG_LEVEL, and
+    write straight to the descriptor, so only a descriptor-level redirect hides them. Python
+    exceptions raised meanwhile still propagate and are printed after the restore.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
+def import_keras() -> None:
+    """Import Keras (and so its backend library), hiding the native start-up log.
+
+    Set BNBENCH_TF_LOGS=1 to see that log.
+    """
+    if "keras" in sys.modules or os.environ.get("BNBENCH_TF_LOGS") == "1":
+        import keras  # noqa: F401
+
+        return
+    with _stderr_silenced():
+        import keras  # noqa: F401
+
+
+def limit_threads(threads: int) -> None:
+    """Cap the math libraries of this process at `threads` threads (call before importing them)."""
+    value = str(max(1, threads))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                 "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ[name] = value
+    flags = os.environ.get("XLA_FLAGS", "")
+    if threads == 1 and "xla_cpu_multi_thread_eigen" not in flags:
+        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+
+
+def activate(backend: str) -> None:
+    """Make `backend` the Keras backend of this process.
+
+    Raises:
+        SpecError: the backend is not installed, or Keras was already imported with another one.
+    """
+    if backend not in BACKENDS:
+        raise SpecError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    if not installed(backend):
+        raise SpecError(
+            f"backend {backend!r} is not installed; install it (pip install {backend}) "
+            "or choose another backend"
+        )
+    quiet_environment()
+    if "keras" in sys.modules:
+        import keras
+
+        current = keras.backend.backend()
+        if current != backend:
+            raise SpecError(
+                f"this process already runs Keras on {current!r}; a {backend!r} run needs a "
+                "fresh process (bnbench ablate runs each run in its own worker)"
+            )
+        return
+    os.environ["KERAS_BACKEND"] = backend
+    import_keras()

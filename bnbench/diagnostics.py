@@ -1,0 +1,341 @@
+"""Opt-in diagnostics of what Batch Normalization does inside a network, on a fixed probe batch.
+
+Probing never changes training: every forward pass is a ``stateless_call`` on the current
+variable values, and the updates it returns (BN moving statistics, dropout seed state) are
+dropped. Keras is imported inside functions so that ``bnbench`` imports without it.
+
+Reference:
+    Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network Training by Reducing
+    Internal Covariate Shift", ICML 2015 (Figure 1(b, c): pre-activation percentiles).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_ACTIVATION_LAYER = re.compile(r"^(block(\d+))_act$")
+_METRICS = ("accuracy",)
+_COLUMNS = {
+    "bn_statistics": ["step", "layer", "moving_mean_mean", "moving_mean_std", "moving_var_mean",
+                      "gamma_mean", "gamma_std", "beta_mean", "beta_std",
+                      "batch_mean_gap", "batch_var_gap"],
+    "train_inference_gap": ["step", "train_mode_loss", "inference_mode_loss",
+                            "train_mode_metric", "inference_mode_metric"],
+    "gradient_norms": ["step", "layer", "grad_norm"],
+}  # fmt: skip
+
+
+class ActivationPercentilesSpec(BaseModel):
+    """Which pre-activations to summarise, how often, and with which percentiles."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # None = the last hidden block with an activation, the one Figure 1 of the paper shows.
+    layers: list[str] | None = Field(default=None, min_length=1)
+    every: int = Field(default=100, ge=1)
+    percentiles: list[Annotated[float, Field(gt=0, lt=100)]] = Field(
+        default_factory=lambda: [15.0, 50.0, 85.0], min_length=1
+    )
+
+    @field_validator("layers", "percentiles")
+    @classmethod
+    def _unique(cls, value: list[Any] | None) -> list[Any] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"entries must be unique, got {value}")
+        return value
+
+
+class DiagnosticsSpec(BaseModel):
+    """The ``diagnostics:`` section of a run spec; everything is off by default.
+
+    Activation percentiles are taken every ``every`` steps; the other three diagnostics at the
+    evaluation points and step 0. Gradients and losses are of the data loss (no regularisers).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    activation_percentiles: ActivationPercentilesSpec | None = None
+    bn_statistics: bool = False
+    train_inference_gap: bool = False
+    gradient_norms: bool = False
+    probe_size: int = Field(default=256, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any diagnostic is switched on."""
+        return self.activation_percentiles is not None or any(
+            (self.bn_statistics, self.train_inference_gap, self.gradient_norms)
+        )
+
+
+def make_recorder(
+    spec: DiagnosticsSpec | None,
+    model: Any,
+    probe_x: np.ndarray,
+    probe_y: np.ndarray,
+    loss_fn: Callable[[Any, Any], Any],
+    metric_name: str | None,
+    run_dir: str | Path,
+) -> DiagnosticsRecorder | None:
+    """Builds a recorder for ``model``, or returns None when no diagnostic is enabled.
+
+    Args:
+        spec: The diagnostics section of the run spec.
+        model: A built Keras model following the ``block{i}_*`` naming contract.
+        probe_x: Fixed input batch from the training set.
+        probe_y: Targets of ``probe_x`` (int class ids for classification).
+        loss_fn: ``(y_true, y_pred) -> scalar``, e.g. a Keras loss object.
+        metric_name: ``"accuracy"`` (sparse categorical) or None for regression.
+        run_dir: Run directory; CSVs go to ``run_dir/diagnostics/``.
+
+    Returns:
+        A ``DiagnosticsRecorder``, or None when nothing is enabled.
+
+    Raises:
+        ValueError: For an unknown block name or metric name.
+    """
+    if spec is None or not spec.enabled:
+        return None
+    return DiagnosticsRecorder(spec, model, probe_x, probe_y, loss_fn, metric_name, Path(run_dir))
+
+
+class DiagnosticsRecorder:
+    """Records the enabled diagnostics at chosen steps and writes them as CSV files.
+
+    Built by ``make_recorder``, whose arguments it takes.
+    """
+
+    def __init__(
+        self,
+        spec: DiagnosticsSpec,
+        model: Any,
+        probe_x: np.ndarray,
+        probe_y: np.ndarray,
+        loss_fn: Callable[[Any, Any], Any],
+        metric_name: str | None,
+        run_dir: Path,
+    ) -> None:
+        import keras
+
+        if metric_name is not None and metric_name not in _METRICS:
+            raise ValueError(f"metric_name must be one of {_METRICS} or None, got {metric_name!r}")
+        self._spec = spec
+        self._model = model
+        self._x = keras.ops.convert_to_tensor(probe_x, dtype=model.inputs[0].dtype)
+        self._y = np.asarray(probe_y)
+        self._loss_fn = loss_fn
+        self._metric_name = metric_name
+        self._out_dir = run_dir / "diagnostics"
+        self._act_blocks = _chosen_blocks(model, spec.activation_percentiles)
+        self._bn_layers = [
+            layer
+            for layer in model.layers
+            if spec.bn_statistics and isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        self._probe_model = None
+        if self._act_blocks or self._bn_layers:
+            # Keyed by the layer whose input it is; a dict keeps its structure even for one output.
+            names = [f"{b}_act" for b in self._act_blocks] + [b.name for b in self._bn_layers]
+            outputs = {name: model.get_layer(name).input for name in names}
+            # Shares the model's variable objects; positions map its variable lists onto ours.
+            self._probe_model = keras.Model(inputs=model.inputs[0], outputs=outputs)
+            self._probe_trainable = _positions(
+                self._probe_model.trainable_variables, model.trainable_variables
+            )
+            self._probe_non_trainable = _positions(
+                self._probe_model.non_trainable_variables, model.non_trainable_variables
+            )
+        self._percentile_steps: set[int] = set()
+        self._eval_steps: set[int] = set()
+        self._columns = {name: _COLUMNS[name] for name in _COLUMNS if getattr(spec, name)}
+        if spec.activation_percentiles is not None:
+            columns = [f"p{p:g}" for p in spec.activation_percentiles.percentiles]
+            self._columns["activation_percentiles"] = ["step", "layer", *columns]
+        self._rows: dict[str, list[list[Any]]] = {name: [] for name in self._columns}
+
+    def steps(self, total_steps: int, eval_steps: Sequence[int]) -> set[int]:
+        """Returns the steps at which ``record`` must be called (0 = before training)."""
+        percentiles = self._spec.activation_percentiles
+        if percentiles is not None:
+            self._percentile_steps = set(range(0, total_steps + 1, percentiles.every))
+        if self._bn_layers or self._spec.train_inference_gap or self._spec.gradient_norms:
+            self._eval_steps = {0} | {s for s in eval_steps if 0 <= s <= total_steps}
+        return self._percentile_steps | self._eval_steps
+
+    def record(self, step: int) -> None:
+        """Records the diagnostics due at ``step`` from the model's current weights.
+
+        Never modifies the model: variable updates returned by ``stateless_call`` are dropped.
+        """
+        import keras
+
+        model = self._model
+        trainable = [keras.ops.convert_to_tensor(v.value) for v in model.trainable_variables]
+        non_trainable = [
+            keras.ops.convert_to_tensor(v.value) for v in model.non_trainable_variables
+        ]
+        want_percentiles = step in self._percentile_steps
+        want_bn = bool(self._bn_layers) and step in self._eval_steps
+        if self._probe_model is not None and (want_percentiles or want_bn):
+            # Training mode: batch statistics, as during training and in Figure 1.
+            outputs, _ = self._probe_model.stateless_call(
+                [trainable[i] for i in self._probe_trainable],
+                [non_trainable[i] for i in self._probe_non_trainable],
+                self._x,
+                training=True,
+            )
+            arrays = {k: keras.ops.convert_to_numpy(v).astype(np.float64) for k, v in outputs.items()}
+            if want_percentiles:
+                self._record_percentiles(step, [arrays[f"{b}_act"] for b in self._act_blocks])
+            if want_bn:
+                self._record_bn(step, [arrays[layer.name] for layer in self._bn_layers])
+        if step not in self._eval_steps:
+            return
+        if self._spec.train_inference_gap:
+            train_pred, _ = model.stateless_call(trainable, non_trainable, self._x, training=True)
+            infer_pred, _ = model.stateless_call(trainable, non_trainable, self._x, training=False)
+            self._rows["train_inference_gap"].append([
+                step, self._loss(train_pred), self._loss(infer_pred),
+                self._metric(train_pred), self._metric(infer_pred),
+            ])  # fmt: skip
+        if self._spec.gradient_norms:
+
+            def probe_loss(values: list[Any]) -> Any:
+                y_pred, _ = model.stateless_call(values, non_trainable, self._x, training=True)
+                return self._loss_fn(self._y, y_pred)
+
+            grads = _gradients(probe_loss, trainable)
+            squares = {
+                id(v): float(np.sum(np.square(g)))
+                for v, g in zip(model.trainable_variables, grads, strict=True)
+            }
+            for layer in model.layers:
+                if layer.trainable_variables:
+                    total = sum(squares[id(v)] for v in layer.trainable_variables)
+                    self._rows["gradient_norms"].append([step, layer.name, float(np.sqrt(total))])
+
+    def finish(self) -> None:
+        """Writes one CSV per enabled diagnostic into ``run_dir/diagnostics/``, atomically."""
+        for name, rows in self._rows.items():
+            _write_csv(self._out_dir / f"{name}.csv", self._columns[name], rows)
+
+    def _record_percentiles(self, step: int, pre_activations: list[np.ndarray]) -> None:
+        assert self._spec.activation_percentiles is not None
+        percentiles = self._spec.activation_percentiles.percentiles
+        for block, values in zip(self._act_blocks, pre_activations, strict=True):
+            # Pooled over examples and units: the distribution a "typical" unit sees.
+            summary = np.percentile(values.ravel(), percentiles)
+            self._rows["activation_percentiles"].append([step, block, *map(float, summary)])
+
+    def _record_bn(self, step: int, bn_inputs: list[np.ndarray]) -> None:
+        import keras
+
+        def numpy(variable: Any) -> np.ndarray:
+            if variable is None:  # center=False or scale=False
+                return np.full(1, np.nan)
+            return np.asarray(keras.ops.convert_to_numpy(variable.value), dtype=np.float64)
+
+        for layer, inputs in zip(self._bn_layers, bn_inputs, strict=True):
+            axis = layer.axis % inputs.ndim
+            reduce_axes = tuple(i for i in range(inputs.ndim) if i != axis)
+            moving_mean, moving_var = numpy(layer.moving_mean), numpy(layer.moving_variance)
+            gamma, beta = numpy(layer.gamma), numpy(layer.beta)
+            batch_mean_gap = np.abs(inputs.mean(axis=reduce_axes) - moving_mean).mean()
+            batch_var_gap = np.abs(inputs.var(axis=reduce_axes) - moving_var).mean()  # biased
+            stats = (moving_mean.mean(), moving_mean.std(), moving_var.mean(),
+                     gamma.mean(), gamma.std(), beta.mean(), beta.std(),
+                     batch_mean_gap, batch_var_gap)  # fmt: skip
+            self._rows["bn_statistics"].append([step, layer.name, *map(float, stats)])
+
+    def _loss(self, y_pred: Any) -> float:
+        import keras
+
+        return float(keras.ops.convert_to_numpy(self._loss_fn(self._y, y_pred)))
+
+    def _metric(self, y_pred: Any) -> float | None:
+        import keras
+
+        if self._metric_name is None:
+            return None
+        predicted = np.argmax(keras.ops.convert_to_numpy(y_pred), axis=-1)
+        return float(np.mean(predicted == self._y.reshape(predicted.shape)))
+
+
+def _chosen_blocks(model: Any, spec: ActivationPercentilesSpec | None) -> list[str]:
+    """Block names whose pre-activation to record, validated against the model."""
+    if spec is None:
+        return []
+    matches = [_ACTIVATION_LAYER.match(layer.name) for layer in model.layers]
+    found = sorted((int(m.group(2)), m.group(1)) for m in matches if m is not None)
+    available = [name for _, name in found]
+    if not available:
+        raise ValueError("activation_percentiles: the model has no 'block{i}_act' layer")
+    if spec.layers is None:
+        return available[-1:]
+    unknown = [name for name in spec.layers if name not in available]
+    if unknown:
+        raise ValueError(
+            f"activation_percentiles.layers: unknown block(s) {unknown}; "
+            f"blocks with an activation: {', '.join(available)}"
+        )
+    return list(spec.layers)
+
+
+def _positions(subset: Sequence[Any], variables: Sequence[Any]) -> list[int]:
+    """Index in ``variables`` of each variable of ``subset`` (matched by identity)."""
+    index = {id(v): i for i, v in enumerate(variables)}
+    return [index[id(v)] for v in subset]
+
+
+def _gradients(loss: Callable[[list[Any]], Any], values: list[Any]) -> list[np.ndarray]:
+    """Gradient of the scalar ``loss(values)`` w.r.t. each of ``values``, one branch per backend.
+
+    Raises:
+        NotImplementedError: On a backend other than TensorFlow or JAX.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            value = loss(values)
+        grads = tape.gradient(value, values)
+    elif backend == "jax":
+        import jax
+
+        grads = jax.grad(loss)(values)
+    else:
+        raise NotImplementedError(
+            f"gradient_norms supports the tensorflow and jax backends, got {backend!r}"
+        )
+    return [
+        np.zeros(v.shape) if g is None else keras.ops.convert_to_numpy(g)
+        for v, g in zip(values, grads, strict=True)
+    ]
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    """Writes a CSV via a temporary file and ``os.replace``; None is written as empty."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(["" if v is None else v for v in row] for row in rows)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,201 @@
+"""Build a Keras Sequential model from a model spec.
+
+Layer names follow one contract that the diagnostics rely on: block i (1-based) yields
+`block{i}_dense` or `block{i}_conv`, then `block{i}_norm` and `block{i}_act` in the order the
+placement sets, then `block{i}_pool` and `block{i}_dropout`; `block{i}_flatten` and
+`block{i}_gap` stand alone; the output layer is `head`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bnbench.config import (
+    Conv2DBlock,
+    DenseBlock,
+    FlattenBlock,
+    GlobalAvgPoolBlock,
+    ModelSpec,
+    NormSpec,
+)
+from bnbench.errors import SpecError
+from bnbench.registries import ACTIVATIONS, INITIALIZERS
+
+if TYPE_CHECKING:
+    import keras
+
+
+def normalization_layer(norm: NormSpec, name: str, channels: int) -> keras.layers.Layer | None:
+    """Return the Keras layer for `norm`, or None for kind 'none'.
+
+    Raises:
+        SpecError: group norm whose group count does not divide the channels.
+    """
+    import keras
+
+    if norm.kind == "batch":
+        from bnbench.fused_bn import batch_normalization_layer
+
+        return batch_normalization_layer(
+            fused=norm.fused,
+            momentum=norm.momentum,
+            epsilon=norm.epsilon,
+            center=norm.center,
+            scale=norm.scale,
+            name=name,
+        )
+    if norm.kind == "layer":
+        return keras.layers.LayerNormalization(
+            epsilon=norm.epsilon, center=norm.center, scale=norm.scale, name=name
+        )
+    if norm.kind == "group":
+        if channels % norm.groups:
+            raise SpecError(
+                f"{name}: group norm needs groups to divide the {channels} channels, "
+                f"got groups={norm.groups}"
+            )
+        return keras.layers.GroupNormalization(
+            groups=norm.groups, epsilon=norm.epsilon, center=norm.center, scale=norm.scale,
+            name=name,
+        )
+    return None
+
+
+def block_layers(
+    index: int, linear_kind: str, linear_args: dict[str, Any], norm: NormSpec, activation: str
+) -> list[keras.layers.Layer]:
+    """Turn one block into linear → norm → activation layers (or linear → activation → norm).
+
+    This is the one place that owns the normalization rules:
+
+    * Placement. `before_activation` normalizes the linear output, the input of the
+      nonlinearity, as Ioffe & Szegedy (2015, Sec. 3.2) do; `after_activation` normalizes the
+      activation's output instead.
+    * Bias. Batch norm placed directly after the linear layer subtracts each unit's batch mean,
+      which cancels a per-unit bias exactly; its beta takes the bias' role (Ioffe & Szegedy
+      2015, Sec. 3.2), so the linear layer is built without one. Batch norm centres even with
+      `center: false` (only beta goes away), so the rule does not depend on `center`. Layer and
+      group norm subtract a mean over units, not per unit: only the mean of a bias vector
+      cancels, the rest still shifts units relative to each other, so those keep the bias.
+      After the activation, no norm follows the linear layer directly and the bias stays.
+
+    Args:
+        index: 1-based block number, used in layer names.
+        linear_kind: "dense" or "conv".
+        linear_args: keyword arguments for `keras.layers.Dense` or `keras.layers.Conv2D`.
+        norm: the resolved normalization spec for this block.
+        activation: the activation name (a key of the activation registry).
+
+    Returns:
+        The layers in order.
+    """
+    import keras
+
+    use_bias = not (norm.kind == "batch" and norm.placement == "before_activation")
+    units = linear_args.get("units", linear_args.get("filters"))
+    linear_cls = keras.layers.Dense if linear_kind == "dense" else keras.layers.Conv2D
+    linear = linear_cls(**linear_args, use_bias=use_bias, name=f"block{index}_{linear_kind}")
+    act = keras.layers.Activation(ACTIVATIONS[activation], name=f"block{index}_act")
+    norm_layer = normalization_layer(norm, f"block{index}_norm", int(units))
+    if norm_layer is None:
+        return [linear, act]
+    if norm.placement == "before_activation":
+        return [linear, norm_layer, act]
+    return [linear, act, norm_layer]
+
+
+def build_model(
+    spec: ModelSpec, input_shape: tuple[int, ...], output_units: int, task: str
+) -> keras.Sequential:
+    """Build (but do not compile) the Sequential model described by `spec`.
+
+    Args:
+        spec: the model section of a run spec.
+        input_shape: shape of one example, used when `spec.input_shape` is omitted.
+        output_units: units of the head when `spec.head.units` is omitted.
+        task: "classification" (softmax head) or "regression" (linear head).
+
+    Raises:
+        SpecError: a block does not fit the shape of its input (for example a conv2d block
+            after the input has been flattened), or the spec's input shape disagrees with the data.
+    """
+    import keras
+
+    shape = tuple(spec.input_shape) if spec.input_shape else tuple(input_shape)
+    if spec.input_shape and tuple(spec.input_shape) != tuple(input_shape):
+        raise SpecError(
+            f"model.input_shape: {list(spec.input_shape)} does not match the dataset's "
+            f"examples, which have shape {list(input_shape)}"
+        )
+    layers: list[keras.layers.Layer] = [keras.Input(shape=shape, name="input")]
+    rank = len(shape)  # feature-map rank: 3 for (h, w, c), 1 for vectors
+    for i, block in enumerate(spec.blocks, start=1):
+        where = f"model.blocks[{i - 1}] ({block.type})"
+        if isinstance(block, DenseBlock | Conv2DBlock):
+            norm = block.norm or spec.norm
+            activation = block.activation or spec.activation
+            initializer = INITIALIZERS[block.initializer or spec.initializer]
+            if isinstance(block, Conv2DBlock):
+                if rank != 3:
+                    raise SpecError(
+                        f"{where}: conv2d needs image-shaped input (height, width, channels), "
+                        f"but its input is flat; remove dataset.flatten or move the block "
+                        "before any flatten/dense block"
+                    )
+                args: dict[str, Any] = dict(
+                    filters=block.filters, kernel_size=block.kernel_size, strides=block.strides,
+                    padding=block.padding, kernel_initializer=initializer,
+                )
+                layers += block_layers(i, "conv", args, norm, activation)
+                if block.pool:
+                    pool = keras.layers.MaxPooling2D if block.pool == "max" else keras.layers.AveragePooling2D
+                    layers.append(pool(pool_size=block.pool_size, name=f"block{i}_pool"))
+            else:
+                if rank != 1:
+                    raise SpecError(
+                        f"{where}: dense needs a flat input; add a 'flatten' or "
+                        "'global_avg_pool' block before it, or set dataset.flatten: true"
+                    )
+                args = dict(units=block.units, kernel_initializer=initializer)
+                layers += block_layers(i, "dense", args, norm, activation)
+            if block.dropout:
+                layers.append(keras.layers.Dropout(block.dropout, name=f"block{i}_dropout"))
+        elif isinstance(block, FlattenBlock):
+            layers.append(keras.layers.Flatten(name=f"block{i}_flatten"))
+            rank = 1
+        elif isinstance(block, GlobalAvgPoolBlock):
+            if rank != 3:
+                raise SpecError(f"{where}: global_avg_pool needs image-shaped input, got a flat one")
+            layers.append(keras.layers.GlobalAveragePooling2D(name=f"block{i}_gap"))
+            rank = 1
+    if rank != 1:
+        raise SpecError(
+            "model.blocks: the last block leaves an image-shaped output; end with a "
+            "'flatten' or 'global_avg_pool' block (before the dense head)"
+        )
+    head_activation = spec.head.activation or ("softmax" if task == "classification" else "linear")
+    layers.append(
+        keras.layers.Dense(
+            spec.head.units or output_units,
+            activation=ACTIVATIONS[head_activation],
+            kernel_initializer=INITIALIZERS[spec.initializer],
+            name="head",
+        )
+    )
+    try:
+        return keras.Sequential(layers, name="bnbench_model")
+    except ValueError as err:  # e.g. a kernel larger than the feature map
+        raise SpecError(f"model: the blocks do not fit the input shape {list(shape)}: {err}") from None
+
+
+def parameter_counts(model: keras.Model) -> dict[str, int]:
+    """Trainable and non-trainable parameter counts."""
+    import numpy as np
+
+    def count(variables: list[Any]) -> int:
+        return int(sum(int(np.prod(v.shape)) for v in variables))
+
+    return {
+        "trainable": count(model.trainable_weights),
+        "non_trainable": count(model.non_trainable_weights),
+    }

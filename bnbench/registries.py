@@ -1,0 +1,94 @@
+"""Name registries: the only way a string in a spec becomes a Keras object.
+
+Each registry is a constant mapping from the name users write to the Keras identifier. No lookup
+ever goes through `getattr` on a user string; a failed lookup lists what is available.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+ACTIVATIONS: Mapping[str, str] = MappingProxyType(
+    {
+        name: name
+        for name in (
+            "relu",
+            "sigmoid",
+            "tanh",
+            "elu",
+            "selu",
+            "gelu",
+            "silu",
+            "softplus",
+            "leaky_relu",
+            "softmax",
+            "linear",
+        )
+    }
+)
+
+INITIALIZERS: Mapping[str, str] = MappingProxyType(
+    {
+        name: name
+        for name in (
+            "glorot_uniform",
+            "glorot_normal",
+            "he_uniform",
+            "he_normal",
+            "lecun_uniform",
+            "lecun_normal",
+            "random_normal",
+            "zeros",
+        )
+    }
+)
+
+OPTIMIZERS: Mapping[str, str] = MappingProxyType({"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"})
+
+LOSSES: Mapping[str, str] = MappingProxyType(
+    {
+        "sparse_categorical_crossentropy": "sparse_categorical_crossentropy",
+        "categorical_crossentropy": "categorical_crossentropy",
+        "mse": "mean_squared_error",
+        "mae": "mean_absolute_error",
+        "huber": "huber",
+    }
+)
+
+METRICS: Mapping[str, str] = MappingProxyType(
+    {"accuracy": "accuracy", "mae": "mae", "mse": "mse"}
+)
+
+# Kept here (not in bnbench.data) so that validating a spec never imports the data code.
+DATASET_NAMES: tuple[str, ...] = (
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+    "cifar100",
+    "digits",
+    "two_scale",
+    "blobs",
+    "npz",
+)
+
+
+def suggest(value: str, choices: Iterable[str]) -> str:
+    """Return ' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_name(value: str, registry: Mapping[str, str] | Iterable[str], what: str) -> str:
+    """Return `value` if it names a registry entry, else raise a ValueError listing the entries.
+
+    Raises:
+        ValueError: `value` is not in `registry`.
+    """
+    names = list(registry)
+    if value not in names:
+        raise ValueError(
+            f"unknown {what} {value!r}{suggest(value, names)}; available: {', '.join(names)}"
+        )
+    return value

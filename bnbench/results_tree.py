@@ -1,0 +1,259 @@
+"""Read a results tree into pandas frames: the only input of the plots.
+
+The runner writes the tree (see the README for the layout); this module only reads it, so figures
+can be re-rendered and restyled without training. It accepts an ablation directory (with
+`runs.csv`) or a single run directory (with `summary.json`), which is treated as an ablation of
+one run whose arm is the config's `name`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from bnbench.errors import SpecError
+
+DIAGNOSTICS = ("activation_percentiles", "bn_statistics", "train_inference_gap", "gradient_norms")
+NUMERIC_COLUMNS = (
+    "seed", "final_test_loss", "final_test_metric", "final_val_loss", "final_val_metric",
+    "best_val_metric", "target_value", "steps_to_target", "seconds_to_target", "diverged_step",
+    "total_steps", "step_time_ms", "batch_size", "learning_rate",
+)  # fmt: skip
+# Metrics where smaller is better; anything else (accuracy, auc, ...) is maximized.
+_LOWER_IS_BETTER = frozenset({"loss", "mae", "mse", "rmse", "mean_absolute_error",
+                              "mean_squared_error", "root_mean_squared_error"})  # fmt: skip
+_SHORT_KEYS = {"learning_rate": "lr", "batch_size": "batch size"}
+
+
+@dataclass(frozen=True)
+class ResultsTree:
+    """Everything the plots need, read once.
+
+    Attributes:
+        root: The directory that was read.
+        runs: One row per run: the runs.csv columns (numeric ones as floats, missing as NaN)
+            plus `cell`, the label of the run's grid cell ("" without a grid).
+        histories: The history.csv rows of every run with `run_id`, `arm`, `cell`, `seed` and
+            `status` added; infinities are read as NaN.
+        diagnostics: Diagnostics file stem -> its rows of every run, with the same added columns.
+        arms: Arm names in ablation order; this order fixes each arm's colour.
+        grid_keys: Dotted keys the grid varies, e.g. "training.learning_rate".
+        cells: Grid-cell labels in grid order; ("",) without a grid.
+        metric: The metric name, e.g. "accuracy", or None for loss-only runs.
+    """
+
+    root: Path
+    runs: pd.DataFrame
+    histories: pd.DataFrame
+    diagnostics: dict[str, pd.DataFrame]
+    arms: tuple[str, ...]
+    grid_keys: tuple[str, ...]
+    cells: tuple[str, ...]
+    metric: str | None
+
+    @property
+    def score(self) -> tuple[str, str, bool]:
+        """(runs column, axis label, higher is better) of the final test score."""
+        if self.metric is None:
+            return "final_test_loss", "final test loss", False
+        return "final_test_metric", f"final test {self.metric}", self.metric not in _LOWER_IS_BETTER
+
+    def varies(self, key: str) -> bool:
+        """Whether the grid takes more than one value of the dotted `key`."""
+        return key in self.grid_keys and self.runs[f"grid.{key}"].nunique() > 1
+
+    def best_cells(self) -> dict[str, str]:
+        """Each arm's grid cell with the best mean final test score over non-diverged runs."""
+        column, _, higher = self.score
+        ok = self.runs[self.runs["status"].isin(["completed", "incomplete"])]
+        best = {}
+        for arm in self.arms:
+            means = ok[ok["arm"] == arm].groupby("cell")[column].mean().dropna()
+            if means.empty:
+                best[arm] = next(iter(self.runs.loc[self.runs["arm"] == arm, "cell"]), "")
+            else:
+                best[arm] = str(means.idxmax() if higher else means.idxmin())
+        return best
+
+
+def load_results_tree(results_dir: Path) -> ResultsTree:
+    """Read an ablation or single-run results directory.
+
+    Args:
+        results_dir: A directory holding runs.csv (an ablation) or summary.json (one run).
+
+    Returns:
+        The tree as frames.
+
+    Raises:
+        SpecError: (a ValueError) If the directory is missing or is not a results tree, or a
+            file in it cannot be parsed; the message names the path.
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise SpecError(f"results directory {str(root)!r} does not exist or is not a directory")
+    if (root / "runs.csv").is_file():
+        runs, run_dirs, arm_order = _read_ablation(root)
+    elif (root / "summary.json").is_file():
+        runs, run_dirs, arm_order = _read_single_run(root)
+    else:
+        raise SpecError(
+            f"{str(root)!r} is not a results tree: it holds neither runs.csv (an ablation) "
+            "nor summary.json (a single run)"
+        )
+    for column in NUMERIC_COLUMNS:
+        runs[column] = pd.to_numeric(runs[column], errors="coerce") if column in runs else np.nan
+    runs["status"] = runs["status"].fillna("unknown").astype(str) if "status" in runs else "unknown"
+    grid_keys = tuple(c.removeprefix("grid.") for c in runs.columns if c.startswith("grid."))
+    runs["cell"] = grid_labels(runs, grid_keys)
+    cells = tuple(runs.sort_values([f"grid.{k}" for k in grid_keys])["cell"].unique())
+    arms = tuple(dict.fromkeys([*arm_order, *runs["arm"]]))
+    metrics = runs["metric"].dropna().astype(str) if "metric" in runs else pd.Series([])
+    metrics = metrics[metrics != ""]
+    keys = runs[["run_id", "arm", "cell", "seed", "status"]]
+    return ResultsTree(
+        root=root,
+        runs=runs,
+        histories=_read_all(run_dirs, "history.csv", keys),
+        diagnostics={name: _read_all(run_dirs, f"diagnostics/{name}.csv", keys)
+                     for name in DIAGNOSTICS},  # fmt: skip
+        arms=arms,
+        grid_keys=grid_keys,
+        cells=cells or ("",),
+        metric=str(metrics.iloc[0]) if len(metrics) else None,
+    )
+
+
+def grid_labels(runs: pd.DataFrame, keys: tuple[str, ...] | list[str]) -> pd.Series:
+    """Label of each run's values of the grid `keys`, e.g. "lr=0.1, batch size=64"."""
+    if not keys:
+        return pd.Series("", index=runs.index, dtype=object)
+    parts = [
+        runs[f"grid.{key}"].map(lambda v, k=key: f"{_SHORT_KEYS.get(k.split('.')[-1], k)}={_fmt(v)}")
+        for key in keys
+    ]
+    return pd.concat(parts, axis=1).agg(", ".join, axis=1)
+
+
+def seed_band(frame: pd.DataFrame, x: str, column: str, band: str = "std") -> pd.DataFrame:
+    """Mean across seeds of `column` at each `x`, per arm and cell, with a band around it.
+
+    Args:
+        frame: Rows with `arm`, `cell`, `x` and `column`.
+        x: The x column, e.g. "step".
+        column: The value column; NaN values are ignored.
+        band: "std" for mean ± standard deviation, "minmax" for the range over seeds.
+
+    Returns:
+        Columns arm, cell, x, mean, low, high, count (number of seeds with a value).
+    """
+    data = frame[["arm", "cell", x, column]].dropna(subset=[x])
+    out = (
+        data.groupby(["arm", "cell", x])[column]
+        .agg(["mean", "std", "min", "max", "count"])
+        .reset_index()
+        .rename(columns={x: "x", "min": "low", "max": "high"})
+    )
+    if band == "std":
+        spread = out["std"].fillna(0.0)
+        out["low"], out["high"] = out["mean"] - spread, out["mean"] + spread
+    return out.drop(columns="std")
+
+
+def _read_ablation(root: Path) -> tuple[pd.DataFrame, dict[str, Path], list[str]]:
+    path = root / "runs.csv"
+    try:
+        runs = pd.read_csv(path, dtype={"run_id": str, "arm": str, "status": str, "metric": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read {str(path)!r}: {error}") from error
+    missing = {"run_id", "arm"} - set(runs.columns)
+    if missing or runs.empty:
+        raise SpecError(f"{str(path)!r} lists no runs (columns run_id and arm are required)")
+    arm_order: list[str] = []
+    spec_path = root / "ablation.yaml"
+    if spec_path.is_file():
+        spec = _load_yaml(spec_path)
+        arms = spec.get("arms") if isinstance(spec, dict) else None
+        arm_order = [str(a) for a in arms] if isinstance(arms, dict | list) else []
+    run_dirs = {run_id: root / "runs" / run_id for run_id in runs["run_id"]}
+    return runs, run_dirs, arm_order
+
+
+def _read_single_run(root: Path) -> tuple[pd.DataFrame, dict[str, Path], list[str]]:
+    path = root / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read {str(path)!r}: {error}") from error
+    if not isinstance(summary, dict):
+        raise SpecError(f"{str(path)!r} is not a run summary (expected a JSON object)")
+    config = _load_yaml(root / "config.yaml") if (root / "config.yaml").is_file() else {}
+    config = config if isinstance(config, dict) else {}
+    training = config.get("training") or {}
+    metric = summary.get("metric") or None
+    final, best = summary.get("final") or {}, summary.get("best") or {}
+    target = summary.get("target") or {}
+    row: dict[str, Any] = {
+        "run_id": str(summary.get("run_id") or root.name),
+        "arm": str(config.get("name") or summary.get("name") or root.name),
+        "seed": summary.get("seed"),
+        "status": summary.get("status"),
+        "metric": metric,
+        "final_test_loss": final.get("test_loss"),
+        "final_test_metric": final.get(f"test_{metric}") if metric else None,
+        "final_val_loss": final.get("val_loss"),
+        "final_val_metric": final.get(f"val_{metric}") if metric else None,
+        "best_val_metric": best.get(f"val_{metric}") if metric else None,
+        "target_metric": target.get("metric"),
+        "target_value": target.get("value"),
+        "steps_to_target": target.get("step"),
+        "seconds_to_target": target.get("seconds"),
+        "diverged_step": summary.get("diverged_step"),
+        "total_steps": summary.get("total_steps"),
+        "step_time_ms": summary.get("step_time_ms"),
+        "batch_size": training.get("batch_size"),
+        "learning_rate": training.get("learning_rate"),
+    }
+    runs = pd.DataFrame([row])
+    return runs, {row["run_id"]: root}, [row["arm"]]
+
+
+def _read_all(run_dirs: dict[str, Path], name: str, keys: pd.DataFrame) -> pd.DataFrame:
+    frames = []
+    for run_id, run_dir in run_dirs.items():
+        path = run_dir / name
+        if not path.is_file():
+            continue  # failed runs have no history; diagnostics are optional
+        try:
+            frame = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            continue
+        except (pd.errors.ParserError, UnicodeDecodeError) as error:
+            raise SpecError(f"cannot read {str(path)!r}: {error}") from error
+        for column in frame.columns:
+            if column != "layer":
+                frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        frames.append(frame.assign(run_id=run_id))
+    if not frames:
+        return pd.DataFrame(columns=[*keys.columns, "step"])
+    data = pd.concat(frames, ignore_index=True).replace([np.inf, -np.inf], np.nan)
+    if "layer" in data:
+        data["layer"] = data["layer"].astype(str)
+    return data.merge(keys, on="run_id", how="left")
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read {str(path)!r}: {error}") from error
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float | int | np.number) else str(value)

@@ -1,0 +1,377 @@
+"""Training: a function of its spec that writes a run directory and returns the result.
+
+`train` seeds everything, builds the model, fits it with `model.fit` in chunks that end at the
+evaluation points, and records one history row per evaluation point. It never plots, prints
+tables, or reads other runs. Divergence is a result (status 'diverged'), not an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bnbench import rundir
+from bnbench.backend import activate, choose_backend
+from bnbench.config import RunSpec, TrainingSpec
+from bnbench.errors import SpecError
+from bnbench.registries import LOSSES, METRICS, OPTIMIZERS
+
+# (step, total_steps, loss or None) -> None; called from inside fit, so keep it cheap.
+ProgressHook = Callable[[int, int, float | None], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The length of a run in the one unit the code speaks: optimizer steps."""
+
+    total_steps: int
+    steps_per_epoch: int
+    eval_steps: tuple[int, ...]
+
+    @classmethod
+    def from_spec(cls, training: TrainingSpec, num_train: int) -> Plan:
+        """Convert epochs (or steps) and the evaluation cadence to steps, once.
+
+        Every batch is full: the data order runs on across epoch boundaries, so batch norm
+        always sees `batch_size` examples (a ragged last batch would change its statistics).
+        """
+        steps_per_epoch = max(1, math.ceil(num_train / training.batch_size))
+        if training.steps is not None:
+            total = training.steps
+        else:
+            total = max(1, math.ceil((training.epochs or 10.0) * num_train / training.batch_size))
+        every = training.eval_every or steps_per_epoch
+        points = list(range(every, total, every)) + [total]
+        return cls(total, steps_per_epoch, tuple(points))
+
+
+@dataclass
+class RunResult:
+    """What `train` returns: where the run lives and its summary."""
+
+    run_dir: Path
+    status: str
+    summary: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolved_config(spec: RunSpec) -> dict[str, Any]:
+    """The spec with every default filled in, as plain data."""
+    return spec.model_dump(mode="json")
+
+
+def batch_order(num_train: int, total_steps: int, batch_size: int, seed: int) -> np.ndarray:
+    """Indices of the examples of every step, one shuffled pass after another.
+
+    Depends only on the seed and the sizes, so paired runs of different arms (and different
+    backends) see exactly the same batches in the same order.
+    """
+    rng = np.random.default_rng(seed)
+    needed = total_steps * batch_size
+    passes = [rng.permutation(num_train) for _ in range(math.ceil(needed / num_train))]
+    return np.concatenate(passes)[:needed]
+
+
+class _StepMonitor:
+    """Counts steps inside a `fit` chunk and stops it at the first non-finite loss."""
+
+    def __init__(self, start: int, total: int, hook: ProgressHook | None) -> None:
+        self.step = start
+        self.total = total
+        self.hook = hook
+        self.diverged_at: int | None = None
+        self._last_report = 0.0
+
+    def on_batch_end(self, logs: dict[str, Any] | None) -> bool:
+        self.step += 1
+        loss = None if not logs or "loss" not in logs else float(logs["loss"])
+        if loss is not None and not math.isfinite(loss):
+            self.diverged_at = self.step
+            return True
+        now = time.perf_counter()
+        if self.hook is not None and now - self._last_report > 0.1:
+            self._last_report = now
+            self.hook(self.step, self.total, loss)
+        return False
+
+
+def _keras_callback(monitor: _StepMonitor) -> Any:
+    import keras
+
+    class StepCallback(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            if monitor.on_batch_end(logs):
+                self.model.stop_training = True
+
+    return StepCallback()
+
+
+def _optimizer(training: TrainingSpec, total_steps: int) -> Any:
+    import keras
+
+    schedule: Any = training.learning_rate
+    if training.schedule.kind == "step":
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            training.learning_rate, decay_steps=training.schedule.decay_every,
+            decay_rate=training.schedule.decay_rate, staircase=True,
+        )
+    elif training.schedule.kind == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(
+            training.learning_rate, decay_steps=total_steps, alpha=training.schedule.alpha
+        )
+    name = OPTIMIZERS[training.optimizer]
+    if name == "SGD":
+        return keras.optimizers.SGD(schedule, momentum=training.momentum, nesterov=training.nesterov)
+    if name == "RMSprop":
+        return keras.optimizers.RMSprop(schedule, momentum=training.momentum)
+    return keras.optimizers.Adam(schedule)
+
+
+def loss_and_metrics(training: TrainingSpec, task: str) -> tuple[str, list[str]]:
+    """The loss and metric names, with the task's defaults filled in."""
+    default_loss = "sparse_categorical_crossentropy" if task == "classification" else "mse"
+    default_metrics = ["accuracy"] if task == "classification" else ["mae"]
+    return training.loss or default_loss, list(training.metrics or default_metrics)
+
+
+def _check_target(training: TrainingSpec, metrics: list[str]) -> None:
+    if training.target_metric is None:
+        return
+    valid = [f"{split}_{m}" for split in ("val", "train") for m in ["loss", *metrics]]
+    if training.target_metric not in valid:
+        raise SpecError(
+            f"training.target_metric: {training.target_metric!r} is not recorded; "
+            f"available: {', '.join(valid)}"
+        )
+
+
+def lower_is_better(name: str) -> bool:
+    """Whether smaller values of a recorded quantity are better (losses and errors)."""
+    return name.endswith(("loss", "mae", "mse"))
+
+
+def _reached(name: str, value: float, target: float) -> bool:
+    return value <= target if lower_is_better(name) else value >= target
+
+
+def train(
+    spec: RunSpec,
+    run_dir: Path,
+    *,
+    save_model: bool = True,
+    progress: ProgressHook | None = None,
+) -> RunResult:
+    """Train one run and write its directory.
+
+    Args:
+        spec: the validated run spec.
+        run_dir: where to write; created if missing; must not hold a finished run.
+        save_model: also write `model.keras`.
+        progress: called with (step, total_steps, loss) during training.
+
+    Returns:
+        The result, whose status is 'completed' or 'diverged'.
+
+    Raises:
+        SpecError: the spec cannot be trained (data missing, blocks not fitting). Nothing is
+            written in that case.
+        KeyboardInterrupt: re-raised after marking the directory incomplete.
+    """
+    backend = choose_backend(spec)
+    activate(backend)
+    from bnbench.data import load_dataset
+    from bnbench.models import build_model, parameter_counts
+
+    import keras
+
+    data = load_dataset(spec.dataset, spec.seed)
+    loss_name, metric_names = loss_and_metrics(spec.training, data.task)
+    _check_target(spec.training, metric_names)
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(spec.seed)
+    if spec.training.deterministic and backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    model = build_model(spec.model, data.input_shape, data.output_units, data.task)
+    plan = Plan.from_spec(spec.training, len(data.x_train))
+
+    # From here on the directory exists; the marker says so until the summary is written.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.atomic_write_text(run_dir / rundir.INCOMPLETE, "started\n")
+    resolved = resolved_config(spec)
+    rundir.write_yaml(run_dir / rundir.CONFIG, resolved)
+    started = time.time()
+    try:
+        return _fit(spec, run_dir, model, data, plan, loss_name, metric_names, backend,
+                    resolved, save_model, progress, parameter_counts(model), started)
+    except KeyboardInterrupt:
+        rundir.atomic_write_text(run_dir / rundir.INCOMPLETE, "interrupted by the user\n")
+        raise
+    except SpecError:
+        raise
+    except Exception as err:
+        rundir.atomic_write_text(run_dir / rundir.TRACEBACK, traceback.format_exc())
+        summary = _base_summary(spec, run_dir, backend, resolved, plan, started)
+        summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+        rundir.write_json(run_dir / rundir.SUMMARY, summary)
+        (run_dir / rundir.INCOMPLETE).unlink(missing_ok=True)
+        raise
+
+
+def _base_summary(
+    spec: RunSpec, run_dir: Path, backend: str, resolved: dict[str, Any], plan: Plan,
+    started: float,
+) -> dict[str, Any]:
+    from bnbench.environment import library_versions
+
+    return {
+        "run_id": run_dir.name,
+        "name": spec.name,
+        "status": "running",
+        "seed": spec.seed,
+        "backend": backend,
+        "config_hash": rundir.config_hash(resolved),
+        "total_steps": plan.total_steps,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "batch_size": spec.training.batch_size,
+        "learning_rate": spec.training.learning_rate,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "versions": library_versions(),
+    }
+
+
+def _fit(
+    spec: RunSpec, run_dir: Path, model: Any, data: Any, plan: Plan, loss_name: str,
+    metric_names: list[str], backend: str, resolved: dict[str, Any], save_model: bool,
+    progress: ProgressHook | None, params: dict[str, int], started: float,
+) -> RunResult:
+    import keras
+
+    from bnbench.diagnostics import make_recorder
+
+    training = spec.training
+    model.compile(
+        optimizer=_optimizer(training, plan.total_steps),
+        loss=LOSSES[loss_name],
+        metrics=[METRICS[m] for m in metric_names],
+    )
+    order = batch_order(len(data.x_train), plan.total_steps, training.batch_size, spec.seed)
+    probe = order[: spec.diagnostics.probe_size]
+    recorder = make_recorder(
+        spec.diagnostics, model, data.x_train[probe], data.y_train[probe],
+        keras.losses.get(LOSSES[loss_name]), metric_names[0] if metric_names[0] == "accuracy" else None, run_dir,
+    )
+    stops = set(plan.eval_steps)
+    if recorder is not None:
+        stops |= set(recorder.steps(plan.total_steps, list(plan.eval_steps)))
+        if 0 in stops:
+            recorder.record(0)
+    stops.discard(0)
+
+    history: list[dict[str, Any]] = []
+    columns = ["step", "epoch", "examples_seen", "wall_seconds", "train_loss"]
+    columns += [f"train_{m}" for m in metric_names] + ["val_loss"]
+    columns += [f"val_{m}" for m in metric_names]
+    monitor = _StepMonitor(0, plan.total_steps, progress)
+    callback = _keras_callback(monitor)
+    chunk_times: list[float] = []
+    target_step = target_seconds = None
+    step = 0
+    t0 = time.perf_counter()
+    for stop in sorted(stops):
+        idx = order[step * training.batch_size : stop * training.batch_size]
+        fit_start = time.perf_counter()
+        logs = model.fit(
+            data.x_train[idx], data.y_train[idx], batch_size=training.batch_size, epochs=1,
+            shuffle=False, verbose=0, callbacks=[callback],
+        ).history
+        chunk_times.append((time.perf_counter() - fit_start) / max(1, stop - step))
+        step = monitor.step
+        if monitor.diverged_at is not None:
+            break
+        if recorder is not None:
+            recorder.record(step)
+        if step not in plan.eval_steps:
+            continue
+        val = model.evaluate(data.x_val, data.y_val, batch_size=max(256, training.batch_size),
+                             verbose=0, return_dict=True)
+        row = {
+            "step": step,
+            "epoch": step / plan.steps_per_epoch,
+            "examples_seen": step * training.batch_size,
+            "wall_seconds": time.perf_counter() - t0,
+            "train_loss": logs["loss"][-1],
+            "val_loss": val["loss"],
+        }
+        for m in metric_names:
+            row[f"train_{m}"] = logs[m][-1]
+            row[f"val_{m}"] = val[m]
+        history.append(row)
+        rundir.write_csv(run_dir / rundir.HISTORY, history, columns)
+        if not math.isfinite(float(val["loss"])):
+            monitor.diverged_at = step
+            break
+        name = training.target_metric
+        if name and target_step is None and _reached(name, float(row[name]), training.target_value or 0.0):
+            target_step, target_seconds = step, row["wall_seconds"]
+    if progress is not None:
+        progress(monitor.step, plan.total_steps, history[-1]["train_loss"] if history else None)
+
+    if recorder is not None:
+        recorder.finish()
+    summary = _base_summary(spec, run_dir, backend, resolved, plan, started)
+    diverged = monitor.diverged_at is not None
+    summary["status"] = "diverged" if diverged else "completed"
+    summary["diverged_step"] = monitor.diverged_at
+    summary["steps_done"] = monitor.step
+    summary["metric"] = metric_names[0] if metric_names else None
+    summary["metrics"] = metric_names
+    final: dict[str, Any] = {}
+    if not diverged:
+        test = model.evaluate(data.x_test, data.y_test, batch_size=max(256, training.batch_size),
+                              verbose=0, return_dict=True)
+        final = {f"test_{k}": float(v) for k, v in test.items() if k != "compile_metrics"}
+    if history:
+        final.update({k: float(v) for k, v in history[-1].items() if k.startswith("val_")})
+    summary["final"] = final
+    summary["best"] = _best(history, metric_names)
+    summary["target"] = {
+        "metric": training.target_metric, "value": training.target_value,
+        "step": target_step, "seconds": target_seconds,
+    }
+    summary["params"] = params
+    steady = chunk_times[1:] if len(chunk_times) > 1 else chunk_times
+    summary["step_time_ms"] = float(np.median(steady)) * 1000 if steady else None
+    summary["train_seconds"] = time.perf_counter() - t0
+    summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    if not history:
+        rundir.write_csv(run_dir / rundir.HISTORY, [], columns)
+    if save_model and not diverged:
+        _save_model(model, run_dir / rundir.MODEL)
+    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    (run_dir / rundir.INCOMPLETE).unlink(missing_ok=True)
+    return RunResult(run_dir, summary["status"], summary, history)
+
+
+def _best(history: list[dict[str, Any]], metric_names: list[str]) -> dict[str, Any]:
+    name = f"val_{metric_names[0]}" if metric_names else "val_loss"
+    values = [(float(row[name]), row["step"]) for row in history if math.isfinite(float(row[name]))]
+    if not values:
+        return {name: None, "step": None}
+    pick = min if lower_is_better(name) else max
+    value, step = pick(values)
+    return {name: value, "step": step}
+
+
+def _save_model(model: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    tmp.replace(path)

@@ -1,0 +1,370 @@
+"""Tests for bnbench.diagnostics on tiny hand-built models that follow the block naming contract."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pydantic
+import pytest
+from keras import layers
+
+from bnbench.diagnostics import DiagnosticsSpec, make_recorder
+
+ALL_ON = {
+    "activation_percentiles": {"layers": ["block1", "block2"], "every": 1},
+    "bn_statistics": True,
+    "train_inference_gap": True,
+    "gradient_norms": True,
+}
+
+
+def _dense_model(dropout: float = 0.0) -> keras.Model:
+    """Input(4) → block1 dense/BN/relu (+dropout) → block2 dense/relu → softmax head of 3."""
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            layers.Dense(4, use_bias=False, name="block1_dense"),
+            layers.BatchNormalization(name="block1_norm"),
+            layers.Activation("relu", name="block1_act"),
+            *([layers.Dropout(dropout, name="block1_dropout")] if dropout else []),
+            layers.Dense(5, name="block2_dense"),
+            layers.Activation("tanh", name="block2_act"),
+            layers.Dense(3, activation="softmax", name="head"),
+        ]
+    )
+    _set_weights(model, seed=0)
+    return model
+
+
+def _set_weights(model: keras.Model, seed: int) -> None:
+    """Deterministic non-trivial weights, including moving statistics unlike any batch's."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        for variable in layer.weights:
+            name = variable.path.rsplit("/", 1)[-1]
+            low, high = (0.5, 1.5) if name in ("moving_variance", "gamma") else (-0.5, 0.5)
+            variable.assign(rng.uniform(low, high, variable.shape).astype("float32"))
+
+
+def _probe(size: int = 64, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(size, 4)).astype("float32"), rng.integers(0, 3, size)
+
+
+def _recorder(spec: dict, model: keras.Model, tmp_path: Path, **kwargs):
+    x, y = kwargs.pop("probe", _probe())
+    kwargs.setdefault("loss_fn", keras.losses.SparseCategoricalCrossentropy())
+    kwargs.setdefault("metric_name", "accuracy")
+    recorder = make_recorder(DiagnosticsSpec(**spec), model, x, y, run_dir=tmp_path, **kwargs)
+    assert recorder is not None
+    return recorder
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _snapshot(model: keras.Model) -> list[bytes]:
+    return [keras.ops.convert_to_numpy(v.value).tobytes() for v in model.variables]
+
+
+def test_make_recorder_returns_none_when_everything_is_off(tmp_path: Path) -> None:
+    x, y = _probe()
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    assert make_recorder(DiagnosticsSpec(), _dense_model(), x, y, loss, "accuracy", tmp_path) is None
+    assert make_recorder(None, _dense_model(), x, y, loss, "accuracy", tmp_path) is None
+    assert DiagnosticsSpec().probe_size == 256
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"activation_percentiles": {"every": 0}},
+        {"activation_percentiles": {"percentiles": [15, 150]}},
+        {"activation_percentiles": {"percentiles": [0, 50]}},
+        {"activation_percentiles": {"percentiles": []}},
+        {"activation_percentiles": {"percentiles": [50, 50]}},
+        {"activation_percentiles": {"layers": []}},
+        {"activation_percentiles": {"evry": 10}},
+        {"probe_size": 0},
+        {"gradient_norm": True},
+    ],
+)
+def test_spec_rejects_invalid_values(raw: dict) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        DiagnosticsSpec.model_validate(raw)
+
+
+def test_unknown_block_raises_value_error_listing_available_blocks(tmp_path: Path) -> None:
+    spec = {"activation_percentiles": {"layers": ["block1", "block7"]}}
+    with pytest.raises(ValueError, match=r"\['block7'\].*block1, block2"):
+        _recorder(spec, _dense_model(), tmp_path)
+
+
+def test_unknown_metric_name_raises(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'top5'"):
+        _recorder({"gradient_norms": True}, _dense_model(), tmp_path, metric_name="top5")
+
+
+def test_percentiles_reproduce_numpy_on_identity_layer(tmp_path: Path) -> None:
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            layers.Dense(4, kernel_initializer="identity", name="block1_dense"),
+            layers.Activation("sigmoid", name="block1_act"),
+            layers.Dense(3, activation="softmax", name="head"),
+        ]
+    )
+    x, y = _probe(size=256)
+    spec = {"activation_percentiles": {"every": 5, "percentiles": [2.5, 50, 85]}}
+    recorder = _recorder(spec, model, tmp_path, probe=(x, y))
+    assert recorder.steps(12, [12]) == {0, 5, 10}
+    recorder.record(0)
+    recorder.record(3)  # not scheduled: ignored
+    recorder.finish()
+    columns, rows = _read_csv(tmp_path / "diagnostics" / "activation_percentiles.csv")
+    assert columns == ["step", "layer", "p2.5", "p50", "p85"]
+    assert [(r["step"], r["layer"]) for r in rows] == [("0", "block1")]
+    got = [float(rows[0][c]) for c in columns[2:]]
+    np.testing.assert_allclose(got, np.percentile(x, [2.5, 50, 85]), rtol=1e-6)
+
+
+def test_default_block_is_last_with_activation(tmp_path: Path) -> None:
+    recorder = _recorder({"activation_percentiles": {}}, _dense_model(), tmp_path)
+    recorder.steps(0, [])
+    recorder.record(0)
+    recorder.finish()
+    _, rows = _read_csv(tmp_path / "diagnostics" / "activation_percentiles.csv")
+    assert [r["layer"] for r in rows] == ["block2"]
+    # tanh pre-activation of block2 recomputed in training mode by hand.
+    x, _ = _probe()
+    model = _dense_model()
+    pre_activation = keras.Sequential(model.layers[:4])(x, training=True)
+    expected = np.percentile(keras.ops.convert_to_numpy(pre_activation), [15, 50, 85])
+    np.testing.assert_allclose([float(rows[0][c]) for c in ("p15", "p50", "p85")], expected, rtol=1e-5)
+
+
+def _identity_bn_model(x_shape: tuple[int, ...], conv: bool) -> keras.Model:
+    channels = x_shape[-1]
+    linear = (
+        layers.Conv2D(channels, 1, use_bias=False, name="block1_conv")
+        if conv
+        else layers.Dense(channels, use_bias=False, name="block1_dense")
+    )
+    model = keras.Sequential(
+        [
+            keras.Input(x_shape),
+            linear,
+            layers.BatchNormalization(name="block1_norm"),
+            layers.Activation("relu", name="block1_act"),
+            *([layers.GlobalAveragePooling2D(name="block2_gap")] if conv else []),
+            layers.Dense(3, activation="softmax", name="head"),
+        ]
+    )
+    linear.kernel.assign(np.eye(channels).reshape(linear.kernel.shape))
+    return model
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["dense", "conv2d"])
+def test_bn_statistics_gaps(tmp_path: Path, conv: bool) -> None:
+    shape = (3, 3, 2) if conv else (4,)
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(32, *shape)) * 2 + 1).astype("float32")
+    y = rng.integers(0, 3, 32)
+    model = _identity_bn_model(shape, conv)
+    norm = model.get_layer("block1_norm")
+    axes = tuple(range(x.ndim - 1))
+    batch_mean, batch_var = x.mean(axis=axes), x.var(axis=axes)
+    recorder = _recorder({"bn_statistics": True}, model, tmp_path, probe=(x, y))
+    recorder.steps(10, [10])
+    norm.moving_mean.assign(batch_mean)
+    norm.moving_variance.assign(batch_var)
+    recorder.record(0)
+    norm.moving_mean.assign(np.zeros_like(batch_mean))
+    norm.moving_variance.assign(np.ones_like(batch_var))
+    gamma = np.arange(1, shape[-1] + 1, dtype="float32")
+    norm.gamma.assign(gamma)
+    recorder.record(10)
+    recorder.finish()
+    columns, rows = _read_csv(tmp_path / "diagnostics" / "bn_statistics.csv")
+    assert columns == [
+        "step", "layer", "moving_mean_mean", "moving_mean_std", "moving_var_mean",
+        "gamma_mean", "gamma_std", "beta_mean", "beta_std", "batch_mean_gap", "batch_var_gap",
+    ]  # fmt: skip
+    matched, moved = ({k: float(v) for k, v in r.items() if k != "layer"} for r in rows)
+    assert rows[0]["layer"] == "block1_norm"
+    assert matched["batch_mean_gap"] == pytest.approx(0, abs=1e-5)
+    assert matched["batch_var_gap"] == pytest.approx(0, abs=1e-4)
+    assert matched["moving_var_mean"] == pytest.approx(batch_var.mean(), rel=1e-6)
+    assert moved["step"] == 10
+    assert moved["batch_mean_gap"] == pytest.approx(np.abs(batch_mean).mean(), rel=1e-5)
+    assert moved["batch_var_gap"] == pytest.approx(np.abs(batch_var - 1).mean(), rel=1e-5)
+    assert moved["gamma_mean"] == pytest.approx(gamma.mean())
+    assert moved["gamma_std"] == pytest.approx(gamma.std())
+    assert (moved["beta_mean"], moved["beta_std"], moved["moving_mean_std"]) == (0, 0, 0)
+
+
+def test_train_inference_gap_matches_direct_computation(tmp_path: Path) -> None:
+    model = _dense_model()
+    x, y = _probe()
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    recorder = _recorder({"train_inference_gap": True}, model, tmp_path, probe=(x, y))
+    recorder.steps(10, [10])
+    recorder.record(0)
+    recorder.finish()
+    columns, rows = _read_csv(tmp_path / "diagnostics" / "train_inference_gap.csv")
+    assert columns == [
+        "step", "train_mode_loss", "inference_mode_loss", "train_mode_metric",
+        "inference_mode_metric",
+    ]  # fmt: skip
+    got = {k: float(v) for k, v in rows[0].items()}
+    for mode, training in (("inference", False), ("train", True)):  # training=True updates BN
+        probs = keras.ops.convert_to_numpy(model(x, training=training))
+        expected_loss = float(loss_fn(y, probs))
+        assert got[f"{mode}_mode_loss"] == pytest.approx(expected_loss, rel=1e-5)
+        assert got[f"{mode}_mode_metric"] == pytest.approx(np.mean(probs.argmax(-1) == y))
+    assert got["train_mode_loss"] != pytest.approx(got["inference_mode_loss"])
+
+
+def test_train_inference_gap_regression_leaves_metric_empty(tmp_path: Path) -> None:
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            layers.Dense(3, name="block1_dense"),
+            layers.Activation("relu", name="block1_act"),
+            layers.Dense(1, name="head"),
+        ]
+    )
+    x, _ = _probe()
+    spec = {"train_inference_gap": True}
+    recorder = _recorder(
+        spec, model, tmp_path, probe=(x, x[:, :1]), loss_fn=keras.losses.MeanSquaredError(),
+        metric_name=None,
+    )  # fmt: skip
+    recorder.steps(1, [1])
+    recorder.record(1)
+    recorder.finish()
+    _, rows = _read_csv(tmp_path / "diagnostics" / "train_inference_gap.csv")
+    assert rows[0]["train_mode_metric"] == rows[0]["inference_mode_metric"] == ""
+    assert float(rows[0]["train_mode_loss"]) == pytest.approx(float(rows[0]["inference_mode_loss"]))
+
+
+def test_gradient_norms_match_gradient_tape(tmp_path: Path) -> None:
+    model = _dense_model()
+    x, y = _probe()
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    recorder = _recorder({"gradient_norms": True}, model, tmp_path, probe=(x, y))
+    recorder.steps(4, [2, 4])
+    recorder.record(2)
+    recorder.finish()
+    columns, rows = _read_csv(tmp_path / "diagnostics" / "gradient_norms.csv")
+    assert columns == ["step", "layer", "grad_norm"]
+    got = {r["layer"]: float(r["grad_norm"]) for r in rows}
+    assert set(got) == {"block1_dense", "block1_norm", "block2_dense", "head"}
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    by_path = {v.path: g.numpy() for v, g in zip(model.trainable_variables, grads, strict=True)}
+    for layer_name, norm in got.items():
+        squares = sum(np.sum(g**2) for p, g in by_path.items() if f"/{layer_name}/" in p)
+        assert norm == pytest.approx(np.sqrt(squares), rel=1e-5)
+
+
+def test_record_leaves_every_variable_bit_identical(tmp_path: Path) -> None:
+    model = _dense_model(dropout=0.5)
+    assert any("seed_generator" in v.path for v in model.non_trainable_variables)
+    before = _snapshot(model)
+    recorder = _recorder(ALL_ON, model, tmp_path)
+    recorder.steps(1, [1])
+    recorder.record(0)
+    recorder.record(0)
+    recorder.finish()
+    assert _snapshot(model) == before
+    # The dropout seed state was not advanced, so repeating a record repeats its numbers.
+    for name in ("activation_percentiles", "bn_statistics", "gradient_norms"):
+        _, rows = _read_csv(tmp_path / "diagnostics" / f"{name}.csv")
+        half = len(rows) // 2
+        assert rows[:half] == rows[half:]
+
+
+def test_finish_writes_one_csv_per_diagnostic_and_no_temp_files(tmp_path: Path) -> None:
+    recorder = _recorder(ALL_ON, _dense_model(), tmp_path)
+    assert recorder.steps(6, [3, 6]) == {0, 1, 2, 3, 4, 5, 6}
+    for step in (0, 1, 3):
+        recorder.record(step)
+    recorder.finish()
+    files = sorted(p.name for p in (tmp_path / "diagnostics").iterdir())
+    assert files == [f"{n}.csv" for n in sorted(ALL_ON)]
+    steps = {n: [r["step"] for r in _read_csv(tmp_path / "diagnostics" / f"{n}.csv")[1]]
+             for n in ALL_ON}  # fmt: skip
+    assert steps["activation_percentiles"] == ["0", "0", "1", "1", "3", "3"]
+    assert steps["bn_statistics"] == ["0", "3"]
+    assert steps["train_inference_gap"] == ["0", "3"]
+    assert steps["gradient_norms"] == ["0"] * 4 + ["3"] * 4
+
+
+def test_module_imports_without_keras() -> None:
+    code = "import sys, bnbench.diagnostics; assert 'keras' not in sys.modules, 'keras imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_JAX_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import keras, numpy as np
+    sys.path.insert(0, sys.argv[2])
+    from test_diagnostics import ALL_ON, _dense_model, _probe, _snapshot
+    from bnbench.diagnostics import DiagnosticsSpec, make_recorder
+
+    assert keras.backend.backend() == "jax"
+    model = _dense_model()
+    x, y = _probe()
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    spec = DiagnosticsSpec(**ALL_ON)
+    recorder = make_recorder(spec, model, x, y, loss, "accuracy", sys.argv[1])
+    before = _snapshot(model)
+    recorder.steps(1, [1])
+    recorder.record(0)
+    recorder.finish()
+    print(json.dumps({"unchanged": _snapshot(model) == before}))
+    """
+)
+
+
+def test_jax_backend_matches_tensorflow(tmp_path: Path) -> None:
+    tests_dir = str(Path(__file__).parent)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    jax_dir, tf_dir = tmp_path / "jax", tmp_path / "tf"
+    result = subprocess.run(
+        [sys.executable, "-c", _JAX_SCRIPT, str(jax_dir), tests_dir],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"unchanged": True}
+    recorder = _recorder(ALL_ON, _dense_model(), tf_dir)
+    recorder.steps(1, [1])
+    recorder.record(0)
+    recorder.finish()
+    for name in ALL_ON:
+        jax_columns, jax_rows = _read_csv(jax_dir / "diagnostics" / f"{name}.csv")
+        tf_columns, tf_rows = _read_csv(tf_dir / "diagnostics" / f"{name}.csv")
+        assert jax_columns == tf_columns
+        assert [r.get("layer") for r in jax_rows] == [r.get("layer") for r in tf_rows]
+        numbers = [c for c in tf_columns if c not in ("step", "layer")]
+        for jax_row, tf_row in zip(jax_rows, tf_rows, strict=True):
+            np.testing.assert_allclose(
+                [float(jax_row[c]) for c in numbers], [float(tf_row[c]) for c in numbers],
+                rtol=1e-4, atol=1e-6, err_msg=name,
+            )  # fmt: skip

@@ -1,0 +1,253 @@
+"""Plots render from a hand-written results tree: no training, no Keras."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from matplotlib.image import imread
+
+from bnbench.errors import SpecError
+from bnbench.plots import DPI, render_plots
+from bnbench.results_tree import load_results_tree
+
+ARMS = ("batch_norm", "no_norm", "exploding")
+LEARNING_RATES = (0.01, 0.1)
+STEPS = np.arange(0, 220, 20)
+DIVERGED_STEP = 80
+TARGET = 0.9
+
+
+def _history(arm: str, learning_rate: float, seed: int, metric: str | None) -> pd.DataFrame:
+    rate = {"batch_norm": 0.03, "no_norm": 0.01, "exploding": 0.02}[arm] * (1 + 5 * learning_rate)
+    noise = np.random.default_rng(seed).normal(0, 0.02, len(STEPS))
+    frame = pd.DataFrame({"step": STEPS, "epoch": STEPS / 50, "examples_seen": STEPS * 32})
+    frame["wall_seconds"] = STEPS * 0.01
+    frame["train_loss"] = 2.3 * np.exp(-rate * STEPS) + 0.05 + noise
+    frame["val_loss"] = frame["train_loss"] * 1.1
+    if metric:
+        frame[f"train_{metric}"] = 1 - 0.9 * np.exp(-rate * STEPS) + noise / 2
+        frame[f"val_{metric}"] = frame[f"train_{metric}"] - 0.01
+    if arm == "exploding":
+        after = frame["step"] > DIVERGED_STEP
+        frame.loc[frame["step"] == DIVERGED_STEP, "train_loss"] = 1e6
+        frame.loc[after, "train_loss"] = np.inf
+        frame.loc[after, [c for c in frame.columns if c.startswith(("val_", "train_"))]] = np.nan
+    elif seed == 1:
+        frame.loc[3, "val_loss"] = np.nan  # a NaN in the middle of a healthy run
+    return frame
+
+
+def _percentiles(arm: str, seed: int) -> pd.DataFrame:
+    rows = []
+    for layer in ("dense_1", "dense_2"):
+        drift = 0.0 if arm == "batch_norm" else 0.01
+        for step in STEPS:
+            centre = drift * step + 0.1 * seed
+            rows.append((step, layer, centre - 1, centre, centre + 1 + drift * step))
+    return pd.DataFrame(rows, columns=["step", "layer", "p15", "p50", "p85"])
+
+
+def write_results_tree(
+    root: Path, metric: str | None = "accuracy", seeds: tuple[int, ...] = (0, 1)
+) -> Path:
+    """An ablation of three arms over a learning-rate grid; `exploding` always diverges."""
+    root.mkdir(parents=True)
+    target_metric = f"val_{metric}" if metric else "val_loss"
+    target_value = TARGET if metric else 0.3
+    spec = {
+        "name": "bn_vs_none",
+        "arms": {arm: {} for arm in ARMS},
+        "grid": {"training.learning_rate": list(LEARNING_RATES)},
+        "seeds": list(seeds),
+        "reference": "no_norm",
+    }
+    (root / "ablation.yaml").write_text(yaml.safe_dump(spec))
+    rows = []
+    for arm in ARMS:
+        for learning_rate in LEARNING_RATES:
+            for seed in seeds:
+                run_id = f"{arm}-lr{learning_rate}-s{seed}"
+                run_dir = root / "runs" / run_id
+                (run_dir / "diagnostics").mkdir(parents=True)
+                failed = arm == "no_norm" and learning_rate == 0.01 and seed == 1
+                status = "diverged" if arm == "exploding" else "failed" if failed else "completed"
+                config = {"name": arm, "seed": seed,
+                          "training": {"learning_rate": learning_rate, "batch_size": 32}}  # fmt: skip
+                (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+                row = _run(run_dir, run_id, arm, learning_rate, seed, status, metric)
+                row.update(target_metric=target_metric, target_value=target_value)
+                rows.append(row)
+    pd.DataFrame(rows).to_csv(root / "runs.csv", index=False)
+    return root
+
+
+def _run(
+    run_dir: Path, run_id: str, arm: str, learning_rate: float, seed: int, status: str,
+    metric: str | None,
+) -> dict[str, object]:  # fmt: skip
+    row: dict[str, object] = {"run_id": run_id, "arm": arm, "seed": seed, "status": status,
+                              "backend": "jax", "grid.training.learning_rate": learning_rate,
+                              "metric": metric or "", "batch_size": 32,
+                              "learning_rate": learning_rate}  # fmt: skip
+    summary: dict[str, object] = {"run_id": run_id, "name": arm, "status": status,
+                                  "metric": metric, "seed": seed}  # fmt: skip
+    if status == "failed":
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        return row
+    history = _history(arm, learning_rate, seed, metric)
+    history.to_csv(run_dir / "history.csv", index=False)
+    last = history.iloc[-1]
+    column = f"val_{metric}" if metric else "val_loss"
+    hit = history["step"][history[column] >= TARGET] if metric else history["step"][history[column] <= 0.3]  # noqa: E501
+    row.update(
+        final_test_loss=last["val_loss"], final_test_metric=last.get(column) if metric else None,
+        steps_to_target=None if hit.empty or status == "diverged" else int(hit.iloc[0]),
+        diverged_step=DIVERGED_STEP if status == "diverged" else None, total_steps=int(STEPS[-1]),
+    )  # fmt: skip
+    summary.update(
+        diverged_step=row["diverged_step"], total_steps=row["total_steps"],
+        final={"test_loss": row["final_test_loss"], f"test_{metric}": row["final_test_metric"]},
+        target={"metric": column, "value": TARGET, "step": row["steps_to_target"], "seconds": None},
+    )  # fmt: skip
+    (run_dir / "summary.json").write_text(json.dumps(summary, allow_nan=True))
+    if arm != "exploding":
+        _percentiles(arm, seed).to_csv(run_dir / "diagnostics/activation_percentiles.csv", index=False)  # noqa: E501
+    if arm == "batch_norm":
+        gap = pd.DataFrame({"step": STEPS, "train_mode_loss": history["train_loss"],
+                            "inference_mode_loss": history["train_loss"] * 1.2 + 0.05})  # fmt: skip
+        if metric:
+            gap["train_mode_metric"] = history[f"train_{metric}"]
+            gap["inference_mode_metric"] = history[f"train_{metric}"] - 0.05
+        gap.to_csv(run_dir / "diagnostics/train_inference_gap.csv", index=False)
+        stats = pd.DataFrame({"step": np.tile(STEPS, 2), "layer": ["bn_1"] * 11 + ["bn_2"] * 11})
+        for i, name in enumerate(["moving_mean_mean", "moving_mean_std", "moving_var_mean",
+                                  "gamma_mean", "gamma_std", "beta_mean", "beta_std",
+                                  "batch_mean_gap", "batch_var_gap"]):  # fmt: skip
+            stats[name] = np.tile(np.log1p(STEPS) * 0.1 * (i + 1), 2) + seed * 0.01
+        stats.to_csv(run_dir / "diagnostics/bn_statistics.csv", index=False)
+    return row
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return write_results_tree(tmp_path / "ablation")
+
+
+def _check_png(path: Path) -> None:
+    image = imread(path)
+    height, width = image.shape[:2]
+    assert 6 * DPI <= width <= 10 * DPI + 1, (path.name, width)
+    assert 2 * DPI <= height <= 12 * DPI, (path.name, height)
+    assert image[..., :3].std() > 0.01, f"{path.name} is blank"
+
+
+EXPECTED = {
+    "learning_curves_step.png",
+    "learning_curves_epoch.png",
+    "time_to_target.png",
+    "lr_sensitivity.png",
+    "activation_percentiles.png",
+    "train_inference_gap.png",
+    "bn_statistics.png",
+    "overview.png",
+}
+
+
+def test_every_figure_renders_and_is_indexed(tree: Path) -> None:
+    written = render_plots(tree)
+    assert {p.name for p in written} == EXPECTED
+    for path in written:
+        assert path.parent == tree / "plots"
+        _check_png(path)
+    index = (tree / "plots" / "index.md").read_text()
+    for name in EXPECTED:
+        assert f"[{name}]" in index
+    assert "failed run(s): no_norm-lr0.01-s1" in index
+
+
+def test_log_loss_and_minmax_band(tree: Path) -> None:
+    written = render_plots(tree, log_loss=True, band="minmax")
+    assert {p.name for p in written} == EXPECTED
+
+
+@pytest.mark.parametrize(("fmt", "magic"), [("svg", b"<?xml"), ("pdf", b"%PDF")])
+def test_vector_formats(tree: Path, fmt: str, magic: bytes) -> None:
+    written = render_plots(tree, fmt=fmt)
+    assert len(written) == len(EXPECTED)
+    for path in written:
+        assert path.suffix == f".{fmt}"
+        assert path.read_bytes().startswith(magic)
+
+
+def test_bad_format_and_band_are_rejected(tree: Path) -> None:
+    with pytest.raises(ValueError, match="'jpeg'.*png, svg, pdf"):
+        render_plots(tree, fmt="jpeg")
+    with pytest.raises(ValueError, match="'iqr'"):
+        render_plots(tree, band="iqr")
+
+
+def test_not_a_results_tree_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=str(tmp_path)):
+        render_plots(tmp_path)
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ValueError, match="nowhere.*does not exist"):
+        render_plots(missing)
+
+
+def test_empty_runs_csv_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "runs.csv").write_text("run_id,arm,seed,status\n")
+    with pytest.raises(SpecError, match="lists no runs"):
+        render_plots(tmp_path)
+
+
+def test_single_run_directory(tree: Path) -> None:
+    run_dir = tree / "runs" / "batch_norm-lr0.1-s0"
+    loaded = load_results_tree(run_dir)
+    assert loaded.arms == ("batch_norm",)
+    assert loaded.metric == "accuracy"
+    assert loaded.runs["learning_rate"].iloc[0] == 0.1
+    written = render_plots(run_dir)
+    assert "learning_curves_step.png" in {p.name for p in written}
+    assert "lr_sensitivity.png" not in {p.name for p in written}
+    for path in written:
+        _check_png(path)
+
+
+def test_regression_without_metric_and_single_seed(tmp_path: Path) -> None:
+    root = write_results_tree(tmp_path / "regression", metric=None, seeds=(0,))
+    loaded = load_results_tree(root)
+    assert loaded.metric is None
+    assert loaded.score[0] == "final_test_loss"
+    written = render_plots(root)
+    assert "overview.png" in {p.name for p in written}
+    for path in written:
+        _check_png(path)
+
+
+def test_tree_reading(tree: Path) -> None:
+    loaded = load_results_tree(tree)
+    assert loaded.arms == ARMS
+    assert loaded.grid_keys == ("training.learning_rate",)
+    assert loaded.cells == ("lr=0.01", "lr=0.1")
+    assert loaded.varies("training.learning_rate")
+    assert not loaded.varies("training.batch_size")
+    assert not np.isinf(loaded.histories["train_loss"]).any()
+    # The failed run has no history; every other run does.
+    assert loaded.histories["run_id"].nunique() == len(loaded.runs) - 1
+    best = loaded.best_cells()
+    assert best["batch_norm"] == "lr=0.1"
+    assert best["exploding"] in loaded.cells  # all diverged: any cell, no crash
+    assert loaded.runs.loc[loaded.runs["arm"] == "exploding", "steps_to_target"].isna().all()
+
+
+def test_all_failed_runs_render_without_data(tree: Path) -> None:
+    runs = pd.read_csv(tree / "runs.csv")
+    runs["status"] = "failed"
+    runs.to_csv(tree / "runs.csv", index=False)
+    written = render_plots(tree)
+    assert "overview.png" in {p.name for p in written}

@@ -71,7 +71,7 @@ def import_keras() -> None:
     Set BNBENCH_TF_LOGS=1 to see that log.
     """
     if "keras" in sys.modules or os.environ.get("BNBENCH_TF_LOGS") == "1":
-        import keras  # noqa: F401
+        import keras
 
         return
     with _stderr_silenced():
@@ -81,8 +81,13 @@ def import_keras() -> None:
 def limit_threads(threads: int) -> None:
     """Cap the math libraries of this process at `threads` threads (call before importing them)."""
     value = str(max(1, threads))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                 "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    for name in (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+        "TF_NUM_INTEROP_THREADS",
+    ):
         os.environ[name] = value
     flags = os.environ.get("XLA_FLAGS", "")
     if threads == 1 and "xla_cpu_multi_thread_eigen" not in flags:

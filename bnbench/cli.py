@@ -7,7 +7,6 @@ Nothing here imports Keras at module level, so `bnbench --help` is fast. User er
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -171,4 +170,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -248,7 +248,9 @@ def _blobs(spec: DatasetSpec) -> Arrays:
 
 def _npz(spec: DatasetSpec) -> Arrays:
     if spec.path is None:
-        raise SpecError("dataset 'npz' needs dataset.path: a .npz with x_train, y_train, x_test, y_test")
+        raise SpecError(
+            "dataset 'npz' needs dataset.path: a .npz with x_train, y_train, x_test, y_test"
+        )
     return _read_npz(Path(spec.path))
 
 
@@ -259,49 +261,98 @@ def _always() -> bool:
 REGISTRY: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(
         "keras.datasets.mnist (download, cached as datasets/mnist.npz)",
-        "classification", 10, 255.0, False,
-        _keras_dataset("mnist", lambda: _cache("mnist.npz"), _read_npz, _read_npz,
-                       _download_mnist, "mnist.npz"),
+        "classification",
+        10,
+        255.0,
+        False,
+        _keras_dataset(
+            "mnist", lambda: _cache("mnist.npz"), _read_npz, _read_npz, _download_mnist, "mnist.npz"
+        ),
         lambda: _cache("mnist.npz").exists(),
     ),
     "fashion_mnist": DatasetInfo(
         "keras.datasets.fashion_mnist (download, cached in datasets/fashion-mnist/)",
-        "classification", 10, 255.0, False,
-        _keras_dataset("fashion_mnist", lambda: _cache("fashion-mnist"), _read_idx_gz,
-                       _read_idx_gz, _download_fashion, "the four *-ubyte.gz files"),
+        "classification",
+        10,
+        255.0,
+        False,
+        _keras_dataset(
+            "fashion_mnist",
+            lambda: _cache("fashion-mnist"),
+            _read_idx_gz,
+            _read_idx_gz,
+            _download_fashion,
+            "the four *-ubyte.gz files",
+        ),
         lambda: _cache("fashion-mnist").exists(),
     ),
     "cifar10": DatasetInfo(
         "keras.datasets.cifar10 (download, cached in datasets/cifar-10-batches-py-target/)",
-        "classification", 10, 255.0, False,
-        _keras_dataset("cifar10", lambda: _cache("cifar-10-batches-py-target"), _cifar10,
-                       lambda p: _from_archive_or_dir(p, _cifar10), _download_cifar10,
-                       "the extracted cifar-10-batches-py folder"),
+        "classification",
+        10,
+        255.0,
+        False,
+        _keras_dataset(
+            "cifar10",
+            lambda: _cache("cifar-10-batches-py-target"),
+            _cifar10,
+            lambda p: _from_archive_or_dir(p, _cifar10),
+            _download_cifar10,
+            "the extracted cifar-10-batches-py folder",
+        ),
         lambda: _cache("cifar-10-batches-py-target").exists(),
     ),
     "cifar100": DatasetInfo(
         "keras.datasets.cifar100 (download, cached in datasets/cifar-100-python-target/)",
-        "classification", 100, 255.0, False,
-        _keras_dataset("cifar100", lambda: _cache("cifar-100-python-target"), _cifar100,
-                       lambda p: _from_archive_or_dir(p, _cifar100), _download_cifar100,
-                       "the extracted cifar-100-python folder"),
+        "classification",
+        100,
+        255.0,
+        False,
+        _keras_dataset(
+            "cifar100",
+            lambda: _cache("cifar-100-python-target"),
+            _cifar100,
+            lambda p: _from_archive_or_dir(p, _cifar100),
+            _download_cifar100,
+            "the extracted cifar-100-python folder",
+        ),
         lambda: _cache("cifar-100-python-target").exists(),
     ),
     "digits": DatasetInfo(
         "scikit-learn's bundled 8x8 digits (1,797 images; no download)",
-        "classification", 10, 16.0, True, _digits, _always,
+        "classification",
+        10,
+        16.0,
+        True,
+        _digits,
+        _always,
     ),
     "two_scale": DatasetInfo(
         "synthetic regression y = 2A + 3B + noise, A~U(1,10), B~U(1,200)",
-        "regression", None, 1.0, True, _two_scale, _always,
+        "regression",
+        None,
+        1.0,
+        True,
+        _two_scale,
+        _always,
     ),
     "blobs": DatasetInfo(
         "synthetic Gaussian blobs, 3 classes in 2-D",
-        "classification", 3, 1.0, True, _blobs, _always,
+        "classification",
+        3,
+        1.0,
+        True,
+        _blobs,
+        _always,
     ),
     "npz": DatasetInfo(
         "your own .npz (x_train, y_train, x_test, y_test) via dataset.path",
-        "classification", None, 1.0, True, _npz, _always,
+        "classification",
+        None,
+        1.0,
+        True,
+        _npz,
+        _always,
     ),
 }
 
@@ -335,7 +386,7 @@ def load_dataset(spec: DatasetSpec, seed: int) -> Dataset:
     if spec.validation_split == "test":
         x_val, y_val = x_test, y_test
     else:
-        held = int(round(len(x_train) * spec.validation_split))
+        held = round(len(x_train) * spec.validation_split)
         if held == 0 and spec.validation_split > 0:
             held = 1
         cut = len(x_train) - held
@@ -359,9 +410,7 @@ def _infer_task(y_train: np.ndarray, y_test: np.ndarray) -> tuple[str, int | Non
     return "regression", None
 
 
-def _normalize(
-    spec: DatasetSpec, info: DatasetInfo, *arrays: np.ndarray
-) -> tuple[np.ndarray, ...]:
+def _normalize(spec: DatasetSpec, info: DatasetInfo, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     if spec.normalize == "scale":
         return tuple(a / np.float32(info.max_value) for a in arrays)
     if spec.normalize == "standardize":

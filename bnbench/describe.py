@@ -32,7 +32,9 @@ def describe_run(spec: RunSpec) -> dict[str, Any]:
         "dataset": f"{spec.dataset.name}: {len(data.x_train)} train / {len(data.x_val)} "
         f"validation / {len(data.x_test)} test, input {list(data.input_shape)}",
         "layers": layers,
-        "parameters": f"{params['trainable']:,} trainable, {params['non_trainable']:,} non-trainable",
+        "parameters": (
+            f"{params['trainable']:,} trainable, {params['non_trainable']:,} non-trainable"
+        ),
         "training": f"{plan.total_steps:,} steps ({plan.steps_per_epoch} per epoch) at batch "
         f"{spec.training.batch_size}, evaluation every {plan.eval_steps[0]} steps",
         "loss / metrics": f"{loss} / {', '.join(metrics)}",

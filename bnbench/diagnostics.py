@@ -15,7 +15,7 @@ import csv
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _ACTIVATION_LAYER = re.compile(r"^(block(\d+))_act$")
 _METRICS = ("accuracy",)
+_GRADIENT_BACKENDS = ("tensorflow", "jax")  # the branches of `_gradients`
 _COLUMNS = {
     "bn_statistics": ["step", "layer", "moving_mean_mean", "moving_mean_std", "moving_var_mean",
                       "gamma_mean", "gamma_std", "beta_mean", "beta_std",
@@ -57,8 +58,9 @@ class ActivationPercentilesSpec(BaseModel):
 class DiagnosticsSpec(BaseModel):
     """The ``diagnostics:`` section of a run spec; everything is off by default.
 
-    Activation percentiles are taken every ``every`` steps; the other three diagnostics at the
-    evaluation points and step 0. Gradients and losses are of the data loss (no regularisers).
+    Activation percentiles are taken every ``every`` steps, the rest at step 0 and every
+    evaluation point. BN batch statistics and gradients are those of training mode; losses
+    and gradients are of the data loss alone (no regularisation penalties).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -93,7 +95,8 @@ def make_recorder(
         model: A built Keras model following the ``block{i}_*`` naming contract.
         probe_x: Fixed input batch from the training set.
         probe_y: Targets of ``probe_x`` (int class ids for classification).
-        loss_fn: ``(y_true, y_pred) -> scalar``, e.g. a Keras loss object.
+        loss_fn: ``(y_true, y_pred) -> loss``, a Keras loss object or function; a
+            per-example result is averaged over the probe batch.
         metric_name: ``"accuracy"`` (sparse categorical) or None for regression.
         run_dir: Run directory; CSVs go to ``run_dir/diagnostics/``.
 
@@ -101,7 +104,8 @@ def make_recorder(
         A ``DiagnosticsRecorder``, or None when nothing is enabled.
 
     Raises:
-        ValueError: For an unknown block name or metric name.
+        ValueError: For an unknown block or metric name, or gradient norms on a backend
+            other than TensorFlow or JAX.
     """
     if spec is None or not spec.enabled:
         return None
@@ -109,10 +113,7 @@ def make_recorder(
 
 
 class DiagnosticsRecorder:
-    """Records the enabled diagnostics at chosen steps and writes them as CSV files.
-
-    Built by ``make_recorder``, whose arguments it takes.
-    """
+    """Records the enabled diagnostics at chosen steps and writes them as CSV files."""
 
     def __init__(
         self,
@@ -128,11 +129,17 @@ class DiagnosticsRecorder:
 
         if metric_name is not None and metric_name not in _METRICS:
             raise ValueError(f"metric_name must be one of {_METRICS} or None, got {metric_name!r}")
+        if spec.gradient_norms and keras.backend.backend() not in _GRADIENT_BACKENDS:
+            raise ValueError(
+                f"gradient_norms needs one of the backends {_GRADIENT_BACKENDS}, "
+                f"got {keras.backend.backend()!r}"
+            )
         self._spec = spec
         self._model = model
         self._x = keras.ops.convert_to_tensor(probe_x, dtype=model.inputs[0].dtype)
         self._y = np.asarray(probe_y)
-        self._loss_fn = loss_fn
+        # A mean makes per-example loss functions (keras.losses.get("mse")) scalar too.
+        self._loss = lambda y_pred: keras.ops.mean(loss_fn(self._y, y_pred))
         self._metric_name = metric_name
         self._out_dir = run_dir / "diagnostics"
         self._act_blocks = _chosen_blocks(model, spec.activation_percentiles)
@@ -146,43 +153,52 @@ class DiagnosticsRecorder:
             # Keyed by the layer whose input it is; a dict keeps its structure even for one output.
             names = [f"{b}_act" for b in self._act_blocks] + [b.name for b in self._bn_layers]
             outputs = {name: model.get_layer(name).input for name in names}
-            # Shares the model's variable objects; positions map its variable lists onto ours.
-            self._probe_model = keras.Model(inputs=model.inputs[0], outputs=outputs)
-            self._probe_trainable = _positions(
-                self._probe_model.trainable_variables, model.trainable_variables
-            )
-            self._probe_non_trainable = _positions(
-                self._probe_model.non_trainable_variables, model.non_trainable_variables
-            )
+            self._probe_model = probe = keras.Model(inputs=model.inputs[0], outputs=outputs)
+            # The probe model shares the model's variable objects (a subset of them): its
+            # variable lists are mapped, by identity, to positions in the model's lists.
+            position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+            position |= {id(v): i for i, v in enumerate(model.non_trainable_variables)}
+            self._probe_trainable = [position[id(v)] for v in probe.trainable_variables]
+            self._probe_non_trainable = [position[id(v)] for v in probe.non_trainable_variables]
+        self._scheduled = False
         self._percentile_steps: set[int] = set()
         self._eval_steps: set[int] = set()
         self._columns = {name: _COLUMNS[name] for name in _COLUMNS if getattr(spec, name)}
+        self._percentiles: list[float] = []
         if spec.activation_percentiles is not None:
-            columns = [f"p{p:g}" for p in spec.activation_percentiles.percentiles]
+            self._percentiles = spec.activation_percentiles.percentiles
+            columns = [f"p{p:g}" for p in self._percentiles]
             self._columns["activation_percentiles"] = ["step", "layer", *columns]
         self._rows: dict[str, list[list[Any]]] = {name: [] for name in self._columns}
 
-    def steps(self, total_steps: int, eval_steps: Sequence[int]) -> set[int]:
+    def steps(self, total_steps: int, eval_steps: Iterable[int]) -> set[int]:
         """Returns the steps at which ``record`` must be called (0 = before training)."""
         percentiles = self._spec.activation_percentiles
         if percentiles is not None:
             self._percentile_steps = set(range(0, total_steps + 1, percentiles.every))
         if self._bn_layers or self._spec.train_inference_gap or self._spec.gradient_norms:
             self._eval_steps = {0} | {s for s in eval_steps if 0 <= s <= total_steps}
+        self._scheduled = True
         return self._percentile_steps | self._eval_steps
 
     def record(self, step: int) -> None:
         """Records the diagnostics due at ``step`` from the model's current weights.
 
         Never modifies the model: variable updates returned by ``stateless_call`` are dropped.
+
+        Raises:
+            RuntimeError: If ``steps`` was not called first.
         """
         import keras
 
+        if not self._scheduled:
+            raise RuntimeError("DiagnosticsRecorder.steps() must be called before record()")
+
         model = self._model
-        trainable = [keras.ops.convert_to_tensor(v.value) for v in model.trainable_variables]
-        non_trainable = [
-            keras.ops.convert_to_tensor(v.value) for v in model.non_trainable_variables
-        ]
+        trainable, non_trainable = (
+            [keras.ops.convert_to_tensor(v.value) for v in variables]
+            for variables in (model.trainable_variables, model.non_trainable_variables)
+        )
         want_percentiles = step in self._percentile_steps
         want_bn = bool(self._bn_layers) and step in self._eval_steps
         if self._probe_model is not None and (want_percentiles or want_bn):
@@ -193,25 +209,26 @@ class DiagnosticsRecorder:
                 self._x,
                 training=True,
             )
-            arrays = {k: keras.ops.convert_to_numpy(v).astype(np.float64) for k, v in outputs.items()}
-            if want_percentiles:
-                self._record_percentiles(step, [arrays[f"{b}_act"] for b in self._act_blocks])
+            arrays = {name: keras.ops.convert_to_numpy(v) for name, v in outputs.items()}
+            # Pooled over examples and units: the distribution a "typical" unit sees.
+            for block in self._act_blocks if want_percentiles else []:
+                summary = np.percentile(arrays[f"{block}_act"].ravel(), self._percentiles)
+                self._rows["activation_percentiles"].append([step, block, *map(float, summary)])
             if want_bn:
                 self._record_bn(step, [arrays[layer.name] for layer in self._bn_layers])
         if step not in self._eval_steps:
             return
         if self._spec.train_inference_gap:
-            train_pred, _ = model.stateless_call(trainable, non_trainable, self._x, training=True)
-            infer_pred, _ = model.stateless_call(trainable, non_trainable, self._x, training=False)
-            self._rows["train_inference_gap"].append([
-                step, self._loss(train_pred), self._loss(infer_pred),
-                self._metric(train_pred), self._metric(infer_pred),
-            ])  # fmt: skip
+            train_loss, train_metric = self._evaluate(trainable, non_trainable, training=True)
+            infer_loss, infer_metric = self._evaluate(trainable, non_trainable, training=False)
+            self._rows["train_inference_gap"].append(
+                [step, train_loss, infer_loss, train_metric, infer_metric]
+            )
         if self._spec.gradient_norms:
 
             def probe_loss(values: list[Any]) -> Any:
                 y_pred, _ = model.stateless_call(values, non_trainable, self._x, training=True)
-                return self._loss_fn(self._y, y_pred)
+                return self._loss(y_pred)
 
             grads = _gradients(probe_loss, trainable)
             squares = {
@@ -228,14 +245,6 @@ class DiagnosticsRecorder:
         for name, rows in self._rows.items():
             _write_csv(self._out_dir / f"{name}.csv", self._columns[name], rows)
 
-    def _record_percentiles(self, step: int, pre_activations: list[np.ndarray]) -> None:
-        assert self._spec.activation_percentiles is not None
-        percentiles = self._spec.activation_percentiles.percentiles
-        for block, values in zip(self._act_blocks, pre_activations, strict=True):
-            # Pooled over examples and units: the distribution a "typical" unit sees.
-            summary = np.percentile(values.ravel(), percentiles)
-            self._rows["activation_percentiles"].append([step, block, *map(float, summary)])
-
     def _record_bn(self, step: int, bn_inputs: list[np.ndarray]) -> None:
         import keras
 
@@ -249,34 +258,35 @@ class DiagnosticsRecorder:
             reduce_axes = tuple(i for i in range(inputs.ndim) if i != axis)
             moving_mean, moving_var = numpy(layer.moving_mean), numpy(layer.moving_variance)
             gamma, beta = numpy(layer.gamma), numpy(layer.beta)
-            batch_mean_gap = np.abs(inputs.mean(axis=reduce_axes) - moving_mean).mean()
-            batch_var_gap = np.abs(inputs.var(axis=reduce_axes) - moving_var).mean()  # biased
+            batch_mean = inputs.mean(axis=reduce_axes, dtype=np.float64)
+            batch_var = inputs.var(axis=reduce_axes, dtype=np.float64)  # biased, as Keras does
+            batch_mean_gap = np.abs(batch_mean - moving_mean).mean()
+            batch_var_gap = np.abs(batch_var - moving_var).mean()
             stats = (moving_mean.mean(), moving_mean.std(), moving_var.mean(),
                      gamma.mean(), gamma.std(), beta.mean(), beta.std(),
                      batch_mean_gap, batch_var_gap)  # fmt: skip
             self._rows["bn_statistics"].append([step, layer.name, *map(float, stats)])
 
-    def _loss(self, y_pred: Any) -> float:
+    def _evaluate(
+        self, trainable: list[Any], non_trainable: list[Any], training: bool
+    ) -> tuple[float, float | None]:
+        """Probe loss and metric (None for regression) in the given mode."""
         import keras
 
-        return float(keras.ops.convert_to_numpy(self._loss_fn(self._y, y_pred)))
-
-    def _metric(self, y_pred: Any) -> float | None:
-        import keras
-
+        y_pred, _ = self._model.stateless_call(trainable, non_trainable, self._x, training=training)
+        loss = float(keras.ops.convert_to_numpy(self._loss(y_pred)))
         if self._metric_name is None:
-            return None
-        predicted = np.argmax(keras.ops.convert_to_numpy(y_pred), axis=-1)
-        return float(np.mean(predicted == self._y.reshape(predicted.shape)))
+            return loss, None
+        predicted = np.argmax(keras.ops.convert_to_numpy(y_pred), axis=-1)  # sparse categorical
+        return loss, float(np.mean(predicted == self._y.reshape(predicted.shape)))
 
 
 def _chosen_blocks(model: Any, spec: ActivationPercentilesSpec | None) -> list[str]:
     """Block names whose pre-activation to record, validated against the model."""
     if spec is None:
         return []
-    matches = [_ACTIVATION_LAYER.match(layer.name) for layer in model.layers]
-    found = sorted((int(m.group(2)), m.group(1)) for m in matches if m is not None)
-    available = [name for _, name in found]
+    matches = (_ACTIVATION_LAYER.match(layer.name) for layer in model.layers)
+    available = [m.group(1) for m in sorted(filter(None, matches), key=lambda m: int(m.group(2)))]
     if not available:
         raise ValueError("activation_percentiles: the model has no 'block{i}_act' layer")
     if spec.layers is None:
@@ -290,17 +300,11 @@ def _chosen_blocks(model: Any, spec: ActivationPercentilesSpec | None) -> list[s
     return list(spec.layers)
 
 
-def _positions(subset: Sequence[Any], variables: Sequence[Any]) -> list[int]:
-    """Index in ``variables`` of each variable of ``subset`` (matched by identity)."""
-    index = {id(v): i for i, v in enumerate(variables)}
-    return [index[id(v)] for v in subset]
-
-
 def _gradients(loss: Callable[[list[Any]], Any], values: list[Any]) -> list[np.ndarray]:
     """Gradient of the scalar ``loss(values)`` w.r.t. each of ``values``, one branch per backend.
 
     Raises:
-        NotImplementedError: On a backend other than TensorFlow or JAX.
+        ValueError: On a backend other than TensorFlow or JAX.
     """
     import keras
 
@@ -317,9 +321,7 @@ def _gradients(loss: Callable[[list[Any]], Any], values: list[Any]) -> list[np.n
 
         grads = jax.grad(loss)(values)
     else:
-        raise NotImplementedError(
-            f"gradient_norms supports the tensorflow and jax backends, got {backend!r}"
-        )
+        raise ValueError(f"gradient_norms needs one of {_GRADIENT_BACKENDS}, got {backend!r}")
     return [
         np.zeros(v.shape) if g is None else keras.ops.convert_to_numpy(g)
         for v, g in zip(values, grads, strict=True)

@@ -128,7 +128,7 @@ def draw_landscape(
         SpecError: (a ValueError) If an argument is out of range or the format is unknown.
     """
     if num_samples < 2:
-        raise SpecError(f"num_samples must be >= 2 to fit a line, got {num_samples!r}")
+        raise SpecError(f"num_samples must be >= 2, got {num_samples!r}")
     if steps < 1:
         raise SpecError(f"steps must be >= 1, got {steps!r}")
     if not 0.0 < lr_fraction < 1.0:

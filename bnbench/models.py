@@ -55,7 +55,10 @@ def normalization_layer(norm: NormSpec, name: str, channels: int) -> keras.layer
                 f"got groups={norm.groups}"
             )
         return keras.layers.GroupNormalization(
-            groups=norm.groups, epsilon=norm.epsilon, center=norm.center, scale=norm.scale,
+            groups=norm.groups,
+            epsilon=norm.epsilon,
+            center=norm.center,
+            scale=norm.scale,
             name=name,
         )
     return None
@@ -92,7 +95,7 @@ def block_layers(
     import keras
 
     use_bias = not (norm.kind == "batch" and norm.placement == "before_activation")
-    units = linear_args.get("units", linear_args.get("filters"))
+    units = linear_args["units"] if linear_kind == "dense" else linear_args["filters"]
     linear_cls = keras.layers.Dense if linear_kind == "dense" else keras.layers.Conv2D
     linear = linear_cls(**linear_args, use_bias=use_bias, name=f"block{index}_{linear_kind}")
     act = keras.layers.Activation(ACTIVATIONS[activation], name=f"block{index}_act")
@@ -143,12 +146,19 @@ def build_model(
                         "before any flatten/dense block"
                     )
                 args: dict[str, Any] = dict(
-                    filters=block.filters, kernel_size=block.kernel_size, strides=block.strides,
-                    padding=block.padding, kernel_initializer=initializer,
+                    filters=block.filters,
+                    kernel_size=block.kernel_size,
+                    strides=block.strides,
+                    padding=block.padding,
+                    kernel_initializer=initializer,
                 )
                 layers += block_layers(i, "conv", args, norm, activation)
                 if block.pool:
-                    pool = keras.layers.MaxPooling2D if block.pool == "max" else keras.layers.AveragePooling2D
+                    pool = (
+                        keras.layers.MaxPooling2D
+                        if block.pool == "max"
+                        else keras.layers.AveragePooling2D
+                    )
                     layers.append(pool(pool_size=block.pool_size, name=f"block{i}_pool"))
             else:
                 if rank != 1:
@@ -165,7 +175,9 @@ def build_model(
             rank = 1
         elif isinstance(block, GlobalAvgPoolBlock):
             if rank != 3:
-                raise SpecError(f"{where}: global_avg_pool needs image-shaped input, got a flat one")
+                raise SpecError(
+                    f"{where}: global_avg_pool needs image-shaped input, got a flat one"
+                )
             layers.append(keras.layers.GlobalAveragePooling2D(name=f"block{i}_gap"))
             rank = 1
     if rank != 1:
@@ -185,7 +197,9 @@ def build_model(
     try:
         return keras.Sequential(layers, name="bnbench_model")
     except ValueError as err:  # e.g. a kernel larger than the feature map
-        raise SpecError(f"model: the blocks do not fit the input shape {list(shape)}: {err}") from None
+        raise SpecError(
+            f"model: the blocks do not fit the input shape {list(shape)}: {err}"
+        ) from None
 
 
 def parameter_counts(model: keras.Model) -> dict[str, int]:

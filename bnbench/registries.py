@@ -45,7 +45,9 @@ INITIALIZERS: Mapping[str, str] = MappingProxyType(
     }
 )
 
-OPTIMIZERS: Mapping[str, str] = MappingProxyType({"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"})
+OPTIMIZERS: Mapping[str, str] = MappingProxyType(
+    {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
+)
 
 LOSSES: Mapping[str, str] = MappingProxyType(
     {
@@ -57,9 +59,7 @@ LOSSES: Mapping[str, str] = MappingProxyType(
     }
 )
 
-METRICS: Mapping[str, str] = MappingProxyType(
-    {"accuracy": "accuracy", "mae": "mae", "mse": "mse"}
-)
+METRICS: Mapping[str, str] = MappingProxyType({"accuracy": "accuracy", "mae": "mae", "mse": "mse"})
 
 # Kept here (not in bnbench.data) so that validating a spec never imports the data code.
 DATASET_NAMES: tuple[str, ...] = (

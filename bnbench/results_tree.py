@@ -1,9 +1,11 @@
 """Read a results tree into pandas frames: the only input of the plots.
 
-The runner writes the tree (see the README for the layout); this module only reads it, so figures
-can be re-rendered and restyled without training. It accepts an ablation directory (with
-`runs.csv`) or a single run directory (with `summary.json`), which is treated as an ablation of
-one run whose arm is the config's `name`.
+The runner writes the tree; this module only reads it, so figures can be re-rendered and
+restyled without training. An ablation directory holds `ablation.yaml` (arm order), `runs.csv`
+(one row per run, grid values in `grid.<dotted key>` columns) and `runs/<run_id>/` with
+`history.csv`, `summary.json`, `config.yaml` and optional `diagnostics/*.csv`. A single run
+directory (with `summary.json` and no `runs.csv`) is read as an ablation of one run whose arm is
+the config's `name`.
 """
 
 from __future__ import annotations
@@ -21,13 +23,33 @@ from bnbench.errors import SpecError
 
 DIAGNOSTICS = ("activation_percentiles", "bn_statistics", "train_inference_gap", "gradient_norms")
 NUMERIC_COLUMNS = (
-    "seed", "final_test_loss", "final_test_metric", "final_val_loss", "final_val_metric",
-    "best_val_metric", "target_value", "steps_to_target", "seconds_to_target", "diverged_step",
-    "total_steps", "step_time_ms", "batch_size", "learning_rate",
-)  # fmt: skip
+    "seed",
+    "final_test_loss",
+    "final_test_metric",
+    "final_val_loss",
+    "final_val_metric",
+    "best_val_metric",
+    "target_value",
+    "steps_to_target",
+    "seconds_to_target",
+    "diverged_step",
+    "total_steps",
+    "step_time_ms",
+    "batch_size",
+    "learning_rate",
+)
 # Metrics where smaller is better; anything else (accuracy, auc, ...) is maximized.
-_LOWER_IS_BETTER = frozenset({"loss", "mae", "mse", "rmse", "mean_absolute_error",
-                              "mean_squared_error", "root_mean_squared_error"})  # fmt: skip
+_LOWER_IS_BETTER = frozenset(
+    {
+        "loss",
+        "mae",
+        "mse",
+        "rmse",
+        "mean_absolute_error",
+        "mean_squared_error",
+        "root_mean_squared_error",
+    }
+)
 _SHORT_KEYS = {"learning_rate": "lr", "batch_size": "batch size"}
 
 
@@ -71,7 +93,7 @@ class ResultsTree:
     def best_cells(self) -> dict[str, str]:
         """Each arm's grid cell with the best mean final test score over non-diverged runs."""
         column, _, higher = self.score
-        ok = self.runs[self.runs["status"].isin(["completed", "incomplete"])]
+        ok = self.runs[~self.runs["status"].isin(["diverged", "failed"])]
         best = {}
         for arm in self.arms:
             means = ok[ok["arm"] == arm].groupby("cell")[column].mean().dropna()
@@ -121,8 +143,9 @@ def load_results_tree(results_dir: Path) -> ResultsTree:
         root=root,
         runs=runs,
         histories=_read_all(run_dirs, "history.csv", keys),
-        diagnostics={name: _read_all(run_dirs, f"diagnostics/{name}.csv", keys)
-                     for name in DIAGNOSTICS},  # fmt: skip
+        diagnostics={
+            name: _read_all(run_dirs, f"diagnostics/{name}.csv", keys) for name in DIAGNOSTICS
+        },
         arms=arms,
         grid_keys=grid_keys,
         cells=cells or ("",),
@@ -135,7 +158,9 @@ def grid_labels(runs: pd.DataFrame, keys: tuple[str, ...] | list[str]) -> pd.Ser
     if not keys:
         return pd.Series("", index=runs.index, dtype=object)
     parts = [
-        runs[f"grid.{key}"].map(lambda v, k=key: f"{_SHORT_KEYS.get(k.split('.')[-1], k)}={_fmt(v)}")
+        runs[f"grid.{key}"].map(
+            lambda v, k=key: f"{_SHORT_KEYS.get(k.split('.')[-1], k)}={_fmt(v)}"
+        )
         for key in keys
     ]
     return pd.concat(parts, axis=1).agg(", ".join, axis=1)

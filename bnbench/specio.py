@@ -63,9 +63,10 @@ def load_yaml(path: Path) -> tuple[dict[str, Any], SourceMap]:
         data = yaml.safe_load(text)
     except yaml.constructor.ConstructorError as err:
         line = err.problem_mark.line + 1 if err.problem_mark else "?"
+        tag = err.problem.split()[-1] if err.problem else "this one"
         raise SpecError(
-            f"{path}, line {line}: YAML tags such as {err.problem.split()[-1] if err.problem else ''}"
-            " are refused; specs are plain data (safe loading only)"
+            f"{path}, line {line}: YAML tags such as {tag} are refused; "
+            "specs are plain data (safe loading only)"
         ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
@@ -124,7 +125,9 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any, schema: type[BaseM
             raise SpecError(f"{here}: cannot set a key inside a {type(node).__name__} value")
         valid = fields if fields is not None else _block_fields(node)
         if valid is not None and part not in valid:
-            raise SpecError(f"{here}: unknown key{suggest(part, valid)}; valid keys: {', '.join(valid)}")
+            raise SpecError(
+                f"{here}: unknown key{suggest(part, valid)}; valid keys: {', '.join(valid)}"
+            )
         if last:
             node[part] = value
             return
@@ -226,9 +229,9 @@ def _user_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     node = data
     for position, part in enumerate(loc):
         last = position == len(loc) - 1
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
             node = node[part]
         elif isinstance(node, dict) and last:
             node = None

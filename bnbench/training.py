@@ -48,7 +48,7 @@ class Plan:
         else:
             total = max(1, math.ceil((training.epochs or 10.0) * num_train / training.batch_size))
         every = training.eval_every or steps_per_epoch
-        points = list(range(every, total, every)) + [total]
+        points = [*list(range(every, total, every)), total]
         return cls(total, steps_per_epoch, tuple(points))
 
 
@@ -119,8 +119,10 @@ def _optimizer(training: TrainingSpec, total_steps: int) -> Any:
     schedule: Any = training.learning_rate
     if training.schedule.kind == "step":
         schedule = keras.optimizers.schedules.ExponentialDecay(
-            training.learning_rate, decay_steps=training.schedule.decay_every,
-            decay_rate=training.schedule.decay_rate, staircase=True,
+            training.learning_rate,
+            decay_steps=training.schedule.decay_every,
+            decay_rate=training.schedule.decay_rate,
+            staircase=True,
         )
     elif training.schedule.kind == "cosine":
         schedule = keras.optimizers.schedules.CosineDecay(
@@ -128,7 +130,9 @@ def _optimizer(training: TrainingSpec, total_steps: int) -> Any:
         )
     name = OPTIMIZERS[training.optimizer]
     if name == "SGD":
-        return keras.optimizers.SGD(schedule, momentum=training.momentum, nesterov=training.nesterov)
+        return keras.optimizers.SGD(
+            schedule, momentum=training.momentum, nesterov=training.nesterov
+        )
     if name == "RMSprop":
         return keras.optimizers.RMSprop(schedule, momentum=training.momentum)
     return keras.optimizers.Adam(schedule)
@@ -167,6 +171,7 @@ def train(
     *,
     save_model: bool = True,
     progress: ProgressHook | None = None,
+    fast_feeding: bool = True,
 ) -> RunResult:
     """Train one run and write its directory.
 
@@ -175,6 +180,7 @@ def train(
         run_dir: where to write; created if missing; must not hold a finished run.
         save_model: also write `model.keras`.
         progress: called with (step, total_steps, loss) during training.
+        fast_feeding: use the backend's fast input path (see `bnbench.feeding`).
 
     Returns:
         The result, whose status is 'completed' or 'diverged'.
@@ -186,10 +192,10 @@ def train(
     """
     backend = choose_backend(spec)
     activate(backend)
-    from bnbench.data import load_dataset
-    from bnbench.models import build_model, parameter_counts
-
     import keras
+
+    from bnbench.data import load_dataset
+    from bnbench.models import build_model
 
     data = load_dataset(spec.dataset, spec.seed)
     loss_name, metric_names = loss_and_metrics(spec.training, data.task)
@@ -210,8 +216,9 @@ def train(
     rundir.write_yaml(run_dir / rundir.CONFIG, resolved)
     started = time.time()
     try:
-        return _fit(spec, run_dir, model, data, plan, loss_name, metric_names, backend,
-                    resolved, save_model, progress, parameter_counts(model), started)
+        run = _Run(spec, run_dir, model, data, plan, loss_name, metric_names, backend,
+                   resolved, started)  # fmt: skip
+        return _fit(run, save_model, progress, fast_feeding)
     except KeyboardInterrupt:
         rundir.atomic_write_text(run_dir / rundir.INCOMPLETE, "interrupted by the user\n")
         raise
@@ -227,7 +234,11 @@ def train(
 
 
 def _base_summary(
-    spec: RunSpec, run_dir: Path, backend: str, resolved: dict[str, Any], plan: Plan,
+    spec: RunSpec,
+    run_dir: Path,
+    backend: str,
+    resolved: dict[str, Any],
+    plan: Plan,
     started: float,
 ) -> dict[str, Any]:
     from bnbench.environment import library_versions
@@ -248,14 +259,32 @@ def _base_summary(
     }
 
 
+@dataclass
+class _Run:
+    """Everything `_fit` needs about one run, prepared by `train`."""
+
+    spec: RunSpec
+    run_dir: Path
+    model: Any
+    data: Any
+    plan: Plan
+    loss_name: str
+    metric_names: list[str]
+    backend: str
+    resolved: dict[str, Any]
+    started: float
+
+
 def _fit(
-    spec: RunSpec, run_dir: Path, model: Any, data: Any, plan: Plan, loss_name: str,
-    metric_names: list[str], backend: str, resolved: dict[str, Any], save_model: bool,
-    progress: ProgressHook | None, params: dict[str, int], started: float,
+    run: _Run, save_model: bool, progress: ProgressHook | None, fast_feeding: bool
 ) -> RunResult:
+    spec, run_dir, model, data, plan = run.spec, run.run_dir, run.model, run.data, run.plan
+    loss_name, metric_names = run.loss_name, run.metric_names
     import keras
 
     from bnbench.diagnostics import make_recorder
+    from bnbench.feeding import Feeder
+    from bnbench.models import parameter_counts
 
     training = spec.training
     model.compile(
@@ -266,8 +295,13 @@ def _fit(
     order = batch_order(len(data.x_train), plan.total_steps, training.batch_size, spec.seed)
     probe = order[: spec.diagnostics.probe_size]
     recorder = make_recorder(
-        spec.diagnostics, model, data.x_train[probe], data.y_train[probe],
-        keras.losses.get(LOSSES[loss_name]), metric_names[0] if metric_names[0] == "accuracy" else None, run_dir,
+        spec.diagnostics,
+        model,
+        data.x_train[probe],
+        data.y_train[probe],
+        keras.losses.get(LOSSES[loss_name]),
+        metric_names[0] if metric_names[0] == "accuracy" else None,
+        run_dir,
     )
     stops = set(plan.eval_steps)
     if recorder is not None:
@@ -283,16 +317,15 @@ def _fit(
     monitor = _StepMonitor(0, plan.total_steps, progress)
     callback = _keras_callback(monitor)
     chunk_times: list[float] = []
+    eval_batch_size = max(256, training.batch_size)
+    feeder = Feeder(model, training.batch_size, eval_batch_size, fast=fast_feeding)
     target_step = target_seconds = None
     step = 0
     t0 = time.perf_counter()
     for stop in sorted(stops):
         idx = order[step * training.batch_size : stop * training.batch_size]
         fit_start = time.perf_counter()
-        logs = model.fit(
-            data.x_train[idx], data.y_train[idx], batch_size=training.batch_size, epochs=1,
-            shuffle=False, verbose=0, callbacks=[callback],
-        ).history
+        logs = feeder.fit(data.x_train[idx], data.y_train[idx], [callback])
         chunk_times.append((time.perf_counter() - fit_start) / max(1, stop - step))
         step = monitor.step
         if monitor.diverged_at is not None:
@@ -301,8 +334,7 @@ def _fit(
             recorder.record(step)
         if step not in plan.eval_steps:
             continue
-        val = model.evaluate(data.x_val, data.y_val, batch_size=max(256, training.batch_size),
-                             verbose=0, return_dict=True)
+        val = feeder.evaluate(data.x_val, data.y_val)
         row = {
             "step": step,
             "epoch": step / plan.steps_per_epoch,
@@ -320,14 +352,18 @@ def _fit(
             monitor.diverged_at = step
             break
         name = training.target_metric
-        if name and target_step is None and _reached(name, float(row[name]), training.target_value or 0.0):
+        if (
+            name
+            and target_step is None
+            and _reached(name, float(row[name]), training.target_value or 0.0)
+        ):
             target_step, target_seconds = step, row["wall_seconds"]
     if progress is not None:
         progress(monitor.step, plan.total_steps, history[-1]["train_loss"] if history else None)
 
     if recorder is not None:
         recorder.finish()
-    summary = _base_summary(spec, run_dir, backend, resolved, plan, started)
+    summary = _base_summary(spec, run_dir, run.backend, run.resolved, plan, run.started)
     diverged = monitor.diverged_at is not None
     summary["status"] = "diverged" if diverged else "completed"
     summary["diverged_step"] = monitor.diverged_at
@@ -336,18 +372,19 @@ def _fit(
     summary["metrics"] = metric_names
     final: dict[str, Any] = {}
     if not diverged:
-        test = model.evaluate(data.x_test, data.y_test, batch_size=max(256, training.batch_size),
-                              verbose=0, return_dict=True)
+        test = feeder.evaluate(data.x_test, data.y_test)
         final = {f"test_{k}": float(v) for k, v in test.items() if k != "compile_metrics"}
     if history:
         final.update({k: float(v) for k, v in history[-1].items() if k.startswith("val_")})
     summary["final"] = final
     summary["best"] = _best(history, metric_names)
     summary["target"] = {
-        "metric": training.target_metric, "value": training.target_value,
-        "step": target_step, "seconds": target_seconds,
+        "metric": training.target_metric,
+        "value": training.target_value,
+        "step": target_step,
+        "seconds": target_seconds,
     }
-    summary["params"] = params
+    summary["params"] = parameter_counts(model)
     steady = chunk_times[1:] if len(chunk_times) > 1 else chunk_times
     summary["step_time_ms"] = float(np.median(steady)) * 1000 if steady else None
     summary["train_seconds"] = time.perf_counter() - t0

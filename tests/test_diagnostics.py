@@ -16,7 +16,7 @@ import pydantic
 import pytest
 from keras import layers
 
-from bnbench.diagnostics import DiagnosticsSpec, make_recorder
+from bnbench.diagnostics import DiagnosticsRecorder, DiagnosticsSpec, make_recorder
 
 ALL_ON = {
     "activation_percentiles": {"layers": ["block1", "block2"], "every": 1},
@@ -59,7 +59,7 @@ def _probe(size: int = 64, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return rng.normal(size=(size, 4)).astype("float32"), rng.integers(0, 3, size)
 
 
-def _recorder(spec: dict, model: keras.Model, tmp_path: Path, **kwargs):
+def _recorder(spec: dict, model: keras.Model, tmp_path: Path, **kwargs) -> DiagnosticsRecorder:
     x, y = kwargs.pop("probe", _probe())
     kwargs.setdefault("loss_fn", keras.losses.SparseCategoricalCrossentropy())
     kwargs.setdefault("metric_name", "accuracy")
@@ -81,7 +81,9 @@ def _snapshot(model: keras.Model) -> list[bytes]:
 def test_make_recorder_returns_none_when_everything_is_off(tmp_path: Path) -> None:
     x, y = _probe()
     loss = keras.losses.SparseCategoricalCrossentropy()
-    assert make_recorder(DiagnosticsSpec(), _dense_model(), x, y, loss, "accuracy", tmp_path) is None
+    assert (
+        make_recorder(DiagnosticsSpec(), _dense_model(), x, y, loss, "accuracy", tmp_path) is None
+    )
     assert make_recorder(None, _dense_model(), x, y, loss, "accuracy", tmp_path) is None
     assert DiagnosticsSpec().probe_size == 256
 
@@ -109,6 +111,30 @@ def test_unknown_block_raises_value_error_listing_available_blocks(tmp_path: Pat
     spec = {"activation_percentiles": {"layers": ["block1", "block7"]}}
     with pytest.raises(ValueError, match=r"\['block7'\].*block1, block2"):
         _recorder(spec, _dense_model(), tmp_path)
+
+
+def test_blocks_are_ordered_by_number_and_default_is_the_last(tmp_path: Path) -> None:
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            layers.Dense(4, name="block9_dense"),
+            layers.Activation("relu", name="block9_act"),
+            layers.Dense(4, name="block10_dense"),
+            layers.Activation("relu", name="block10_act"),
+            layers.Flatten(name="block11_flatten"),
+            layers.Dense(3, activation="softmax", name="head"),
+        ]
+    )
+    with pytest.raises(ValueError, match=r"block9, block10$"):
+        _recorder({"activation_percentiles": {"layers": ["block11"]}}, model, tmp_path)
+    recorder = _recorder({"activation_percentiles": {}}, model, tmp_path)
+    with pytest.raises(RuntimeError, match="steps"):
+        recorder.record(0)
+    recorder.steps(0, [])
+    recorder.record(0)
+    recorder.finish()
+    _, rows = _read_csv(tmp_path / "diagnostics" / "activation_percentiles.csv")
+    assert [r["layer"] for r in rows] == ["block10"]
 
 
 def test_unknown_metric_name_raises(tmp_path: Path) -> None:
@@ -151,7 +177,9 @@ def test_default_block_is_last_with_activation(tmp_path: Path) -> None:
     model = _dense_model()
     pre_activation = keras.Sequential(model.layers[:4])(x, training=True)
     expected = np.percentile(keras.ops.convert_to_numpy(pre_activation), [15, 50, 85])
-    np.testing.assert_allclose([float(rows[0][c]) for c in ("p15", "p50", "p85")], expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        [float(rows[0][c]) for c in ("p15", "p50", "p85")], expected, rtol=1e-5
+    )
 
 
 def _identity_bn_model(x_shape: tuple[int, ...], conv: bool) -> keras.Model:
@@ -234,6 +262,30 @@ def test_train_inference_gap_matches_direct_computation(tmp_path: Path) -> None:
         assert got[f"{mode}_mode_loss"] == pytest.approx(expected_loss, rel=1e-5)
         assert got[f"{mode}_mode_metric"] == pytest.approx(np.mean(probs.argmax(-1) == y))
     assert got["train_mode_loss"] != pytest.approx(got["inference_mode_loss"])
+
+
+def test_per_example_loss_function_is_averaged(tmp_path: Path) -> None:
+    """The trainer may pass keras.losses.get(name), which returns one loss per example."""
+    spec = {"train_inference_gap": True, "gradient_norms": True}
+    losses = {
+        "object": keras.losses.SparseCategoricalCrossentropy(),
+        "function": keras.losses.get("sparse_categorical_crossentropy"),
+    }
+    for name, loss_fn in losses.items():
+        recorder = _recorder(spec, _dense_model(), tmp_path / name, loss_fn=loss_fn)
+        recorder.steps(1, [1])
+        recorder.record(0)
+        recorder.finish()
+    for csv_name in ("train_inference_gap", "gradient_norms"):
+        by_object, by_function = (
+            _read_csv(tmp_path / name / "diagnostics" / f"{csv_name}.csv")[1] for name in losses
+        )
+        assert len(by_object) == len(by_function) > 0
+        for expected, got in zip(by_object, by_function, strict=True):
+            numbers = [c for c in expected if c != "layer"]
+            np.testing.assert_allclose(
+                [float(got[c]) for c in numbers], [float(expected[c]) for c in numbers], rtol=1e-6
+            )
 
 
 def test_train_inference_gap_regression_leaves_metric_empty(tmp_path: Path) -> None:
@@ -345,7 +397,12 @@ _JAX_SCRIPT = textwrap.dedent(
 
 def test_jax_backend_matches_tensorflow(tmp_path: Path) -> None:
     tests_dir = str(Path(__file__).parent)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
     jax_dir, tf_dir = tmp_path / "jax", tmp_path / "tf"
     result = subprocess.run(
         [sys.executable, "-c", _JAX_SCRIPT, str(jax_dir), tests_dir],

@@ -129,6 +129,22 @@ def test_frozen_layer_runs_in_inference_mode(fused_calls: CallCounter) -> None:
     assert fused_calls.calls == 1
 
 
+def test_mixed_precision_computes_in_float32_like_stock(fused_calls: CallCounter) -> None:
+    fused, stock = paired_layers(dtype="mixed_float16")
+    for training in (True, False):
+        inputs = random_inputs(seed=2)
+        fused_outputs = fused(inputs, training=training)
+        assert fused_outputs.dtype == "float16"
+        # Both compute in float32 and round once to float16: at most one float16 ulp apart.
+        np.testing.assert_allclose(
+            np.asarray(fused_outputs, "float32"),
+            np.asarray(stock(inputs, training=training), "float32"),
+            rtol=1e-3,
+        )
+        assert_same_state(fused, stock)
+    assert fused_calls.calls == 2
+
+
 @pytest.mark.parametrize(
     ("input_shape", "kwargs"),
     [

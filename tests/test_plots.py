@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +16,14 @@ from matplotlib.image import imread
 
 from bnbench.errors import SpecError
 from bnbench.plots import DPI, render_plots
-from bnbench.results_tree import load_results_tree
+from bnbench.results_tree import load_results_tree, seed_band
 
 ARMS = ("batch_norm", "no_norm", "exploding")
 LEARNING_RATES = (0.01, 0.1)
 STEPS = np.arange(0, 220, 20)
 DIVERGED_STEP = 80
 TARGET = 0.9
+LOSS_TARGET = 0.3
 
 
 def _history(arm: str, learning_rate: float, seed: int, metric: str | None) -> pd.DataFrame:
@@ -58,7 +62,7 @@ def write_results_tree(
     """An ablation of three arms over a learning-rate grid; `exploding` always diverges."""
     root.mkdir(parents=True)
     target_metric = f"val_{metric}" if metric else "val_loss"
-    target_value = TARGET if metric else 0.3
+    target_value = TARGET if metric else LOSS_TARGET
     spec = {
         "name": "bn_vs_none",
         "arms": {arm: {} for arm in ARMS},
@@ -66,7 +70,7 @@ def write_results_tree(
         "seeds": list(seeds),
         "reference": "no_norm",
     }
-    (root / "ablation.yaml").write_text(yaml.safe_dump(spec))
+    (root / "ablation.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     rows = []
     for arm in ARMS:
         for learning_rate in LEARNING_RATES:
@@ -76,8 +80,11 @@ def write_results_tree(
                 (run_dir / "diagnostics").mkdir(parents=True)
                 failed = arm == "no_norm" and learning_rate == 0.01 and seed == 1
                 status = "diverged" if arm == "exploding" else "failed" if failed else "completed"
-                config = {"name": arm, "seed": seed,
-                          "training": {"learning_rate": learning_rate, "batch_size": 32}}  # fmt: skip
+                config = {
+                    "name": arm,
+                    "seed": seed,
+                    "training": {"learning_rate": learning_rate, "batch_size": 32},
+                }
                 (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
                 row = _run(run_dir, run_id, arm, learning_rate, seed, status, metric)
                 row.update(target_metric=target_metric, target_value=target_value)
@@ -87,15 +94,32 @@ def write_results_tree(
 
 
 def _run(
-    run_dir: Path, run_id: str, arm: str, learning_rate: float, seed: int, status: str,
+    run_dir: Path,
+    run_id: str,
+    arm: str,
+    learning_rate: float,
+    seed: int,
+    status: str,
     metric: str | None,
-) -> dict[str, object]:  # fmt: skip
-    row: dict[str, object] = {"run_id": run_id, "arm": arm, "seed": seed, "status": status,
-                              "backend": "jax", "grid.training.learning_rate": learning_rate,
-                              "metric": metric or "", "batch_size": 32,
-                              "learning_rate": learning_rate}  # fmt: skip
-    summary: dict[str, object] = {"run_id": run_id, "name": arm, "status": status,
-                                  "metric": metric, "seed": seed}  # fmt: skip
+) -> dict[str, object]:
+    row: dict[str, object] = {
+        "run_id": run_id,
+        "arm": arm,
+        "seed": seed,
+        "status": status,
+        "backend": "jax",
+        "grid.training.learning_rate": learning_rate,
+        "metric": metric or "",
+        "batch_size": 32,
+        "learning_rate": learning_rate,
+    }
+    summary: dict[str, object] = {
+        "run_id": run_id,
+        "name": arm,
+        "status": status,
+        "metric": metric,
+        "seed": seed,
+    }
     if status == "failed":
         (run_dir / "summary.json").write_text(json.dumps(summary))
         return row
@@ -103,32 +127,55 @@ def _run(
     history.to_csv(run_dir / "history.csv", index=False)
     last = history.iloc[-1]
     column = f"val_{metric}" if metric else "val_loss"
-    hit = history["step"][history[column] >= TARGET] if metric else history["step"][history[column] <= 0.3]  # noqa: E501
+    target = TARGET if metric else LOSS_TARGET
+    reached = history[column] >= target if metric else history[column] <= target
+    hit = history["step"][reached]
     row.update(
-        final_test_loss=last["val_loss"], final_test_metric=last.get(column) if metric else None,
+        final_test_loss=last["val_loss"],
+        final_test_metric=last.get(column) if metric else None,
         steps_to_target=None if hit.empty or status == "diverged" else int(hit.iloc[0]),
-        diverged_step=DIVERGED_STEP if status == "diverged" else None, total_steps=int(STEPS[-1]),
-    )  # fmt: skip
+        diverged_step=DIVERGED_STEP if status == "diverged" else None,
+        total_steps=int(STEPS[-1]),
+    )
     summary.update(
-        diverged_step=row["diverged_step"], total_steps=row["total_steps"],
+        diverged_step=row["diverged_step"],
+        total_steps=row["total_steps"],
         final={"test_loss": row["final_test_loss"], f"test_{metric}": row["final_test_metric"]},
-        target={"metric": column, "value": TARGET, "step": row["steps_to_target"], "seconds": None},
-    )  # fmt: skip
+        target={"metric": column, "value": target, "step": row["steps_to_target"]},
+    )
     (run_dir / "summary.json").write_text(json.dumps(summary, allow_nan=True))
     if arm != "exploding":
-        _percentiles(arm, seed).to_csv(run_dir / "diagnostics/activation_percentiles.csv", index=False)  # noqa: E501
+        _percentiles(arm, seed).to_csv(
+            run_dir / "diagnostics/activation_percentiles.csv", index=False
+        )
     if arm == "batch_norm":
-        gap = pd.DataFrame({"step": STEPS, "train_mode_loss": history["train_loss"],
-                            "inference_mode_loss": history["train_loss"] * 1.2 + 0.05})  # fmt: skip
+        gap = pd.DataFrame(
+            {
+                "step": STEPS,
+                "train_mode_loss": history["train_loss"],
+                "inference_mode_loss": history["train_loss"] * 1.2 + 0.05,
+            }
+        )
         if metric:
             gap["train_mode_metric"] = history[f"train_{metric}"]
             gap["inference_mode_metric"] = history[f"train_{metric}"] - 0.05
         gap.to_csv(run_dir / "diagnostics/train_inference_gap.csv", index=False)
         stats = pd.DataFrame({"step": np.tile(STEPS, 2), "layer": ["bn_1"] * 11 + ["bn_2"] * 11})
-        for i, name in enumerate(["moving_mean_mean", "moving_mean_std", "moving_var_mean",
-                                  "gamma_mean", "gamma_std", "beta_mean", "beta_std",
-                                  "batch_mean_gap", "batch_var_gap"]):  # fmt: skip
-            stats[name] = np.tile(np.log1p(STEPS) * 0.1 * (i + 1), 2) + seed * 0.01
+        for i, name in enumerate(
+            [
+                "moving_mean_mean",
+                "moving_mean_std",
+                "moving_var_mean",
+                "gamma_mean",
+                "gamma_std",
+                "beta_mean",
+                "beta_std",
+                "batch_mean_gap",
+                "batch_var_gap",
+            ]
+        ):
+            by_layer = np.concatenate([np.log1p(STEPS), 0.7 * np.log1p(STEPS)])
+            stats[name] = by_layer * 0.1 * (i + 1) + seed * 0.01
         stats.to_csv(run_dir / "diagnostics/bn_statistics.csv", index=False)
     return row
 
@@ -170,11 +217,6 @@ def test_every_figure_renders_and_is_indexed(tree: Path) -> None:
     assert "failed run(s): no_norm-lr0.01-s1" in index
 
 
-def test_log_loss_and_minmax_band(tree: Path) -> None:
-    written = render_plots(tree, log_loss=True, band="minmax")
-    assert {p.name for p in written} == EXPECTED
-
-
 @pytest.mark.parametrize(("fmt", "magic"), [("svg", b"<?xml"), ("pdf", b"%PDF")])
 def test_vector_formats(tree: Path, fmt: str, magic: bytes) -> None:
     written = render_plots(tree, fmt=fmt)
@@ -185,17 +227,17 @@ def test_vector_formats(tree: Path, fmt: str, magic: bytes) -> None:
 
 
 def test_bad_format_and_band_are_rejected(tree: Path) -> None:
-    with pytest.raises(ValueError, match="'jpeg'.*png, svg, pdf"):
+    with pytest.raises(ValueError, match=r"'jpeg'.*png, svg, pdf"):
         render_plots(tree, fmt="jpeg")
     with pytest.raises(ValueError, match="'iqr'"):
         render_plots(tree, band="iqr")
 
 
 def test_not_a_results_tree_names_the_path(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match=str(tmp_path)):
+    with pytest.raises(SpecError, match=re.escape(str(tmp_path))):
         render_plots(tmp_path)
     missing = tmp_path / "nowhere"
-    with pytest.raises(ValueError, match="nowhere.*does not exist"):
+    with pytest.raises(ValueError, match=r"nowhere.*does not exist"):
         render_plots(missing)
 
 
@@ -223,10 +265,11 @@ def test_regression_without_metric_and_single_seed(tmp_path: Path) -> None:
     loaded = load_results_tree(root)
     assert loaded.metric is None
     assert loaded.score[0] == "final_test_loss"
-    written = render_plots(root)
-    assert "overview.png" in {p.name for p in written}
+    written = render_plots(root, log_loss=True, band="minmax")
+    assert {p.name for p in written} == EXPECTED
     for path in written:
         _check_png(path)
+    assert "min–max band" in (root / "plots" / "index.md").read_text()
 
 
 def test_tree_reading(tree: Path) -> None:
@@ -251,3 +294,57 @@ def test_all_failed_runs_render_without_data(tree: Path) -> None:
     runs.to_csv(tree / "runs.csv", index=False)
     written = render_plots(tree)
     assert "overview.png" in {p.name for p in written}
+
+
+def test_batch_size_grid_adds_a_figure_and_facets(tree: Path) -> None:
+    runs = pd.read_csv(tree / "runs.csv")
+    after_lr = runs.columns.get_loc("grid.training.learning_rate") + 1
+    runs.insert(after_lr, "grid.training.batch_size", np.where(runs["seed"] == 0, 32, 128))
+    runs.to_csv(tree / "runs.csv", index=False)
+    loaded = load_results_tree(tree)
+    assert loaded.cells == (
+        "lr=0.01, batch size=32",
+        "lr=0.01, batch size=128",
+        "lr=0.1, batch size=32",
+        "lr=0.1, batch size=128",
+    )
+    written = render_plots(tree)
+    assert {"batch_size_sensitivity.png", "lr_sensitivity.png"} <= {p.name for p in written}
+    for path in written:
+        _check_png(path)
+
+
+def test_empty_and_partial_histories_do_not_crash(tree: Path) -> None:
+    (tree / "runs" / "no_norm-lr0.1-s1" / "history.csv").write_text(
+        "step,epoch,examples_seen,wall_seconds,train_loss,train_accuracy,val_loss,val_accuracy\n"
+    )
+    (tree / "runs" / "no_norm-lr0.1-s0" / "history.csv").write_text("")
+    (tree / "runs" / "batch_norm-lr0.1-s1" / "diagnostics" / "bn_statistics.csv").unlink()
+    runs = pd.read_csv(tree / "runs.csv")
+    runs.loc[runs["run_id"] == "no_norm-lr0.1-s1", "status"] = "incomplete"
+    runs.to_csv(tree / "runs.csv", index=False)
+    written = render_plots(tree)
+    assert {p.name for p in written} == EXPECTED
+    for path in written:
+        _check_png(path)
+
+
+def test_seed_band_ignores_nan_and_supports_minmax(tree: Path) -> None:
+    loaded = load_results_tree(tree)
+    frame = loaded.histories[loaded.histories["cell"] == "lr=0.1"]
+    std = seed_band(frame, "step", "val_loss")
+    minmax = seed_band(frame, "step", "val_loss", band="minmax")
+    row = (std["arm"] == "batch_norm") & (std["x"] == 60)  # seed 1 has NaN there
+    assert std.loc[row, "count"].item() == 1
+    assert std.loc[row, "low"].item() == std.loc[row, "mean"].item()
+    minmax = minmax.dropna(subset=["mean"])
+    assert (minmax["low"] <= minmax["mean"]).all() and (minmax["mean"] <= minmax["high"]).all()
+
+
+def test_plotting_never_imports_a_training_library() -> None:
+    code = (
+        "import sys, bnbench.plots, bnbench.landscape, bnbench.synthetic\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'keras', 'tensorflow', 'jax'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

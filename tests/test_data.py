@@ -1,0 +1,162 @@
+"""Datasets: the registry, Keras' cache layout in a temporary KERAS_HOME, offline sets, errors."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bnbench.config import DatasetSpec
+from bnbench.data import REGISTRY, describe, load_dataset
+from bnbench.errors import SpecError
+from bnbench.registries import DATASET_NAMES
+
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "keras_home"
+    (home / "datasets").mkdir(parents=True)
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    # Keras reads KERAS_HOME once, at import; point its copy at the same folder.
+    import keras.src.backend.config as keras_config
+
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(home))
+    return home
+
+
+def _images(n: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+def _write_idx(folder: Path, n_train: int, n_test: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = {
+        "train-labels-idx1-ubyte.gz": (b"\0" * 8, np.arange(n_train, dtype=np.uint8) % 10),
+        "train-images-idx3-ubyte.gz": (b"\0" * 16, _images(n_train, (28, 28))),
+        "t10k-labels-idx1-ubyte.gz": (b"\0" * 8, np.arange(n_test, dtype=np.uint8) % 10),
+        "t10k-images-idx3-ubyte.gz": (b"\0" * 16, _images(n_test, (28, 28), 1)),
+    }
+    for name, (header, array) in parts.items():
+        with gzip.open(folder / name, "wb") as f:
+            f.write(header + array.tobytes())
+
+
+def test_registry_and_spec_names_agree():
+    assert set(REGISTRY) == set(DATASET_NAMES)
+    rows = describe()
+    assert {row["name"] for row in rows} == set(DATASET_NAMES)
+    assert next(r for r in rows if r["name"] == "digits")["offline"] == "yes"
+
+
+def test_mnist_from_keras_cache(keras_home):
+    np.savez(
+        keras_home / "datasets" / "mnist.npz",
+        x_train=_images(30, (28, 28)),
+        y_train=np.arange(30) % 10,
+        x_test=_images(10, (28, 28), 1),
+        y_test=np.arange(10),
+    )
+    data = load_dataset(DatasetSpec(name="mnist", validation_split=0.2), seed=0)
+    assert data.x_train.shape == (24, 28, 28, 1) and data.x_val.shape == (6, 28, 28, 1)
+    assert data.x_test.shape == (10, 28, 28, 1)
+    assert data.x_train.min() >= 0.0 and data.x_train.max() <= 1.0
+    assert data.num_classes == 10
+
+
+def test_fashion_mnist_from_keras_cache_flattened(keras_home):
+    _write_idx(keras_home / "datasets" / "fashion-mnist", 20, 8)
+    data = load_dataset(
+        DatasetSpec(name="fashion_mnist", flatten=True, subset=10, validation_split="test"), seed=0
+    )
+    assert data.x_train.shape == (10, 784)
+    assert data.x_val.shape == data.x_test.shape == (8, 784)
+
+
+def _write_cifar(folder: Path, train: list[str], test: str, label_key: str, n: int) -> None:
+    folder.mkdir(parents=True)
+    for i, name in enumerate([*train, test]):
+        batch = {b"data": _images(n, (3 * 32 * 32,), i), label_key.encode(): list(range(n))}
+        (folder / name).write_bytes(pickle.dumps(batch))
+
+
+def test_cifar10_from_keras_cache(keras_home):
+    root = keras_home / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    _write_cifar(root, [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels", 4)
+    data = load_dataset(DatasetSpec(name="cifar10", validation_split=0.1), seed=0)
+    assert data.x_train.shape[1:] == (32, 32, 3)
+    assert len(data.x_train) + len(data.x_val) == 20 and len(data.x_test) == 4
+
+
+def test_cifar100_from_local_path(tmp_path):
+    root = tmp_path / "copy" / "cifar-100-python"
+    _write_cifar(root, ["train"], "test", "fine_labels", 6)
+    data = load_dataset(
+        DatasetSpec(name="cifar100", path=str(tmp_path / "copy"), validation_split=0.0), seed=0
+    )
+    assert data.x_train.shape == (6, 32, 32, 3) and data.num_classes == 100
+
+
+def test_failed_download_explains_what_to_do(keras_home, monkeypatch):
+    import keras.src.utils.file_utils as file_utils
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(file_utils, "urlretrieve", refuse)
+    with pytest.raises(SpecError) as err:
+        load_dataset(DatasetSpec(name="fashion_mnist"), seed=0)
+    message = str(err.value)
+    assert "download failed" in message and "dataset.path" in message
+    assert str(keras_home) in message
+
+
+def test_download_goes_through_keras_loader_into_the_cache(keras_home, monkeypatch, tmp_path):
+    """The real keras.datasets code path, with the network replaced by local files."""
+    import keras.src.utils.file_utils as file_utils
+
+    source = tmp_path / "served"
+    _write_idx(source, 12, 6)
+
+    def fake_retrieve(url, filename, reporthook=None):
+        Path(filename).write_bytes((source / url.rsplit("/", 1)[-1]).read_bytes())
+
+    monkeypatch.setattr(file_utils, "urlretrieve", fake_retrieve)
+    data = load_dataset(DatasetSpec(name="fashion_mnist", validation_split=0.5), seed=0)
+    assert data.x_train.shape == (6, 28, 28, 1)
+    assert (keras_home / "datasets" / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+def test_npz_user_file_infers_task(tmp_path):
+    path = tmp_path / "mine.npz"
+    np.savez(
+        path,
+        x_train=np.ones((10, 3)),
+        y_train=np.arange(10) % 4,
+        x_test=np.ones((4, 3)),
+        y_test=np.arange(4),
+    )
+    data = load_dataset(DatasetSpec(name="npz", path=str(path), normalize="none"), seed=0)
+    assert data.task == "classification" and data.num_classes == 4
+
+
+def test_npz_missing_arrays(tmp_path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, x_train=np.ones((3, 2)))
+    with pytest.raises(SpecError, match="x_train, y_train, x_test, y_test"):
+        load_dataset(DatasetSpec(name="npz", path=str(path)), seed=0)
+
+
+def test_offline_sets():
+    digits = load_dataset(DatasetSpec(name="digits", flatten=True), seed=0)
+    assert digits.x_train.shape[1] == 64 and digits.x_test.shape == (360, 64)
+    two = load_dataset(DatasetSpec(name="two_scale", normalize="none", num_samples=100), seed=0)
+    assert two.task == "regression" and two.x_train.shape == (72, 2)
+    assert two.x_train[:, 1].max() > 20 * two.x_train[:, 0].max() / 10  # very different scales
+    std = load_dataset(DatasetSpec(name="two_scale", normalize="standardize"), seed=0)
+    assert np.allclose(std.x_train.mean(axis=0), 0, atol=1e-5)
+    blobs = load_dataset(DatasetSpec(name="blobs"), seed=0)
+    assert blobs.num_classes == 3

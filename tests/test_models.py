@@ -1,0 +1,153 @@
+"""Model building: layer order, bias rule and weight counts for every block × norm × placement."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from bnbench.backend import installed
+from bnbench.config import ModelSpec
+from bnbench.errors import SpecError
+from bnbench.models import build_model, parameter_counts
+
+NORMS = ["none", "batch", "layer", "group"]
+PLACEMENTS = ["before_activation", "after_activation"]
+
+
+def _spec(block: dict, norm: str, placement: str) -> ModelSpec:
+    return ModelSpec.model_validate(
+        {
+            "norm": {"kind": norm, "placement": placement, "groups": 2},
+            "blocks": [block, {"type": "flatten"}] if block["type"] == "conv2d" else [block],
+        }
+    )
+
+
+def _norm_weights(norm: str, channels: int) -> tuple[int, int]:
+    """(trainable, non-trainable) parameters a norm layer adds over `channels` channels."""
+    if norm == "none":
+        return 0, 0
+    if norm == "batch":
+        return 2 * channels, 2 * channels  # gamma, beta / moving mean, moving variance
+    return 2 * channels, 0
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("kind", ["dense", "conv2d"])
+def test_block_layers_bias_and_counts(kind, norm, placement):
+    if kind == "dense":
+        block, input_shape, fan_in, units = {"type": "dense", "units": 6}, (5,), 5, 6
+        linear = "block1_dense"
+    else:
+        block = {"type": "conv2d", "filters": 4, "kernel_size": 3, "pool": "max"}
+        input_shape, fan_in, units, linear = (6, 6, 2), 3 * 3 * 2, 4, "block1_conv"
+    model = build_model(_spec(block, norm, placement), input_shape, 3, "classification")
+    names = [layer.name for layer in model.layers]
+
+    core = [linear, "block1_act"]
+    if norm != "none":
+        core.insert(1 if placement == "before_activation" else 2, "block1_norm")
+    assert names[: len(core)] == core
+    assert names[-1] == "head"
+    if kind == "conv2d":
+        assert names[len(core)] == "block1_pool"
+
+    bias_dropped = norm == "batch" and placement == "before_activation"
+    assert model.get_layer(linear).use_bias is (not bias_dropped)
+
+    trainable_norm, frozen_norm = _norm_weights(norm, units)
+    head_in = units if kind == "dense" else units * 3 * 3
+    expected_trainable = fan_in * units + (0 if bias_dropped else units) + trainable_norm
+    expected_trainable += head_in * 3 + 3
+    assert parameter_counts(model) == {
+        "trainable": expected_trainable,
+        "non_trainable": frozen_norm,
+    }
+
+
+def test_flatten_and_global_avg_pool_entries():
+    spec = ModelSpec.model_validate(
+        {
+            "blocks": [
+                {"type": "conv2d", "filters": 4, "dropout": 0.1},
+                {"type": "global_avg_pool"},
+                {"type": "dense", "units": 5, "norm": {"kind": "none"}, "activation": "tanh"},
+            ]
+        }
+    )
+    model = build_model(spec, (8, 8, 1), 10, "classification")
+    names = [layer.name for layer in model.layers]
+    assert names == [
+        "block1_conv",
+        "block1_norm",
+        "block1_act",
+        "block1_dropout",
+        "block2_gap",
+        "block3_dense",
+        "block3_act",
+        "head",
+    ]
+    assert model.get_layer("block3_dense").use_bias  # the block's own norm: none
+    assert model.output_shape == (None, 10)
+
+
+def test_regression_head_is_linear():
+    spec = ModelSpec.model_validate({"blocks": [{"type": "dense", "units": 4}]})
+    model = build_model(spec, (2,), 1, "regression")
+    assert model.get_layer("head").activation is keras.activations.linear
+
+
+def test_group_norm_groups_must_divide_channels():
+    spec = ModelSpec.model_validate(
+        {"norm": {"kind": "group", "groups": 3}, "blocks": [{"type": "dense", "units": 4}]}
+    )
+    with pytest.raises(SpecError, match="groups=3"):
+        build_model(spec, (2,), 2, "classification")
+
+
+def test_image_output_needs_flatten():
+    spec = ModelSpec.model_validate({"blocks": [{"type": "conv2d", "filters": 2}]})
+    with pytest.raises(SpecError, match="flatten"):
+        build_model(spec, (4, 4, 1), 2, "classification")
+
+
+_BUILD_SCRIPT = """
+import json, os
+from bnbench.backend import activate
+activate(os.environ["BACKEND"])
+import keras
+from bnbench.config import ModelSpec
+from bnbench.models import build_model, parameter_counts
+spec = ModelSpec.model_validate({"blocks": [
+    {"type": "conv2d", "filters": 4, "pool": "avg"}, {"type": "flatten"},
+    {"type": "dense", "units": 8, "norm": {"kind": "layer"}}]})
+model = build_model(spec, (6, 6, 1), 3, "classification")
+print(json.dumps({"backend": keras.backend.backend(), "params": parameter_counts(model),
+                  "layers": [layer.name for layer in model.layers]}))
+"""
+
+
+def test_same_spec_builds_under_every_installed_backend():
+    outputs = {}
+    for backend in ("tensorflow", "jax", "torch"):
+        if not installed(backend):
+            continue
+        done = subprocess.run(
+            [sys.executable, "-c", _BUILD_SCRIPT],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**__import__("os").environ, "BACKEND": backend},
+        )
+        outputs[backend] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(outputs) >= 2
+    first = next(iter(outputs.values()))
+    for backend, out in outputs.items():
+        assert out["backend"] == backend
+        assert out["params"] == first["params"]
+        assert out["layers"] == first["layers"]

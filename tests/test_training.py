@@ -1,0 +1,168 @@
+"""Training runs end to end on tiny data: directory contents, divergence, interruption."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bnbench import rundir
+from bnbench.cli import app
+from bnbench.config import RunSpec, TrainingSpec
+from bnbench.training import Plan, batch_order, train
+
+runner = CliRunner()
+
+
+def _history(run_dir):
+    with (run_dir / "history.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_plan_converts_epochs_to_steps_once():
+    plan = Plan.from_spec(TrainingSpec(epochs=2, batch_size=10, eval_every=3), num_train=25)
+    assert plan.total_steps == 5 and plan.steps_per_epoch == 3
+    assert plan.eval_steps == (3, 5)
+    assert Plan.from_spec(TrainingSpec(steps=7, batch_size=4), num_train=8).eval_steps == (
+        2,
+        4,
+        6,
+        7,
+    )
+
+
+def test_batch_order_is_a_function_of_the_seed():
+    a = batch_order(10, 7, 3, seed=1)
+    assert len(a) == 21 and sorted(a[:10]) == list(range(10))
+    assert (a == batch_order(10, 7, 3, seed=1)).all()
+    assert not (a == batch_order(10, 7, 3, seed=2)).all()
+
+
+def test_train_writes_a_complete_run_directory(tiny_spec, write_spec, tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(write_spec(tiny_spec)), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == {
+        "config.yaml",
+        "history.csv",
+        "summary.json",
+        "model.keras",
+    }
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["training"]["momentum"] == 0.0  # defaults filled in
+    assert RunSpec.model_validate(config).model_dump(mode="json") == config
+    rows = _history(out)
+    assert [int(r["step"]) for r in rows] == [4, 8, 12]
+    assert list(rows[0]) == [
+        "step",
+        "epoch",
+        "examples_seen",
+        "wall_seconds",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+    ]
+    assert int(rows[-1]["examples_seen"]) == 12 * 16
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["params"] == {
+        "trainable": 64 * 16 + 32 + 16 * 16 + 32 + 16 * 10 + 10,
+        "non_trainable": 64,
+    }
+    assert summary["backend"] == "tensorflow"
+    assert summary["config_hash"] == rundir.config_hash(config)
+    assert {"test_loss", "test_accuracy", "val_accuracy"} <= set(summary["final"])
+    assert summary["versions"]["keras"].startswith("3.")
+    assert rundir.run_state(out) == "completed"
+
+
+def test_digits_learns_above_chance_with_and_without_bn(tiny_spec, tmp_path):
+    tiny_spec["dataset"]["subset"] = 600
+    tiny_spec["training"].update(steps=120, eval_every=40, learning_rate=0.3)
+    tiny_spec["training"].update(target_metric="val_accuracy", target_value=0.5)
+    accuracies = {}
+    for kind in ("batch", "none"):
+        tiny_spec["model"]["norm"]["kind"] = kind
+        result = train(RunSpec.model_validate(tiny_spec), tmp_path / kind, save_model=False)
+        assert result.status == "completed"
+        accuracies[kind] = result.summary["final"]["test_accuracy"]
+        assert rundir.run_state(tmp_path / kind) == "completed"
+    assert accuracies["batch"] > 0.5, accuracies  # chance is 0.1
+    assert accuracies["none"] > 0.2, accuracies
+
+
+def test_absurd_learning_rate_is_a_diverged_result(tiny_spec, write_spec, tmp_path):
+    tiny_spec["model"]["norm"]["kind"] = "none"
+    tiny_spec["training"].update(learning_rate=1e9, steps=40, eval_every=10)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(write_spec(tiny_spec)), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "diverged" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    assert 1 <= summary["diverged_step"] <= 40
+    assert rundir.run_state(out) == "diverged"
+    assert (out / "history.csv").exists() and (out / "config.yaml").exists()
+
+
+def test_target_step_is_recorded(tiny_spec, tmp_path):
+    tiny_spec["training"].update(target_metric="train_loss", target_value=1e6)
+    result = train(RunSpec.model_validate(tiny_spec), tmp_path / "r", save_model=False)
+    assert result.summary["target"]["step"] == 4
+    assert result.summary["target"]["seconds"] > 0
+
+
+def test_ctrl_c_leaves_a_directory_marked_incomplete(tiny_spec, tmp_path):
+    def interrupt(step, total, loss):
+        raise KeyboardInterrupt
+
+    tiny_spec["training"]["steps"] = 400
+    with pytest.raises(KeyboardInterrupt):
+        train(RunSpec.model_validate(tiny_spec), tmp_path / "r", progress=interrupt)
+    assert (tmp_path / "r" / "INCOMPLETE").exists()
+    assert rundir.run_state(tmp_path / "r") == "incomplete"
+
+
+def test_finished_runs_are_not_overwritten_silently(tiny_spec, write_spec, tmp_path):
+    path, out = write_spec(tiny_spec), tmp_path / "run"
+    assert runner.invoke(app, ["train", str(path), "--out", str(out), "-q"]).exit_code == 0
+    before = (out / "summary.json").read_text()
+    again = runner.invoke(app, ["train", str(path), "--out", str(out), "-q"])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    assert (out / "summary.json").read_text() == before
+    forced = runner.invoke(
+        app, ["train", str(path), "--out", str(out), "-q", "--overwrite", "--no-save-model"]
+    )
+    assert forced.exit_code == 0 and not (out / "model.keras").exists()
+
+
+def test_unknown_target_metric_is_refused_before_writing(tiny_spec, write_spec, tmp_path):
+    tiny_spec["training"].update(target_metric="val_acc", target_value=0.9)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(write_spec(tiny_spec)), "--out", str(out), "-q"])
+    assert result.exit_code == 2 and "val_accuracy" in result.output
+    assert not out.exists()
+
+
+def test_help_does_not_import_keras():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bnbench.cli import app; from typer.testing import CliRunner; "
+        "CliRunner().invoke(app, ['--help']); CliRunner().invoke(app, ['train', '--help']); "
+        "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_datasets_command_lists_registry():
+    result = runner.invoke(app, ["datasets"])
+    assert result.exit_code == 0
+    for name in ("mnist", "digits", "two_scale", "npz"):
+        assert name in result.output

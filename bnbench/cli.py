@@ -124,8 +124,148 @@ def datasets() -> None:
     console.print(table)
 
 
+AblationPath = Annotated[Path, typer.Argument(help="An ablation spec (YAML).", show_default=False)]
+ResultsDir = Annotated[Path, typer.Argument(help="A results directory.", show_default=False)]
+
+
+@app.command()
+@user_errors
+def plan(
+    ablation_path: AblationPath,
+    out: Annotated[Path | None, typer.Option(help="Results directory to check.")] = None,
+) -> None:
+    """Show the expanded run table (arms, grid cells, seeds, run ids, what is done); trains
+    nothing."""
+    from bnbench.grid import load_ablation
+    from bnbench.runner import plan_table
+
+    ablation = load_ablation(ablation_path)
+    rows = plan_table(ablation, out)
+    cells = len({row["cell"] for row in rows})
+    table = Table(
+        title=f"{ablation.spec.name}: {len(rows)} runs = {len(ablation.spec.arms)} arms × "
+        f"{cells} grid cells × {len(ablation.spec.seed_list)} seeds (minus exclusions); "
+        f"reference arm {ablation.spec.reference_arm}"
+    )
+    for column in ("#", "arm", "grid cell", "seed", "backend", "run id", "state"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(str(row["index"]), row["arm"], row["cell"] or "-", str(row["seed"]),
+                      row["backend"], row["run_id"], row["state"])  # fmt: skip
+    console.print(table)
+    done = sum(row["state"] in ("completed", "diverged") for row in rows)
+    console.print(f"{done} of {len(rows)} runs already finished in {out or '(no --out given)'}")
+
+
+@app.command()
+@user_errors
+def ablate(
+    ablation_path: AblationPath,
+    out: Annotated[Path, typer.Option(help="Results directory.")],
+    jobs: Annotated[int, typer.Option(help="Runs at once, each in its own process.")] = 1,
+    retry_failed: Annotated[bool, typer.Option(help="Re-run runs recorded as failed.")] = False,
+    shard: Annotated[
+        str | None, typer.Option(help="Run only slice i of n of the grid, as i/n.")
+    ] = None,
+    save_models: Annotated[bool, typer.Option(help="Write each run's model.keras.")] = False,
+    plots: Annotated[bool, typer.Option(help="Draw the figures at the end.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
+) -> None:
+    """Run an ablation: matched arms × grid × paired seeds, in parallel, resumable; then write
+    the summary tables (and figures)."""
+    from bnbench.grid import load_ablation
+    from bnbench.progress import AblationProgress
+    from bnbench.runner import parse_shard, plan_table, run_ablation, shard_runs
+
+    ablation = load_ablation(ablation_path)
+    part = parse_shard(shard)
+    if jobs < 1:
+        raise SpecError(f"--jobs must be at least 1, got {jobs}")
+    selected = {run.run_id for run in shard_runs(ablation.runs, part)}
+    finished = sum(row["state"] in ("completed", "diverged") and row["run_id"] in selected
+                   for row in plan_table(ablation, out))  # fmt: skip
+    console.print(f"{ablation.spec.name}: {len(selected)} runs selected, {finished} already "
+                  f"finished, --jobs {jobs} → {out}")  # fmt: skip
+    display = _NoProgress() if quiet else AblationProgress(console, len(selected), finished, jobs)
+    with display as listener:
+        outcome = run_ablation(ablation, out, jobs=jobs, retry_failed=retry_failed, shard=part,
+                               save_model=save_models, listener=listener)  # fmt: skip
+    _report(out, latex=False)
+    if plots:
+        _plots(out, "png")
+    if outcome.failed:
+        err_console.print(f"[red]{len(outcome.failed)} run(s) failed[/] (traceback.txt in each):")
+        for run_id in outcome.failed:
+            err_console.print(f"  {run_id}: {outcome.errors.get(run_id, 'recorded earlier')}")
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def report(
+    results_dir: ResultsDir,
+    latex: Annotated[bool, typer.Option(help="Also write summary.tex.")] = False,
+) -> None:
+    """Rebuild runs.csv and the summary tables from the stored runs alone."""
+    _report(results_dir, latex=latex)
+
+
+class PlotFormat(str, Enum):
+    png = "png"
+    svg = "svg"
+    pdf = "pdf"
+
+
+@app.command()
+@user_errors
+def plot(
+    results_dir: ResultsDir,
+    format: Annotated[PlotFormat, typer.Option("--format", help="Image format.")] = PlotFormat.png,
+    log_loss: Annotated[bool, typer.Option(help="Loss on a log axis.")] = False,
+) -> None:
+    """Draw learning curves, sensitivity plots and BN diagnostics from a results directory."""
+    _plots(results_dir, format.value, log_loss=log_loss)
+
+
+@app.command()
+@user_errors
+def landscape(
+    out: Annotated[Path, typer.Option(help="Figure file.")] = Path("results/landscape.png"),
+    steps: Annotated[int, typer.Option(help="Gradient-descent steps on each surface.")] = 100,
+    num_samples: Annotated[int, typer.Option(help="Examples of two_scale.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of the data.")] = 0,
+) -> None:
+    """Draw the loss surface of a linear model on two_scale with raw vs standardized features:
+    why unequal feature scales make a narrow valley and slow gradient descent."""
+    from bnbench.landscape import draw_landscape
+
+    result = draw_landscape(out, num_samples=num_samples, seed=seed, steps=steps)
+    for line in result.describe():
+        console.print(line, highlight=False)
+    console.print(f"wrote {result.path}")
+
+
+def _report(results_dir: Path, latex: bool) -> None:
+    from bnbench.report import build_report, render_table
+
+    result = build_report(results_dir, latex=latex)
+    console.print(render_table(result))
+    console.print(f"tables written to {results_dir}: runs.csv, summary.csv, summary.md, "
+                  f"summary.json{', summary.tex' if latex else ''}")  # fmt: skip
+
+
+def _plots(results_dir: Path, fmt: str, log_loss: bool = False) -> None:
+    from bnbench.plots import render_plots
+
+    paths = render_plots(results_dir, fmt=fmt, log_loss=log_loss)
+    console.print(f"{len(paths)} figures written to {results_dir / 'plots'} (see index.md)")
+
+
 class _NoProgress:
     def __enter__(self) -> None:
+        return None
+
+    def __call__(self, *args: Any) -> None:
         return None
 
     def __exit__(self, *exc: object) -> None:

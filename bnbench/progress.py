@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -13,6 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 
 class StepProgress:
@@ -47,3 +50,61 @@ class StepProgress:
         tb: TracebackType | None,
     ) -> None:
         self._progress.stop()
+
+
+class AblationProgress:
+    """A live display of an ablation: runs done / running / total, each running run's step and
+    loss, and the grid's ETA from the mean duration of finished runs."""
+
+    def __init__(self, console: Console, total: int, skipped: int, jobs: int) -> None:
+        from rich.live import Live
+
+        self.console = console
+        self.total = total
+        self.done = skipped
+        self.jobs = jobs
+        self.failed = 0
+        self.running: dict[str, tuple[int, int, float | None]] = {}
+        self.started: dict[str, float] = {}
+        self.durations: list[float] = []
+        self._live = Live(self._render(), console=console, refresh_per_second=4, transient=True)
+
+    def __enter__(self) -> AblationProgress:
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.stop()
+
+    def __call__(self, event: str, payload: dict[str, Any]) -> None:
+        run_id = payload.get("run_id", "")
+        if event == "step":
+            if run_id not in self.started:
+                self.started[run_id] = time.monotonic()
+            self.running[run_id] = (payload["step"], payload["total"], payload["loss"])
+        elif event == "done":
+            self.done += 1
+            self.failed += payload.get("status") == "failed"
+            self.running.pop(run_id, None)
+            if run_id in self.started:
+                self.durations.append(time.monotonic() - self.started.pop(run_id))
+            mark = {"completed": "[green]✓", "diverged": "[yellow]↯"}.get(
+                payload["status"], "[red]✗"
+            )
+            self.console.print(f"{mark}[/] {run_id}  {payload['status']}", highlight=False)
+        self._live.update(self._render())
+
+    def _render(self) -> Table:
+        remaining = self.total - self.done
+        eta = "-"
+        if self.durations and remaining:
+            seconds = sum(self.durations) / len(self.durations) * remaining / self.jobs
+            eta = time.strftime("%H:%M:%S", time.gmtime(seconds))
+        table = Table(title=f"ablation: {self.done}/{self.total} done, {len(self.running)} "
+                      f"running, {self.failed} failed, ETA {eta}", show_edge=False)  # fmt: skip
+        table.add_column("running run")
+        table.add_column("step", justify="right")
+        table.add_column("loss", justify="right")
+        for run_id, (step, total, loss) in sorted(self.running.items()):
+            table.add_row(run_id, f"{step}/{total}", f"{loss:.4f}" if loss is not None else "-")
+        return table

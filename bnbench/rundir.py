@@ -83,14 +83,9 @@ def _jsonable(value: Any) -> Any:
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """The run's summary, or None when the run is incomplete or never started."""
-    path = run_dir / SUMMARY
-    if not path.is_file() or (run_dir / INCOMPLETE).exists():
+    if (run_dir / INCOMPLETE).exists():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json(run_dir / SUMMARY)
 
 
 def run_state(run_dir: Path) -> str:
@@ -119,3 +114,12 @@ def run_id(resolved: Mapping[str, Any], label: str | None = None) -> str:
     """Deterministic run id: a readable slug plus the first 10 hex digits of the config hash."""
     name = label or str(resolved.get("name", "run"))
     return f"{slug(name)}-{config_hash(resolved)[:10]}"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from `path`, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -32,7 +32,16 @@ class SourceMap:
     def _walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
         self._lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
             for key, value in node.value:
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    dotted = ".".join(str(p) for p in (*path, key.value))
+                    raise SpecError(
+                        f"{self.source}, line {line}: duplicate key {dotted!r} "
+                        f"(first given on line {seen[key.value]})"
+                    )
+                seen[key.value] = line
                 child = (*path, key.value)
                 self._walk(value, child)
                 self._lines[child] = key.start_mark.line + 1

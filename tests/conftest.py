@@ -48,7 +48,8 @@ def write_spec(tmp_path: Path):
 
     def write(spec: dict | str, name: str = "spec.yaml") -> Path:
         path = tmp_path / name
-        path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec), encoding="utf-8")
+        text = spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False)
+        path.write_text(text, encoding="utf-8")
         return path
 
     return write

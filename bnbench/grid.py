@@ -1,0 +1,232 @@
+"""Ablation specs and their expansion into matched arms × grid cells × paired seeds.
+
+An ablation is data beside the run spec it varies. `expand` is a pure function from the
+ablation (and its base spec) to the list of planned runs; every planned run is validated before
+anything trains, so a grid with one invalid cell fails up front.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bnbench import rundir
+from bnbench.backend import choose_backend
+from bnbench.config import RunSpec
+from bnbench.errors import SpecError
+from bnbench.specio import apply_overrides, load_yaml, set_dotted, validate
+
+Scalar = bool | int | float | str | None
+
+
+class AblationSpec(BaseModel):
+    """The ablation file, validated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    base: str | dict[str, Any]
+    overrides: dict[str, Any] = {}
+    arms: dict[str, dict[str, Any]] = Field(min_length=1)
+    grid: dict[str, list[Any]] = {}
+    exclude: list[dict[str, Any]] = []
+    seeds: list[int] | None = None
+    repeats: int | None = Field(None, ge=1)
+    reference: str | None = None
+    mixed_backends: bool = Field(
+        False, description="let arms of one comparison run on different backends"
+    )
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty_lists(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            if not values:
+                raise ValueError(f"grid key {key!r} has no values; give at least one")
+            if len(set(map(repr, values))) != len(values):
+                raise ValueError(f"grid key {key!r} repeats a value: {values}")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("give at least one seed")
+            if len(set(value)) != len(value) or min(value) < 0:
+                raise ValueError(f"seeds must be distinct non-negative integers, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AblationSpec:
+        if self.seeds is not None and self.repeats is not None:
+            raise ValueError("give seeds or repeats, not both")
+        if "grid" in self.model_fields_set and not self.grid:
+            raise ValueError("grid is empty; remove it or give at least one key with values")
+        if self.reference is not None and self.reference not in self.arms:
+            raise ValueError(
+                f"reference {self.reference!r} is not an arm; arms: {', '.join(self.arms)}"
+            )
+        for entry in self.exclude:
+            if "arm" in entry and entry["arm"] not in self.arms:
+                raise ValueError(f"exclude names unknown arm {entry['arm']!r}")
+            unknown = [k for k in entry if k != "arm" and k not in self.grid]
+            if unknown:
+                raise ValueError(
+                    f"exclude keys must be 'arm' or grid keys ({', '.join(self.grid) or 'none'}),"
+                    f" got {', '.join(unknown)}"
+                )
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        if self.seeds is not None:
+            return list(self.seeds)
+        return list(range(self.repeats or 1))
+
+    @property
+    def reference_arm(self) -> str:
+        return self.reference or next(iter(self.arms))
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of the expanded ablation."""
+
+    index: int
+    arm: str
+    grid: dict[str, Any]
+    seed: int
+    spec: RunSpec
+    run_id: str
+
+    @property
+    def cell(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.grid.items())
+
+    def entry(self) -> dict[str, Any]:
+        """What the run directory records about its place in the ablation."""
+        return {"arm": self.arm, "grid": self.grid, "seed": self.seed, "cell": self.cell}
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """A loaded ablation: its spec, resolved data, and the planned runs."""
+
+    spec: AblationSpec
+    resolved: dict[str, Any]
+    runs: list[PlannedRun]
+
+
+def load_ablation(path: Path) -> Ablation:
+    """Read, validate and expand an ablation file.
+
+    Raises:
+        SpecError: anything wrong with the ablation, its base spec, or any expanded run.
+    """
+    data, where = load_yaml(path)
+    spec = validate(AblationSpec, data, where)
+    if isinstance(spec.base, str):
+        base_path = (path.parent / spec.base).resolve()
+        base, _ = load_yaml(base_path)
+        base_where = str(base_path)
+    else:
+        base, base_where = spec.base, f"{path} (base)"
+    return Ablation(spec, _resolved(spec, base), expand(spec, base, base_where))
+
+
+def _resolved(spec: AblationSpec, base: dict[str, Any]) -> dict[str, Any]:
+    out = spec.model_dump(mode="json")
+    out["base"] = base
+    out["seeds"] = spec.seed_list
+    out["reference"] = spec.reference_arm
+    out.pop("repeats", None)
+    return out
+
+
+def _excluded(spec: AblationSpec, arm: str, cell: dict[str, Any]) -> bool:
+    for entry in spec.exclude:
+        wanted = {k: v for k, v in entry.items() if k != "arm"}
+        if entry.get("arm", arm) == arm and all(cell.get(k) == v for k, v in wanted.items()):
+            return True
+    return False
+
+
+def expand(spec: AblationSpec, base: dict[str, Any], source: str = "base") -> list[PlannedRun]:
+    """Cross arms × grid cells × seeds into validated, uniquely identified runs.
+
+    Every arm and cell gets the same seeds, so runs can be compared pair by pair. The run's
+    `name` is its arm, so the run id (slug + hash of the resolved config) says which arm it is.
+
+    Raises:
+        SpecError: a dotted key that does not exist, a value of the wrong type, two arms that
+            produce identical runs, or a grid that excludes everything.
+    """
+    try:
+        common = apply_overrides(base, spec.overrides.items(), RunSpec)
+    except SpecError as err:
+        raise SpecError(f"overrides: {err}") from None
+    keys = list(spec.grid)
+    cells = [
+        dict(zip(keys, values, strict=True)) for values in itertools.product(*spec.grid.values())
+    ]
+    runs: list[PlannedRun] = []
+    seen: dict[str, str] = {}
+    for arm, arm_overrides in spec.arms.items():
+        for cell in cells:
+            if _excluded(spec, arm, cell):
+                continue
+            for seed in spec.seed_list:
+                where = f"arm {arm!r}" + (f", {_label(cell)}" if cell else "") + f", seed {seed}"
+                try:
+                    data = apply_overrides(common, [*arm_overrides.items(), *cell.items()], RunSpec)
+                    set_dotted(data, "seed", seed, RunSpec)
+                    set_dotted(data, "name", arm, RunSpec)
+                    run_spec = validate(RunSpec, data, None)
+                except SpecError as err:
+                    raise SpecError(f"{source}: {where}: {err}") from None
+                runs.append(PlannedRun(len(runs), arm, cell, seed, run_spec, ""))
+                body = run_spec.model_dump(mode="json", exclude={"name"})
+                fingerprint = rundir.config_hash(body)
+                if fingerprint in seen:
+                    raise SpecError(
+                        f"{where} is identical to {seen[fingerprint]}; arms must differ"
+                    )
+                seen[fingerprint] = where
+    if not runs:
+        raise SpecError("the ablation expands to no runs (every grid cell is excluded)")
+    runs = _same_backend(spec, runs)
+    return [PlannedRun(r.index, r.arm, r.grid, r.seed, r.spec, _run_id(r)) for r in runs]
+
+
+def _label(cell: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cell.items())
+
+
+def _run_id(run: PlannedRun) -> str:
+    resolved = run.spec.model_dump(mode="json")
+    values = "-".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in run.grid.items())
+    label = "-".join(p for p in (run.arm, values, f"s{run.seed}") if p)
+    return rundir.run_id(resolved, label=label)
+
+
+def _same_backend(spec: AblationSpec, runs: list[PlannedRun]) -> list[PlannedRun]:
+    """Pin every run's backend; within a grid cell all arms use the reference arm's choice.
+
+    With `backend: auto` the policy could pick different backends for arms that differ in
+    structure (say, a conv arm and a dense arm): then a BN-vs-none difference would partly be a
+    backend difference. Unless `mixed_backends` is set, the reference arm's choice wins.
+    """
+    chosen = {(r.arm, r.cell, r.seed): choose_backend(r.spec) for r in runs}
+    pinned = []
+    for r in runs:
+        backend = chosen[(r.arm, r.cell, r.seed)]
+        if not spec.mixed_backends:
+            backend = chosen.get((spec.reference_arm, r.cell, r.seed), backend)
+        new_spec = r.spec.model_copy(update={"backend": backend})
+        pinned.append(PlannedRun(r.index, r.arm, r.grid, r.seed, new_spec, ""))
+    return pinned

@@ -1,0 +1,364 @@
+"""Summary tables of an ablation, rebuilt from its run directories alone.
+
+`build_report` reads `RESULTS_DIR/runs/*/` (each run's `ablation.json`, `config.yaml` and
+`summary.json`) and `ablation.yaml` when present, and writes `runs.csv` (one row per run) and
+`summary.{csv,md,json}` (one row per arm and grid cell; `summary.tex` on request). It never
+trains and never imports Keras, so the tables can be rebuilt at any time, even while runs go on.
+The statistics and their definitions live in `bnbench.stats`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.table import Table
+
+from bnbench import rundir
+from bnbench.errors import SpecError
+from bnbench.stats import CONFIDENCE, STATUSES, SUMMARY_STATS, summarize
+
+RUN_COLUMNS = (
+    "metric",
+    "final_test_loss",
+    "final_test_metric",
+    "final_val_loss",
+    "final_val_metric",
+    "best_val_metric",
+    "target_metric",
+    "target_value",
+    "steps_to_target",
+    "seconds_to_target",
+    "diverged_step",
+    "total_steps",
+    "step_time_ms",
+    "params_trainable",
+    "params_non_trainable",
+    "batch_size",
+    "learning_rate",
+)
+DEFINITIONS = {
+    "means": "over completed runs; std with ddof=1, null below two values",
+    "reached": "completed runs that reached the target, out of n (all runs of the cell)",
+    "difference": f"arm − reference over paired seeds, mean and {CONFIDENCE:.0%} t interval",
+    "p_value": "two-sided scipy.stats.ttest_rel; null below two pairs or at zero variance",
+    "speedup": "mean over seeds where both arms reached the target of reference steps / arm "
+    "steps (above 1: the arm is faster)",
+}
+
+
+@dataclass(frozen=True)
+class Report:
+    """The summary of one results tree and the files it was written to.
+
+    Attributes:
+        root: The results directory.
+        rows: One dict per arm and grid cell, keyed by `summary_columns`; None for a blank.
+        runs: One dict per run directory, holding at least `run_columns`.
+        arms: Arm names in ablation order.
+        grid_keys: Dotted keys the grid varies.
+        reference: The arm every other arm is compared with.
+        metric: The runs' metric, e.g. "accuracy", or None for runs that only record a loss.
+        paths: File name -> path of every file written.
+    """
+
+    root: Path
+    rows: list[dict[str, Any]]
+    runs: list[dict[str, Any]]
+    arms: tuple[str, ...]
+    grid_keys: tuple[str, ...]
+    reference: str
+    metric: str | None
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def score_label(self) -> str:
+        """What the summary averages, in words: "test accuracy", or "test loss"."""
+        return f"test {self.metric or 'loss'}"
+
+    @property
+    def run_columns(self) -> list[str]:
+        grid = [f"grid.{key}" for key in self.grid_keys]
+        return ["run_id", "arm", "seed", "status", "backend", *grid, *RUN_COLUMNS]
+
+    @property
+    def summary_columns(self) -> list[str]:
+        return ["arm", "cell", *(f"grid.{key}" for key in self.grid_keys), *SUMMARY_STATS]
+
+
+def build_report(results_dir: Path, *, latex: bool = False) -> Report:
+    """Rebuild runs.csv and the summary tables of an ablation from its run directories.
+
+    Args:
+        results_dir: The ablation's results directory, holding `runs/<run_id>/`.
+        latex: Also write `summary.tex` (a booktabs tabular). Without it, a `summary.tex` left by
+            an earlier call is removed, so that no table outlives the runs it describes.
+
+    Returns:
+        The report: summary rows, run rows and the paths written.
+
+    Raises:
+        SpecError: The directory has no `runs/` folder or no run directory in it, or a file in
+            it cannot be parsed; the message names the path.
+    """
+    root = Path(results_dir)
+    spec = _read_spec(root)
+    found = [_read_run(path) for path in _run_dirs(root)]
+    grid_spec = _mapping(spec.get("grid"))
+    keys = [str(k) for k in grid_spec]
+    for _, ablation in found:
+        keys += [str(k) for k in _mapping(ablation.get("grid"))]
+    grid_keys = tuple(dict.fromkeys(keys))
+    runs = [_run_row(path, ablation, grid_keys) for path, ablation in found]
+    declared = spec.get("arms")
+    declared = list(declared) if isinstance(declared, dict | list) else []
+    arms = tuple(dict.fromkeys([*map(str, declared), *(run["arm"] for run in runs)]))
+    runs.sort(key=lambda run: _run_order(run, arms, grid_keys, grid_spec))
+    reference = str(spec.get("reference") or arms[0])
+    metric = next((run["metric"] for run in runs if run["metric"]), None)
+    rows = summarize(runs, grid_keys, reference, metric)
+    report = Report(root, rows, runs, arms, grid_keys, reference, metric)
+    _write(report, str(spec.get("name") or root.name), latex)
+    return report
+
+
+def render_table(report: Report) -> Table:
+    """The summary as a rich table for the terminal."""
+    table = Table(title=f"{report.score_label}: each arm vs {report.reference}")
+    columns = [("arm", "arm"), ("cell", "cell"), ("n", "n"), ("status", "ok/div/fail/inc")]
+    columns += [("score", f"{report.score_label} (mean ± std)")]
+    columns += [("diff", f"Δ vs {report.reference} [95% CI]"), ("p", "p")]
+    columns += [("steps", "steps to target"), ("reached", "reached"), ("speedup", "speedup")]
+    for key, header in columns:
+        table.add_column(header, justify="left" if key in ("arm", "cell") else "right")
+    for row in report.rows:
+        cells = _display(row, report)
+        cells["status"] = "/".join(str(row[status]) for status in STATUSES)
+        table.add_row(*(cells[key] for key in dict(columns)))
+    return table
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    runs = root / "runs"
+    if not runs.is_dir():
+        raise SpecError(f"{str(root)!r} is not an ablation results directory: it has no runs/")
+    dirs = sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not dirs:
+        raise SpecError(f"{str(runs)!r} holds no run directories")
+    return dirs
+
+
+def _read_spec(root: Path) -> dict[str, Any]:
+    path = root / "ablation.yaml"
+    if not path.is_file():
+        return {}  # a tree copied without its spec: arms and grid are read off the runs
+    spec = _load(path, yaml.safe_load)
+    if not isinstance(spec, dict):
+        raise SpecError(f"{str(path)!r} is not an ablation spec (expected a mapping)")
+    return spec
+
+
+def _read_run(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The run directory and its ablation.json ({} when the run was not part of an ablation)."""
+    file = path / "ablation.json"
+    ablation = _load(file, json.loads) if file.is_file() else {}
+    if not isinstance(ablation, dict):
+        raise SpecError(f"{str(file)!r} is not a JSON object")
+    return path, ablation
+
+
+def _load(path: Path, parse: Callable[[str], Any]) -> Any:
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+        raise SpecError(f"cannot read {str(path)!r}: {error}") from error
+
+
+def _run_row(path: Path, ablation: dict[str, Any], grid_keys: tuple[str, ...]) -> dict[str, Any]:
+    """The runs.csv row of one run, plus `cell` and `best_val_loss` for the summary."""
+    config = _load(path / rundir.CONFIG, yaml.safe_load) if (path / rundir.CONFIG).is_file() else {}
+    config = _mapping(config)
+    status = rundir.run_state(path)
+    summary = (rundir.read_summary(path) or {}) if status != "incomplete" else {}
+    training, grid = _mapping(config.get("training")), _mapping(ablation.get("grid"))
+    final, best = _mapping(summary.get("final")), _mapping(summary.get("best"))
+    target, params = _mapping(summary.get("target")), _mapping(summary.get("params"))
+    metric = summary.get("metric") or None
+    # Outside an ablation a run is its own arm, named as `bnbench train` names it: by its config.
+    arm = ablation.get("arm") or config.get("name") or summary.get("name") or path.name
+    row: dict[str, Any] = {
+        "run_id": path.name,
+        "arm": str(arm),
+        "seed": _int(ablation.get("seed", config.get("seed", summary.get("seed")))),
+        "status": status,
+        "backend": summary.get("backend") or config.get("backend"),
+        "cell": ablation.get("cell"),
+        "metric": metric,
+        "final_test_loss": final.get("test_loss"),
+        "final_test_metric": final.get(f"test_{metric}") if metric else None,
+        "final_val_loss": final.get("val_loss"),
+        "final_val_metric": final.get(f"val_{metric}") if metric else None,
+        "best_val_metric": best.get(f"val_{metric}") if metric else None,
+        "best_val_loss": None if metric else best.get("val_loss"),
+        "target_metric": target.get("metric"),
+        "target_value": target.get("value"),
+        "steps_to_target": target.get("step"),
+        "seconds_to_target": target.get("seconds"),
+        "diverged_step": summary.get("diverged_step"),
+        "total_steps": summary.get("total_steps"),
+        "step_time_ms": summary.get("step_time_ms"),
+        "params_trainable": params.get("trainable"),
+        "params_non_trainable": params.get("non_trainable"),
+        "batch_size": summary.get("batch_size", training.get("batch_size")),
+        "learning_rate": summary.get("learning_rate", training.get("learning_rate")),
+    }
+    for key in grid_keys:
+        row[f"grid.{key}"] = grid[key] if key in grid else _dotted(config, key)
+    if row["cell"] is None:
+        row["cell"] = ",".join(f"{key}={_text(row[f'grid.{key}'])}" for key in grid_keys)
+    return row
+
+
+def _run_order(
+    run: dict[str, Any], arms: tuple[str, ...], grid_keys: tuple[str, ...], grid: dict[str, Any]
+) -> tuple[Any, ...]:
+    """Arm order, then the cell's place in the ablation's grid, then seed."""
+    cell = []
+    for key in grid_keys:
+        value, listed = run[f"grid.{key}"], [_text(v) for v in grid.get(key) or []]
+        place = listed.index(_text(value)) if _text(value) in listed else len(listed)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        cell.append((place, not number, float(value) if number else 0.0, _text(value)))
+    seed = run["seed"]
+    return arms.index(run["arm"]), cell, seed is None, seed or 0, run["run_id"]
+
+
+def _write(report: Report, name: str, latex: bool) -> None:
+    root, paths = report.root, report.paths
+    paths.update({f: root / f for f in ("runs.csv", "summary.csv", "summary.json", "summary.md")})
+    rundir.write_csv(paths["runs.csv"], report.runs, report.run_columns)
+    rundir.write_csv(paths["summary.csv"], report.rows, report.summary_columns)
+    rows = [{k: _finite_or_none(row[k]) for k in report.summary_columns} for row in report.rows]
+    head: dict[str, Any] = {"name": name, "reference": report.reference, "metric": report.metric}
+    head.update(score=report.score_label, grid_keys=list(report.grid_keys))
+    rundir.write_json(paths["summary.json"], {**head, "definitions": DEFINITIONS, "rows": rows})
+    rundir.atomic_write_text(paths["summary.md"], _markdown(report, name))
+    if latex:
+        paths["summary.tex"] = root / "summary.tex"
+        rundir.atomic_write_text(paths["summary.tex"], _latex(report))
+    else:
+        (root / "summary.tex").unlink(missing_ok=True)
+
+
+def _headers(report: Report) -> list[tuple[str, str]]:
+    """(display key, header) of the markdown and LaTeX tables."""
+    score, best = report.score_label, f"best val {report.metric or 'loss'}"
+    columns = [("arm", "arm"), *((f"grid.{k}", k) for k in report.grid_keys), ("n", "n")]
+    columns += [(status, status) for status in STATUSES]
+    columns += [("score", f"{score} (mean ± std)"), ("best", f"{best} (mean)")]
+    columns += [("steps", "steps to target (mean ± std)"), ("reached", "reached")]
+    columns += [("step_time", "ms/step"), ("pairs", "pairs")]
+    columns += [("diff", f"Δ {score} vs {report.reference} [95% CI]"), ("p", "p")]
+    return [*columns, ("speedup", "speedup (steps)")]
+
+
+def _display(row: dict[str, Any], report: Report) -> dict[str, str]:
+    """Every summary value of `row` as text; blanks are ""."""
+    cells = {key: _fmt(row[key], "g") for key in row}
+    cells["score"] = _pm(row["final_test_mean"], row["final_test_std"], ".4g")
+    cells["best"] = _fmt(row["best_val_mean"], ".4g")
+    cells["steps"] = _pm(row["steps_to_target_mean"], row["steps_to_target_std"], ".0f")
+    cells["reached"] = "" if row["reached"] is None else f"{row['reached']}/{row['n']}"
+    cells["step_time"] = _fmt(row["step_time_ms_mean"], ".3g")
+    cells["pairs"] = _fmt(row["n_pairs"], "d")
+    diff, low, high = row["diff_mean"], row["diff_ci_low"], row["diff_ci_high"]
+    interval = f" [{low:+.3g}, {high:+.3g}]" if low is not None and high is not None else ""
+    cells["diff"] = "" if diff is None else f"{diff:+.3g}{interval}"
+    cells["p"] = _fmt(row["p_value"], ".2g")
+    speedup, pairs = row["speedup"], row["speedup_pairs"]
+    plural = "pair" if pairs == 1 else "pairs"
+    cells["speedup"] = "" if speedup is None else f"{speedup:.2f}× ({pairs} {plural})"
+    # Short keys keep the terminal table narrow; the files keep the full dotted keys.
+    short = [(key.rsplit(".", 1)[-1], row[f"grid.{key}"]) for key in report.grid_keys]
+    cells["cell"] = ", ".join(f"{key}={_fmt(value, 'g')}" for key, value in short)
+    return cells
+
+
+def _markdown(report: Report, name: str) -> str:
+    headers = _headers(report)
+    lines = [f"# {name}", "", f"Reference arm: `{report.reference}`.", ""]
+    lines.append("| " + " | ".join(header for _, header in headers) + " |")
+    lines.append("|" + "|".join("---" if k == "arm" else "--:" for k, _ in headers) + "|")
+    for row in report.rows:
+        cells = _display(row, report)
+        lines.append("| " + " | ".join(cells[k].replace("|", "\\|") for k, _ in headers) + " |")
+    lines += ["", *(f"- {key}: {text}" for key, text in DEFINITIONS.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _latex(report: Report) -> str:
+    headers = _headers(report)
+    lines = [r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}", r"\toprule"]
+    lines.append(" & ".join(_tex(header) for _, header in headers) + r" \\")
+    lines.append(r"\midrule")
+    for row in report.rows:
+        cells = _display(row, report)
+        lines.append(" & ".join(_tex(cells[key]) for key, _ in headers) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+_TEX_ESCAPES = {c: "\\" + c for c in "&%$#_{}"} | {"\\": r"\textbackslash{}", "~": r"\~{}"}
+_TEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "−": "-", "^": r"\^{}"}
+
+
+def _tex(text: str) -> str:
+    return "".join(_TEX_ESCAPES.get(c) or _TEX_SYMBOLS.get(c) or c for c in text)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return format(value, spec)
+    return str(value)
+
+
+def _pm(mean: float | None, std: float | None, spec: str) -> str:
+    # Two digits for the spread: over a few seeds it is not known any better.
+    spread = "" if std is None else f" ± {std:.2g}" if abs(std) < 100 else f" ± {std:.0f}"
+    return "" if mean is None else _fmt(mean, spec) + spread
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dotted(config: dict[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(value: Any) -> str:
+    """A grid value as one canonical string, for cell labels and matching against the grid."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -1,0 +1,366 @@
+"""Summary tables rebuild from a hand-written results tree: no training, no Keras."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from rich.console import Console
+from scipy import stats as scipy_stats
+
+from bnbench.errors import SpecError
+from bnbench.report import RUN_COLUMNS, build_report, render_table
+from bnbench.stats import paired_difference, paired_speedup
+
+ARMS = ("bn_before", "bn_after", "no_norm")  # not alphabetical: the spec's order must win
+REFERENCE = "no_norm"
+LEARNING_RATES = (0.01, 0.1)
+SEEDS = (0, 1, 2)
+KEY = "training.learning_rate"
+SPECIAL = {
+    ("bn_after", 0.1, 1): "diverged",
+    ("no_norm", 0.1, 2): "failed",
+    ("bn_before", 0.01, 2): "incomplete",
+}
+MISSES_TARGET = {("bn_after", 0.01, 2)}
+
+
+def _accuracy(arm: str, learning_rate: float, seed: int) -> float:
+    a = ARMS.index(arm)
+    return 0.6 + 0.1 * (2 - a) + 0.2 * learning_rate + 0.013 * ((seed * (a + 2)) % 5)
+
+
+def _steps(arm: str, learning_rate: float, seed: int) -> int | None:
+    if (arm, learning_rate, seed) in MISSES_TARGET:
+        return None
+    return 100 * (ARMS.index(arm) + 1) + 10 * seed + (30 if learning_rate == 0.01 else 0)
+
+
+def _summary(run_id: str, arm: str, learning_rate: float, seed: int, status: str) -> dict:
+    if status == "failed":
+        return {"run_id": run_id, "name": arm, "status": "failed", "error": "ValueError: boom"}
+    accuracy = _accuracy(arm, learning_rate, seed)
+    final = {"val_loss": 1 - accuracy + 0.05, "val_accuracy": accuracy - 0.01}
+    if status == "completed":
+        final.update(test_loss=1 - accuracy, test_accuracy=accuracy)
+    steps = _steps(arm, learning_rate, seed)
+    return {
+        "run_id": run_id,
+        "name": arm,
+        "status": status,
+        "seed": seed,
+        "backend": "jax",
+        "diverged_step": 40 if status == "diverged" else None,
+        "total_steps": 500,
+        "steps_done": 40 if status == "diverged" else 500,
+        "batch_size": 32,
+        "learning_rate": learning_rate,
+        "metric": "accuracy",
+        "final": final,
+        "best": {"val_accuracy": accuracy + 0.01, "step": 400},
+        "target": {
+            "metric": "val_accuracy",
+            "value": 0.7,
+            "step": steps,
+            "seconds": None if steps is None else steps / 100,
+        },
+        "params": {"trainable": 1000 + ARMS.index(arm), "non_trainable": 64},
+        "step_time_ms": 2.0 + ARMS.index(arm) + 0.1 * seed,
+        "train_seconds": 1.5,
+    }
+
+
+def write_tree(root: Path) -> dict[str, dict]:
+    """3 arms × 2 learning rates × 3 seeds; returns run_id -> {arm, lr, seed, status, summary}."""
+    (root / "runs").mkdir(parents=True)
+    spec = {
+        "name": "bn_placement",
+        "arms": {arm: {} for arm in ARMS},
+        "grid": {KEY: list(LEARNING_RATES)},
+        "seeds": list(SEEDS),
+        "reference": REFERENCE,
+    }
+    (root / "ablation.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    runs = {}
+    for arm in ARMS:
+        for learning_rate in LEARNING_RATES:
+            for seed in SEEDS:
+                run_id = f"{arm}-lr{learning_rate}-s{seed}"
+                run_dir = root / "runs" / run_id
+                run_dir.mkdir()
+                status = SPECIAL.get((arm, learning_rate, seed), "completed")
+                cell = f"{KEY}={learning_rate}"
+                ablation = {"arm": arm, "grid": {KEY: learning_rate}, "seed": seed, "cell": cell}
+                (run_dir / "ablation.json").write_text(json.dumps(ablation))
+                config = {"name": f"bn_placement-{arm}", "seed": seed, "backend": "jax"}
+                config["training"] = {"learning_rate": learning_rate, "batch_size": 32}
+                (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+                (run_dir / "history.csv").write_text("step,val_loss\n")
+                summary = None
+                if status == "incomplete":
+                    (run_dir / "INCOMPLETE").write_text("")
+                else:
+                    summary = _summary(run_id, arm, learning_rate, seed, status)
+                    (run_dir / "summary.json").write_text(json.dumps(summary))
+                runs[run_id] = dict(
+                    arm=arm, lr=learning_rate, seed=seed, status=status, summary=summary
+                )
+    return runs
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[Path, dict[str, dict]]:
+    root = tmp_path / "ablation"
+    return root, write_tree(root)
+
+
+def _row(report, arm: str, learning_rate: float) -> dict:
+    (row,) = [r for r in report.rows if r["arm"] == arm and r[f"grid.{KEY}"] == learning_rate]
+    return row
+
+
+def _completed(runs: dict, arm: str, learning_rate: float, column: str = "accuracy") -> dict:
+    """Seed -> value of the completed runs of one arm and cell, from the summaries written."""
+    out = {}
+    for run in runs.values():
+        if (run["arm"], run["lr"], run["status"]) == (arm, learning_rate, "completed"):
+            summary = run["summary"]
+            out[run["seed"]] = (
+                summary["final"]["test_accuracy"]
+                if column == "accuracy"
+                else summary["target"]["step"]
+            )
+    return out
+
+
+def test_runs_csv_is_tidy_and_sorted(tree):
+    root, runs = tree
+    report = build_report(root)
+    frame = pd.read_csv(report.paths["runs.csv"])
+    assert list(frame.columns) == [
+        "run_id", "arm", "seed", "status", "backend", f"grid.{KEY}", *RUN_COLUMNS
+    ]  # fmt: skip
+    assert len(frame) == len(runs) == 18
+    assert frame["status"].value_counts().to_dict() == {
+        "completed": 15,
+        "diverged": 1,
+        "failed": 1,
+        "incomplete": 1,
+    }
+    for run_id, run in runs.items():
+        assert frame.set_index("run_id").loc[run_id, "status"] == run["status"]
+    # arm order of ablation.yaml, then grid order, then seed
+    expected = [(a, lr, s) for a in ARMS for lr in LEARNING_RATES for s in SEEDS]
+    assert list(zip(frame["arm"], frame[f"grid.{KEY}"], frame["seed"], strict=True)) == expected
+    completed = frame.set_index("run_id").loc["bn_before-lr0.1-s0"]
+    assert completed["final_test_metric"] == pytest.approx(_accuracy("bn_before", 0.1, 0))
+    assert completed["metric"] == "accuracy" and completed["params_trainable"] == 1000
+    diverged = frame.set_index("run_id").loc["bn_after-lr0.1-s1"]
+    assert diverged["diverged_step"] == 40 and np.isnan(diverged["final_test_metric"])
+    failed = frame.set_index("run_id").loc["no_norm-lr0.1-s2"]
+    assert failed["backend"] == "jax"  # from config.yaml: the failed summary lacks it
+    assert np.isnan(failed["final_test_loss"]) and np.isnan(failed["total_steps"])
+
+
+def test_summary_statistics_match_numpy(tree):
+    root, runs = tree
+    report = build_report(root)
+    assert len(report.rows) == len(ARMS) * len(LEARNING_RATES)
+    assert [(r["arm"], r[f"grid.{KEY}"]) for r in report.rows] == [
+        (a, lr) for a in ARMS for lr in LEARNING_RATES
+    ]
+    for row in report.rows:
+        arm, learning_rate = row["arm"], row[f"grid.{KEY}"]
+        members = [r for r in runs.values() if (r["arm"], r["lr"]) == (arm, learning_rate)]
+        assert row["n"] == 3 and row["cell"] == f"{KEY}={learning_rate}"
+        for status in ("completed", "diverged", "failed", "incomplete"):
+            assert row[status] == sum(r["status"] == status for r in members)
+        values = np.array(list(_completed(runs, arm, learning_rate).values()))
+        assert row["final_test_mean"] == pytest.approx(values.mean())
+        assert row["final_test_std"] == pytest.approx(values.std(ddof=1))
+        assert row["best_val_mean"] == pytest.approx(values.mean() + 0.01)
+        steps = [s for s in _completed(runs, arm, learning_rate, "steps").values() if s]
+        assert row["steps_to_target_mean"] == pytest.approx(np.mean(steps))
+        assert row["reached"] == len(steps)
+        assert row["score"] == "test_accuracy"
+    assert _row(report, "bn_after", 0.01)["reached"] == 2  # seed 2 never reached the target
+
+
+def test_paired_comparison_matches_scipy_and_skips_unfinished_seeds(tree):
+    root, runs = tree
+    report = build_report(root)
+    seen_pairs = {}
+    for row in report.rows:
+        arm, learning_rate = row["arm"], row[f"grid.{KEY}"]
+        if arm == REFERENCE:
+            for column in ("n_pairs", "diff_mean", "diff_ci_low", "p_value", "speedup"):
+                assert row[column] is None
+            continue
+        mine = _completed(runs, arm, learning_rate)
+        ref = _completed(runs, REFERENCE, learning_rate)
+        seeds = sorted(mine.keys() & ref.keys())
+        seen_pairs[(arm, learning_rate)] = seeds
+        assert row["n_pairs"] == len(seeds)
+        a, b = np.array([mine[s] for s in seeds]), np.array([ref[s] for s in seeds])
+        assert row["diff_mean"] == pytest.approx(np.mean(a - b))
+        if len(seeds) < 2:
+            assert row["p_value"] is None and row["diff_ci_low"] is None
+            continue
+        test = scipy_stats.ttest_rel(a, b)
+        interval = test.confidence_interval(0.95)
+        assert row["p_value"] == pytest.approx(test.pvalue)
+        assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx(
+            (interval.low, interval.high)
+        )
+    # diverged, failed and incomplete seeds drop out of the pairs
+    assert seen_pairs == {
+        ("bn_before", 0.01): [0, 1],  # bn_before seed 2 incomplete
+        ("bn_before", 0.1): [0, 1],  # no_norm seed 2 failed
+        ("bn_after", 0.01): [0, 1, 2],
+        ("bn_after", 0.1): [0],  # bn_after seed 1 diverged, no_norm seed 2 failed
+    }
+    summary_csv = pd.read_csv(report.paths["summary.csv"])
+    assert summary_csv.loc[summary_csv["arm"] == REFERENCE, "p_value"].isna().all()
+    assert summary_csv.loc[summary_csv["arm"] == "bn_after", "p_value"].isna().tolist() == [
+        False,
+        True,
+    ]
+
+
+def test_speedup_is_mean_of_paired_step_ratios(tree):
+    root, runs = tree
+    report = build_report(root)
+    for arm in ("bn_before", "bn_after"):
+        for learning_rate in LEARNING_RATES:
+            mine = _completed(runs, arm, learning_rate, "steps")
+            ref = _completed(runs, REFERENCE, learning_rate, "steps")
+            seeds = [s for s in sorted(mine.keys() & ref.keys()) if mine[s] and ref[s]]
+            row = _row(report, arm, learning_rate)
+            assert row["speedup_pairs"] == len(seeds)
+            assert row["speedup"] == pytest.approx(np.mean([ref[s] / mine[s] for s in seeds]))
+    # seed 2 of bn_after missed the target: 2 of its 3 pairs count; no_norm takes 300+ steps
+    row = _row(report, "bn_after", 0.01)
+    assert row["speedup_pairs"] == 2
+    assert row["speedup"] == pytest.approx(np.mean([330 / 230, 340 / 240]))
+
+
+def test_markdown_json_and_latex_outputs(tree):
+    root, _ = tree
+    report = build_report(root)
+    markdown = report.paths["summary.md"].read_text()
+    assert all(f"| {arm} |" in markdown for arm in ARMS)
+    assert "test accuracy (mean ± std)" in markdown and "Δ test accuracy vs no_norm" in markdown
+    assert not (root / "summary.tex").exists() and "summary.tex" not in report.paths
+    data = json.loads(report.paths["summary.json"].read_text())
+    assert data["reference"] == REFERENCE and data["score"] == "test accuracy"
+    assert len(data["rows"]) == 6 and "speedup" in data["definitions"]
+
+    report = build_report(root, latex=True)
+    tex = report.paths["summary.tex"].read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"bn\_before" in tex
+    assert r"$\pm$" in tex and "±" not in tex
+    build_report(root)
+    assert not (root / "summary.tex").exists()  # a stale table does not outlive its runs
+
+
+def test_render_table_lists_every_arm(tree):
+    root, _ = tree
+    console = Console(record=True, width=250)
+    console.print(render_table(build_report(root)))
+    text = console.export_text()
+    assert all(arm in text for arm in ARMS) and "test accuracy" in text
+
+
+def test_rebuilding_gives_identical_files(tree):
+    root, _ = tree
+    first = build_report(root, latex=True)
+    contents = {name: path.read_bytes() for name, path in first.paths.items()}
+    second = build_report(root, latex=True)
+    assert {name: path.read_bytes() for name, path in second.paths.items()} == contents
+
+
+def test_missing_ablation_yaml_derives_arms_and_grid_from_runs(tree):
+    root, _ = tree
+    (root / "ablation.yaml").unlink()
+    report = build_report(root)
+    assert report.arms == ("bn_after", "bn_before", "no_norm")  # order of the run directories
+    assert report.reference == "bn_after" and report.grid_keys == (KEY,)
+    assert len(report.rows) == 6
+    assert all(r["n_pairs"] is None for r in report.rows if r["arm"] == "bn_after")
+
+
+def test_run_without_ablation_json_is_its_own_arm(tree):
+    root, _ = tree
+    run_dir = root / "runs" / "bn_after-lr0.01-s0"
+    (run_dir / "ablation.json").unlink()
+    report = build_report(root)
+    run = next(r for r in report.runs if r["run_id"] == run_dir.name)
+    assert run["arm"] == "bn_placement-bn_after" and run["seed"] == 0
+    assert run[f"grid.{KEY}"] == 0.01  # read from the config at the grid's dotted key
+    assert report.arms[-1] == "bn_placement-bn_after"
+    assert _row(report, "bn_after", 0.01)["n"] == 2
+
+
+def test_loss_only_runs_are_scored_by_test_loss(tmp_path):
+    root = tmp_path / "regression"
+    for arm, seed, loss in [("a", 0, 0.5), ("a", 1, 0.7), ("b", 0, 0.4), ("b", 1, 0.5)]:
+        run_dir = root / "runs" / f"{arm}-{seed}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "ablation.json").write_text(json.dumps({"arm": arm, "seed": seed, "grid": {}}))
+        summary = {"status": "completed", "metric": None, "final": {"test_loss": loss}}
+        summary["best"] = {"val_loss": loss - 0.1, "step": 10}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+    report = build_report(root)
+    assert report.score_label == "test loss" and report.grid_keys == ()
+    b = next(r for r in report.rows if r["arm"] == "b")
+    assert b["final_test_mean"] == pytest.approx(0.45) and b["best_val_mean"] == pytest.approx(0.35)
+    assert b["diff_mean"] == pytest.approx(-0.15) and b["n_pairs"] == 2
+    assert b["reached"] is None  # no target configured: no "0/2 reached"
+    assert "test loss (mean ± std)" in report.paths["summary.md"].read_text()
+    columns = list(pd.read_csv(report.paths["runs.csv"]).columns)
+    assert columns[:6] == ["run_id", "arm", "seed", "status", "backend", "metric"]
+
+
+def test_not_a_results_directory_names_the_path(tmp_path):
+    with pytest.raises(SpecError, match="no runs/") as error:
+        build_report(tmp_path)
+    assert str(tmp_path) in str(error.value)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(SpecError, match="holds no run directories") as error:
+        build_report(tmp_path)
+    assert str(tmp_path / "runs") in str(error.value)
+
+
+def test_unreadable_ablation_json_names_the_file(tree):
+    root, _ = tree
+    path = root / "runs" / "bn_after-lr0.01-s0" / "ablation.json"
+    path.write_text("{not json")
+    with pytest.raises(SpecError, match="cannot read") as error:
+        build_report(root)
+    assert str(path) in str(error.value)
+
+
+def test_paired_difference_handles_few_pairs_and_zero_variance():
+    assert paired_difference({0: 1.0}, {1: 2.0}).n_pairs == 0
+    one = paired_difference({0: 0.9, 1: float("nan")}, {0: 0.8, 1: 0.7})
+    assert (one.n_pairs, one.p_value, one.ci_low) == (1, None, None)
+    assert one.mean == pytest.approx(0.1)
+    # equal differences up to rounding: no test, rather than a p-value of rounding noise
+    flat = paired_difference({0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.4, 1: 0.5, 2: 0.6})
+    assert flat.n_pairs == 3 and flat.p_value is None and flat.ci_high is None
+    assert flat.mean == pytest.approx(0.1)
+    assert paired_speedup({0: 100, 1: None, 2: 50}, {0: 200, 1: 100, 2: 100}) == (2.0, 2)
+    assert paired_speedup({0: None}, {0: 100}) == (None, 0)
+
+
+def test_report_does_not_import_keras():
+    heavy = "{'keras', 'tensorflow', 'jax'}"
+    code = f"import sys, bnbench.report; print(sorted({heavy} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,147 @@
+"""Running ablations: worker processes, resume after kill -9, the lock, failures as data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bnbench import rundir
+from bnbench.errors import SpecError
+from bnbench.grid import load_ablation
+from bnbench.runner import results_lock, run_ablation
+from tests.conftest import TINY_SPEC
+
+ABLATION = {
+    "name": "abl",
+    "base": "spec.yaml",
+    "overrides": {"training.steps": 30, "training.eval_every": 10},
+    "arms": {"no_bn": {"model.norm.kind": "none"}, "bn": {"model.norm.kind": "batch"}},
+    "seeds": [0, 1],
+}
+
+
+def _write(tmp_path: Path, ablation: dict, spec: dict = TINY_SPEC) -> Path:
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    path = tmp_path / "ablation.yaml"
+    path.write_text(yaml.safe_dump(ablation, sort_keys=False))
+    return path
+
+
+def _finals(results: Path) -> dict[str, float]:
+    out = {}
+    for run in sorted((results / "runs").iterdir()):
+        summary = rundir.read_summary(run)
+        assert summary is not None, run
+        out[run.name] = summary["final"]["test_loss"]
+    return out
+
+
+def test_parallel_run_records_everything_and_matches_sequential(tmp_path):
+    ablation = load_ablation(_write(tmp_path, ABLATION))
+    sequential = run_ablation(ablation, tmp_path / "seq", jobs=1)
+    parallel = run_ablation(ablation, tmp_path / "par", jobs=2)
+    assert set(sequential.statuses.values()) == {"completed"}
+    assert sequential.statuses.keys() == parallel.statuses.keys()
+    seq, par = _finals(tmp_path / "seq"), _finals(tmp_path / "par")
+    assert seq.keys() == par.keys() and len(seq) == 4
+    for run_id in seq:
+        assert par[run_id] == pytest.approx(seq[run_id], rel=1e-4), run_id
+    top = tmp_path / "par"
+    assert (top / "ablation.yaml").exists()
+    manifest = json.loads((top / "manifest.json").read_text())
+    assert manifest["finished_at"] and manifest["versions"]["keras"].startswith("3.")
+    entry = json.loads(next((top / "runs").iterdir()).joinpath("ablation.json").read_text())
+    assert set(entry) == {"arm", "grid", "seed", "cell"}
+    # Re-running skips every finished run.
+    again = run_ablation(ablation, top, jobs=2)
+    assert sorted(again.skipped) == sorted(seq)
+
+
+def test_failed_run_is_recorded_and_the_grid_carries_on(tmp_path):
+    spec = {**ABLATION, "arms": {**ABLATION["arms"],
+                                 "bad_groups": {"model.norm.kind": "group",
+                                                "model.norm.groups": 3}}}  # fmt: skip
+    ablation = load_ablation(_write(tmp_path, spec))
+    outcome = run_ablation(ablation, tmp_path / "r", jobs=2)
+    failed = outcome.failed
+    assert len(failed) == 2 and all(run_id.startswith("bad_groups") for run_id in failed)
+    assert "groups=3" in outcome.errors[failed[0]]
+    run_dir = tmp_path / "r" / "runs" / failed[0]
+    assert rundir.run_state(run_dir) == "failed"
+    assert "groups=3" in (run_dir / "traceback.txt").read_text()
+    assert sum(status == "completed" for status in outcome.statuses.values()) == 4
+    # Failed runs are skipped on resume unless asked for.
+    assert sorted(run_ablation(ablation, tmp_path / "r").skipped) == sorted(outcome.statuses)
+    retried = run_ablation(ablation, tmp_path / "r", retry_failed=True)
+    assert sorted(retried.failed) == sorted(failed)
+
+
+def test_a_second_ablate_on_the_same_directory_is_refused(tmp_path):
+    with results_lock(tmp_path / "r"), pytest.raises(SpecError, match="another bnbench ablate"):
+        with results_lock(tmp_path / "r"):
+            pass
+    with results_lock(tmp_path / "r"):  # released afterwards
+        pass
+
+
+def test_lock_refusal_through_the_cli(tmp_path):
+    path = _write(tmp_path, ABLATION)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from bnbench.runner import results_lock\n"
+         "with results_lock(Path(sys.argv[1])):\n print('locked', flush=True); time.sleep(60)",
+         str(tmp_path / "r")], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        done = subprocess.run([sys.executable, "-m", "bnbench", "ablate", str(path), "--out",
+                               str(tmp_path / "r"), "-q"], capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 2
+        assert "another bnbench ablate is running" in done.stderr
+        assert not (tmp_path / "r" / "runs").exists()
+    finally:
+        holder.kill()
+
+
+def test_resume_after_kill_minus_nine_gives_the_uninterrupted_results(tmp_path):
+    spec = {**ABLATION, "overrides": {"training.steps": 300, "training.eval_every": 20}}
+    path = _write(tmp_path, spec)
+    command = [sys.executable, "-m", "bnbench", "ablate", str(path), "--jobs", "1", "-q",
+               "--no-plots", "--out"]  # fmt: skip
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*command, str(killed)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    try:
+        # Wait until one run has finished and the next has written history but not finished.
+        while time.monotonic() < deadline:
+            runs = list((killed / "runs").glob("*")) if (killed / "runs").exists() else []
+            finished = [r for r in runs if rundir.run_state(r) == "completed"]
+            midway = [
+                r for r in runs if (r / "INCOMPLETE").exists() and (r / "history.csv").exists()
+            ]
+            if finished and midway:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the ablation never reached the middle of its second run")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert any(rundir.run_state(r) == "incomplete" for r in (killed / "runs").iterdir())
+
+    resumed = subprocess.run([*command, str(killed)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = subprocess.run([*command, str(tmp_path / "clean")], capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    got, want = _finals(killed), _finals(tmp_path / "clean")
+    assert got.keys() == want.keys() and len(got) == 4  # no duplicate, no missing run
+    for run_id in want:
+        assert got[run_id] == pytest.approx(want[run_id], rel=1e-4), run_id

@@ -75,6 +75,10 @@ def import_keras() -> None:
 
         return
     with _stderr_silenced():
+        # Keras imports TensorFlow lazily on the other backends (for tf.data); import it here,
+        # where its start-up log is hidden, when it is installed.
+        if installed("tensorflow"):
+            import tensorflow  # noqa: F401
         import keras  # noqa: F401
 
 

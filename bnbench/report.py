@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich import box
 from rich.table import Table
 
 from bnbench import rundir
 from bnbench.errors import SpecError
-from bnbench.stats import CONFIDENCE, STATUSES, SUMMARY_STATS, summarize
+from bnbench.stats import DEFINITIONS, STATUSES, SUMMARY_STATS, summarize
 
 RUN_COLUMNS = (
     "metric",
@@ -42,14 +43,6 @@ RUN_COLUMNS = (
     "batch_size",
     "learning_rate",
 )
-DEFINITIONS = {
-    "means": "over completed runs; std with ddof=1, null below two values",
-    "reached": "completed runs that reached the target, out of n (all runs of the cell)",
-    "difference": f"arm − reference over paired seeds, mean and {CONFIDENCE:.0%} t interval",
-    "p_value": "two-sided scipy.stats.ttest_rel; null below two pairs or at zero variance",
-    "speedup": "mean over seeds where both arms reached the target of reference steps / arm "
-    "steps (above 1: the arm is faster)",
-}
 
 
 @dataclass(frozen=True)
@@ -128,18 +121,25 @@ def build_report(results_dir: Path, *, latex: bool = False) -> Report:
 
 
 def render_table(report: Report) -> Table:
-    """The summary as a rich table for the terminal."""
-    table = Table(title=f"{report.score_label}: each arm vs {report.reference}")
-    columns = [("arm", "arm"), ("cell", "cell"), ("n", "n"), ("status", "ok/div/fail/inc")]
-    columns += [("score", f"{report.score_label} (mean ± std)")]
-    columns += [("diff", f"Δ vs {report.reference} [95% CI]"), ("p", "p")]
-    columns += [("steps", "steps to target"), ("reached", "reached"), ("speedup", "speedup")]
-    for key, header in columns:
-        table.add_column(header, justify="left" if key in ("arm", "cell") else "right")
-    for row in report.rows:
-        cells = _display(row, report)
+    """The summary as a rich table for the terminal, narrower than the files' tables."""
+    title = f"{report.score_label} (mean ± std) and paired Δ vs {report.reference} [95% CI]"
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    columns = {"arm": "arm", "cell": "cell", "n": "n", "status": "ok/div/fail/inc"}
+    columns.update(score=report.score_label, diff="Δ [95% CI]", p="p")
+    columns.update(steps="steps to target (reached)", speedup="speedup")
+    rows = [_display(row, report) for row in report.rows]
+    for cells, row in zip(rows, report.rows, strict=True):
         cells["status"] = "/".join(str(row[status]) for status in STATUSES)
-        table.add_row(*(cells[key] for key in dict(columns)))
+        cells["steps"] += f" ({cells['reached']})" if cells["reached"] else ""
+        cells["speedup"] = _fmt(row["speedup"], ".2f") + ("×" if row["speedup"] else "")
+    for key, header in columns.items():
+        if key in ("arm", "cell"):  # names are never cut; numbers wrap when space is short
+            width = max((len(cells[key]) for cells in rows), default=0)
+            table.add_column(header, min_width=min(width, 24))
+        else:
+            table.add_column(header, justify="right")
+    for cells in rows:
+        table.add_row(*(cells[key] for key in columns))
     return table
 
 
@@ -219,8 +219,8 @@ def _run_row(path: Path, ablation: dict[str, Any], grid_keys: tuple[str, ...]) -
     }
     for key in grid_keys:
         row[f"grid.{key}"] = grid[key] if key in grid else _dotted(config, key)
-    if row["cell"] is None:
-        row["cell"] = ",".join(f"{key}={_text(row[f'grid.{key}'])}" for key in grid_keys)
+    if row["cell"] is None:  # labelled as the runner labels cells (grid.PlannedRun.cell)
+        row["cell"] = ",".join(f"{key}={row[f'grid.{key}']}" for key in grid_keys)
     return row
 
 
@@ -243,7 +243,7 @@ def _write(report: Report, name: str, latex: bool) -> None:
     paths.update({f: root / f for f in ("runs.csv", "summary.csv", "summary.json", "summary.md")})
     rundir.write_csv(paths["runs.csv"], report.runs, report.run_columns)
     rundir.write_csv(paths["summary.csv"], report.rows, report.summary_columns)
-    rows = [{k: _finite_or_none(row[k]) for k in report.summary_columns} for row in report.rows]
+    rows = [{k: row[k] for k in report.summary_columns} for row in report.rows]
     head: dict[str, Any] = {"name": name, "reference": report.reference, "metric": report.metric}
     head.update(score=report.score_label, grid_keys=list(report.grid_keys))
     rundir.write_json(paths["summary.json"], {**head, "definitions": DEFINITIONS, "rows": rows})
@@ -347,18 +347,12 @@ def _dotted(config: dict[str, Any], key: str) -> Any:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
     try:
-        return None if value is None else int(value)
+        return None if value is None or isinstance(value, bool) else int(value)
     except (TypeError, ValueError):
         return None
 
 
 def _text(value: Any) -> str:
-    """A grid value as one canonical string, for cell labels and matching against the grid."""
+    """A grid value as one canonical string, for matching it against the ablation's grid."""
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-
-
-def _finite_or_none(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -43,6 +43,16 @@ SUMMARY_STATS = (
     "speedup_pairs",
 )
 _COMPARISON = SUMMARY_STATS[SUMMARY_STATS.index("n_pairs") :]
+# What each summary statistic means; written beside the tables.
+DEFINITIONS = {
+    "means": "over completed runs; std with ddof=1, empty below two values",
+    "reached": "completed runs that reached the target, out of n (all runs of the cell)",
+    "difference": f"arm − reference over paired seeds, mean and {CONFIDENCE:.0%} t interval",
+    "p_value": "two-sided scipy.stats.ttest_rel; empty, like the interval, below two pairs or "
+    "at zero variance",
+    "speedup": "mean over seeds where both arms reached the target of reference steps / arm "
+    "steps (above 1: the arm is faster)",
+}
 
 
 @dataclass(frozen=True)
@@ -102,8 +112,9 @@ def paired_difference(arm: Mapping[int, Any], reference: Mapping[int, Any]) -> P
     if len(pairs) < 2 or _constant_difference(a, b):
         return Paired(len(pairs), mean, None, None, None)
     test = stats.ttest_rel(a, b)
-    interval = test.confidence_interval(CONFIDENCE)
-    return Paired(len(pairs), mean, float(interval.low), float(interval.high), float(test.pvalue))
+    low, high = test.confidence_interval(CONFIDENCE)
+    p_value, low, high = _finite_or_none(test.pvalue, low, high)
+    return Paired(len(pairs), mean, low, high, p_value)
 
 
 def paired_speedup(
@@ -130,6 +141,10 @@ def _pairs(arm: Mapping[int, Any], reference: Mapping[int, Any]) -> list[tuple[f
         if len(values) == 2:
             pairs.append((values[0], values[1]))
     return pairs
+
+
+def _finite_or_none(*values: Any) -> list[float | None]:
+    return [float(v) if math.isfinite(float(v)) else None for v in values]
 
 
 def _constant_difference(a: np.ndarray, b: np.ndarray) -> bool:

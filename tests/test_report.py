@@ -303,6 +303,7 @@ def test_run_without_ablation_json_is_its_own_arm(tree):
     run = next(r for r in report.runs if r["run_id"] == run_dir.name)
     assert run["arm"] == "bn_placement-bn_after" and run["seed"] == 0
     assert run[f"grid.{KEY}"] == 0.01  # read from the config at the grid's dotted key
+    assert run["cell"] == f"{KEY}=0.01"  # labelled as the runner labels cells
     assert report.arms[-1] == "bn_placement-bn_after"
     assert _row(report, "bn_after", 0.01)["n"] == 2
 
@@ -344,6 +345,14 @@ def test_unreadable_ablation_json_names_the_file(tree):
     with pytest.raises(SpecError, match="cannot read") as error:
         build_report(root)
     assert str(path) in str(error.value)
+
+
+def test_ablation_yaml_that_is_not_a_mapping_names_the_file(tree):
+    root, _ = tree
+    (root / "ablation.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(SpecError, match="expected a mapping") as error:
+        build_report(root)
+    assert str(root / "ablation.yaml") in str(error.value)
 
 
 def test_paired_difference_handles_few_pairs_and_zero_variance():

@@ -85,9 +85,12 @@ def test_failed_run_is_recorded_and_the_grid_carries_on(tmp_path):
 
 
 def test_a_second_ablate_on_the_same_directory_is_refused(tmp_path):
-    with results_lock(tmp_path / "r"), pytest.raises(SpecError, match="another bnbench ablate"):
-        with results_lock(tmp_path / "r"):
-            pass
+    with (
+        results_lock(tmp_path / "r"),
+        pytest.raises(SpecError, match="another bnbench ablate"),
+        results_lock(tmp_path / "r"),
+    ):
+        pass
     with results_lock(tmp_path / "r"):  # released afterwards
         pass
 
@@ -101,8 +104,9 @@ def test_lock_refusal_through_the_cli(tmp_path):
          str(tmp_path / "r")], stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        done = subprocess.run([sys.executable, "-m", "bnbench", "ablate", str(path), "--out",
-                               str(tmp_path / "r"), "-q"], capture_output=True, text=True)  # fmt: skip
+        command = [sys.executable, "-m", "bnbench", "ablate", str(path), "--out",
+                   str(tmp_path / "r"), "-q"]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True)
         assert done.returncode == 2
         assert "another bnbench ablate is running" in done.stderr
         assert not (tmp_path / "r" / "runs").exists()

@@ -138,3 +138,21 @@ def test_plan_prints_the_run_table(ablation_file):
     assert result.exit_code == 0, result.output
     assert "12 runs = 2 arms × 3 grid cells × 2 seeds" in result.output
     assert "missing" in result.output
+
+
+def test_arms_of_one_comparison_share_a_backend(ablation_file):
+    spec = copy.deepcopy(ABLATION)
+    spec["base"] = {
+        **TINY_SPEC,
+        "backend": "auto",
+        "dataset": {**TINY_SPEC["dataset"], "flatten": False},
+    }
+    dense_first = [{"type": "flatten"}, {"type": "dense", "units": 8}]
+    conv_first = [{"type": "conv2d", "filters": 2}, {"type": "flatten"},
+                  {"type": "dense", "units": 8}]  # fmt: skip
+    spec["arms"] = {"dense": {"model.blocks": dense_first}, "conv": {"model.blocks": conv_first}}
+    runs = load_ablation(ablation_file(spec)).runs
+    assert {r.spec.backend for r in runs} == {"jax"}  # the reference (first) arm's choice
+    spec["mixed_backends"] = True
+    mixed = load_ablation(ablation_file(spec)).runs
+    assert {r.arm: r.spec.backend for r in mixed} == {"dense": "jax", "conv": "tensorflow"}

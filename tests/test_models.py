@@ -151,3 +151,17 @@ def test_same_spec_builds_under_every_installed_backend():
         assert out["backend"] == backend
         assert out["params"] == first["params"]
         assert out["layers"] == first["layers"]
+
+
+def test_fused_flag_picks_the_batch_norm_layer():
+    from bnbench.fused_bn import FusedBatchNormalization
+
+    def norm_layer(fused: bool) -> keras.layers.Layer:
+        spec = ModelSpec.model_validate({"norm": {"kind": "batch", "fused": fused},
+                                         "blocks": [{"type": "conv2d", "filters": 2},
+                                                    {"type": "flatten"}]})  # fmt: skip
+        return build_model(spec, (4, 4, 1), 2, "classification").get_layer("block1_norm")
+
+    assert isinstance(norm_layer(True), FusedBatchNormalization)
+    stock = norm_layer(False)
+    assert type(stock) is keras.layers.BatchNormalization

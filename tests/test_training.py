@@ -166,3 +166,58 @@ def test_datasets_command_lists_registry():
     assert result.exit_code == 0
     for name in ("mnist", "digits", "two_scale", "npz"):
         assert name in result.output
+
+
+def test_step_monitor_finds_the_exact_divergence_step_from_batched_reads():
+    from bnbench.training import _StepMonitor
+
+    seen = []
+    monitor = _StepMonitor(total=10, hook=lambda s, t, loss: seen.append(s), check_every=4)
+    losses = [2.0, 1.5, 1.2, float("nan"), float("nan"), float("nan")]
+    stops = [monitor.on_batch_end({"loss": value}) for value in losses[:5]]
+    assert stops[3] is True  # the fourth step fills a batch of reads: checked, found
+    assert monitor.diverged_at == 4
+    assert monitor.flush() is True
+    assert seen and seen[0] == 4
+
+
+def test_diagnostics_do_not_change_training(tiny_spec, tmp_path):
+    tiny_spec["model"]["blocks"][0]["dropout"] = 0.2  # dropout draws from a seed state too
+    plain = train(RunSpec.model_validate(tiny_spec), tmp_path / "plain", save_model=False)
+    tiny_spec["diagnostics"] = {
+        "activation_percentiles": {"every": 2},
+        "bn_statistics": True,
+        "train_inference_gap": True,
+        "gradient_norms": True,
+        "probe_size": 32,
+    }
+    probed = train(RunSpec.model_validate(tiny_spec), tmp_path / "probed", save_model=False)
+    assert len(plain.history) == len(probed.history)
+    for a, b in zip(plain.history, probed.history, strict=True):
+        # Identical weights give bit-identical evaluations; the train means are pooled over
+        # the extra chunks that the probing steps create, so they agree to rounding.
+        assert (a["val_loss"], a["val_accuracy"]) == (b["val_loss"], b["val_accuracy"])
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["train_accuracy"] == pytest.approx(b["train_accuracy"], rel=1e-6)
+    assert plain.summary["final"]["test_loss"] == probed.summary["final"]["test_loss"]
+    written = sorted(p.name for p in (tmp_path / "probed" / "diagnostics").iterdir())
+    assert written == [
+        "activation_percentiles.csv",
+        "bn_statistics.csv",
+        "gradient_norms.csv",
+        "train_inference_gap.csv",
+    ]
+    steps = [int(line.split(",")[0]) for line in
+             (tmp_path / "probed" / "diagnostics" / "activation_percentiles.csv")
+             .read_text().splitlines()[1:]]  # fmt: skip
+    assert steps == list(range(0, 13, 2))
+
+
+def test_landscape_command_writes_the_figure(tmp_path):
+    out = tmp_path / "landscape.png"
+    result = runner.invoke(app, ["landscape", "--out", str(out), "--steps", "30"])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 10_000
+    assert "condition number" in result.output
+    bad = runner.invoke(app, ["landscape", "--out", str(tmp_path / "x.png"), "--steps", "0"])
+    assert bad.exit_code == 2 and not (tmp_path / "x.png").exists()

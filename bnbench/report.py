@@ -107,7 +107,7 @@ def build_report(results_dir: Path, *, latex: bool = False) -> Report:
     for _, ablation in found:
         keys += [str(k) for k in _mapping(ablation.get("grid"))]
     grid_keys = tuple(dict.fromkeys(keys))
-    runs = [_run_row(path, ablation, grid_keys) for path, ablation in found]
+    runs = [run_row(path, ablation, grid_keys) for path, ablation in found]
     declared = spec.get("arms")
     declared = list(declared) if isinstance(declared, dict | list) else []
     arms = tuple(dict.fromkeys([*map(str, declared), *(run["arm"] for run in runs)]))
@@ -179,8 +179,18 @@ def _load(path: Path, parse: Callable[[str], Any]) -> Any:
         raise SpecError(f"cannot read {str(path)!r}: {error}") from error
 
 
-def _run_row(path: Path, ablation: dict[str, Any], grid_keys: tuple[str, ...]) -> dict[str, Any]:
-    """The runs.csv row of one run, plus `cell` and `best_val_loss` for the summary."""
+def run_row(
+    path: Path, ablation: dict[str, Any] | None = None, grid_keys: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The runs.csv row of one run directory, plus `cell` and `best_val_loss` for the summary.
+
+    Args:
+        path: the run directory.
+        ablation: its `ablation.json` entry (arm, grid, seed, cell); empty for a lone run,
+            whose arm is then its config name.
+        grid_keys: the ablation's grid keys, each read from the config into `grid.<key>`.
+    """
+    ablation = ablation or {}
     config = _load(path / rundir.CONFIG, yaml.safe_load) if (path / rundir.CONFIG).is_file() else {}
     config = _mapping(config)
     status = rundir.run_state(path)

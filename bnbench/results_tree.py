@@ -218,33 +218,9 @@ def _read_single_run(root: Path) -> tuple[pd.DataFrame, dict[str, Path], list[st
         raise SpecError(f"cannot read {str(path)!r}: {error}") from error
     if not isinstance(summary, dict):
         raise SpecError(f"{str(path)!r} is not a run summary (expected a JSON object)")
-    config = _load_yaml(root / "config.yaml") if (root / "config.yaml").is_file() else {}
-    config = config if isinstance(config, dict) else {}
-    training = config.get("training") or {}
-    metric = summary.get("metric") or None
-    final, best = summary.get("final") or {}, summary.get("best") or {}
-    target = summary.get("target") or {}
-    row: dict[str, Any] = {
-        "run_id": str(summary.get("run_id") or root.name),
-        "arm": str(config.get("name") or summary.get("name") or root.name),
-        "seed": summary.get("seed"),
-        "status": summary.get("status"),
-        "metric": metric,
-        "final_test_loss": final.get("test_loss"),
-        "final_test_metric": final.get(f"test_{metric}") if metric else None,
-        "final_val_loss": final.get("val_loss"),
-        "final_val_metric": final.get(f"val_{metric}") if metric else None,
-        "best_val_metric": best.get(f"val_{metric}") if metric else None,
-        "target_metric": target.get("metric"),
-        "target_value": target.get("value"),
-        "steps_to_target": target.get("step"),
-        "seconds_to_target": target.get("seconds"),
-        "diverged_step": summary.get("diverged_step"),
-        "total_steps": summary.get("total_steps"),
-        "step_time_ms": summary.get("step_time_ms"),
-        "batch_size": training.get("batch_size"),
-        "learning_rate": training.get("learning_rate"),
-    }
+    from bnbench.report import run_row  # the one place that maps a run directory to a row
+
+    row = run_row(root)
     runs = pd.DataFrame([row])
     return runs, {row["run_id"]: root}, [row["arm"]]
 

@@ -8,6 +8,7 @@ tables, or reads other runs. Divergence is a result (status 'diverged'), not an 
 from __future__ import annotations
 
 import math
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -80,56 +81,52 @@ def batch_order(num_train: int, total_steps: int, batch_size: int, seed: int) ->
 
 
 class _StepMonitor:
-    """Counts steps inside a `fit` chunk and finds the first non-finite loss.
+    """Tracks the step count and the first non-finite loss from Keras' batch logs.
 
-    Reading a loss value forces the backend to finish the step (on JAX it ends asynchronous
-    dispatch, which costs ~30% of a small MLP's step time), so losses are kept as they come and
-    read in batches, every `check_every` steps or 0.1 s. The loss in Keras' batch logs is the
-    running mean since the chunk began, so it stays non-finite once a step diverged: the first
-    non-finite value in a batch is the exact divergence step. Training stops at the next check.
+    Its Keras callback is marked async-safe: Keras then turns the logs into Python floats and
+    calls it on a helper thread, so reading the loss never stalls the training loop. (A
+    synchronous batch callback makes Keras read every step's loss, a device sync per step that
+    cost ~20% of a small MLP's step time on JAX.) Calls may arrive out of order, hence the lock
+    and the step computed from the batch index. The loss in the logs is the running mean since
+    the chunk began, so it turns non-finite at the very step that diverged, and stays so.
     """
 
-    def __init__(self, total: int, hook: ProgressHook | None, check_every: int = 64) -> None:
-        self.step = 0
+    def __init__(self, total: int, hook: ProgressHook | None) -> None:
         self.total = total
         self.hook = hook
-        self.check_every = check_every
+        self.step = 0
+        self.chunk_start = 0
         self.diverged_at: int | None = None
-        self._pending: list[Any] = []
-        self._last_check = time.perf_counter()
+        self._lock = threading.Lock()
+        self._last_report = 0.0
 
-    def on_batch_end(self, logs: dict[str, Any] | None) -> bool:
-        """Record one step; True when training must stop."""
-        self.step += 1
-        if logs and "loss" in logs:
-            self._pending.append(logs["loss"])
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None) -> bool:
+        """Record the end of a chunk's `batch`-th step; True when training must stop."""
+        step = self.chunk_start + batch + 1
+        loss = None if not logs or logs.get("loss") is None else float(logs["loss"])
         now = time.perf_counter()
-        if len(self._pending) >= self.check_every or now - self._last_check > 0.1:
-            self._last_check = now
-            return self.flush()
+        with self._lock:
+            self.step = max(self.step, step)
+            if loss is not None and not math.isfinite(loss):
+                if self.diverged_at is None or step < self.diverged_at:
+                    self.diverged_at = step
+                return True
+            report = self.hook is not None and now - self._last_report > 0.1
+            if report:
+                self._last_report = now
+        if report and self.hook is not None:
+            self.hook(step, self.total, loss)
         return False
-
-    def flush(self) -> bool:
-        """Read the pending losses; True when one of them is not finite."""
-        if not self._pending:
-            return self.diverged_at is not None
-        values = np.asarray([float(v) for v in self._pending], dtype=np.float64)
-        first_step = self.step - len(values) + 1
-        self._pending.clear()
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size and self.diverged_at is None:
-            self.diverged_at = first_step + int(bad[0])
-        if self.hook is not None:
-            self.hook(self.step, self.total, float(values[-1]))
-        return self.diverged_at is not None
 
 
 def _keras_callback(monitor: _StepMonitor) -> Any:
     import keras
 
     class StepCallback(keras.callbacks.Callback):
+        async_safe = True  # see _StepMonitor
+
         def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-            if monitor.on_batch_end(logs):
+            if monitor.on_batch_end(batch, logs):
                 self.model.stop_training = True
 
     return StepCallback()
@@ -350,10 +347,10 @@ def _fit(
     steps_since_eval = 0
     for stop in sorted(stops):
         idx = order[step * training.batch_size : stop * training.batch_size]
+        monitor.chunk_start = step
         fit_start = time.perf_counter()
         logs = feeder.fit(data.x_train[idx], data.y_train[idx], [callback])
         chunk_times.append((time.perf_counter() - fit_start) / max(1, stop - step))
-        monitor.flush()
         chunk_steps = monitor.step - step
         for key in ["loss", *metric_names]:
             since_eval[key] = since_eval.get(key, 0.0) + float(logs[key][-1]) * chunk_steps

@@ -168,17 +168,18 @@ def test_datasets_command_lists_registry():
         assert name in result.output
 
 
-def test_step_monitor_finds_the_exact_divergence_step_from_batched_reads():
+def test_step_monitor_finds_the_first_divergent_step_even_out_of_order():
     from bnbench.training import _StepMonitor
 
     seen = []
-    monitor = _StepMonitor(total=10, hook=lambda s, t, loss: seen.append(s), check_every=4)
-    losses = [2.0, 1.5, 1.2, float("nan"), float("nan"), float("nan")]
-    stops = [monitor.on_batch_end({"loss": value}) for value in losses[:5]]
-    assert stops[3] is True  # the fourth step fills a batch of reads: checked, found
-    assert monitor.diverged_at == 4
-    assert monitor.flush() is True
-    assert seen and seen[0] == 4
+    monitor = _StepMonitor(total=20, hook=lambda step, total, loss: seen.append(step))
+    monitor.chunk_start = 10
+    nan = float("nan")
+    calls = [(0, 2.0), (2, nan), (1, nan), (3, nan)]  # a helper thread may deliver late
+    stops = [monitor.on_batch_end(batch, {"loss": loss}) for batch, loss in calls]
+    assert stops == [False, True, True, True]
+    assert monitor.diverged_at == 12 and monitor.step == 14
+    assert seen == [11]
 
 
 def test_diagnostics_do_not_change_training(tiny_spec, tmp_path):

@@ -2,12 +2,13 @@
 
 Both sides train the same model (the Ioffe & Szegedy MNIST MLP: 784-100-100-100-10, sigmoid, BN
 before the activation, batch 60) on the same synthetic MNIST-shaped data for the same number of
-steps, evaluating on the validation split once per epoch. The bare side is
-`model.fit(x, y, epochs=E, validation_data=...)`; the bnbench side is `bnbench.training.train`
-with its run directory, history, progress hook and evaluation points. Each backend runs in its
-own process; rounds alternate the two sides so that machine noise hits both alike.
+steps, evaluating on the validation split once per epoch and on the test split at the end. The
+bare side is `model.fit(x, y, epochs=E, validation_data=...)` then `model.evaluate(x_test, ...)`;
+the bnbench side is `bnbench.training.train` with its run directory, history, progress hook and
+evaluation points. Each backend runs in its own process; rounds alternate the two sides so that
+machine noise hits both alike.
 
-    python scripts/bench_overhead.py [--epochs 20] [--rounds 3] [--backends tensorflow jax]
+    python scripts/bench_overhead.py [--epochs 60] [--rounds 3] [--backends tensorflow jax]
 
 Prints, per backend, median steps per second of each side and their ratio (bnbench / bare;
 1.0 means no overhead).
@@ -68,6 +69,7 @@ def worker(backend: str, epochs: int, rounds: int, data_path: Path) -> dict:
             start = time.perf_counter()
             model.fit(data.x_train, data.y_train, batch_size=BATCH, epochs=epochs,
                       validation_data=(data.x_val, data.y_val), verbose=0)
+            model.evaluate(data.x_test, data.y_test, verbose=0)  # bnbench ends with this too
             bare_seconds = time.perf_counter() - start
 
             start = time.perf_counter()
@@ -84,7 +86,7 @@ def worker(backend: str, epochs: int, rounds: int, data_path: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -179,8 +179,6 @@ def ablate(
 
     ablation = load_ablation(ablation_path)
     part = parse_shard(shard)
-    if jobs < 1:
-        raise SpecError(f"--jobs must be at least 1, got {jobs}")
     selected = {run.run_id for run in shard_runs(ablation.runs, part)}
     finished = sum(row["state"] in ("completed", "diverged") and row["run_id"] in selected
                    for row in plan_table(ablation, out))  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 from rich import box
+from rich.console import Group
 from rich.table import Table
 
 from bnbench import rundir
@@ -120,24 +121,43 @@ def build_report(results_dir: Path, *, latex: bool = False) -> Report:
     return report
 
 
-def render_table(report: Report) -> Table:
-    """The summary as a rich table for the terminal, narrower than the files' tables."""
-    title = f"{report.score_label} (mean ± std) and paired Δ vs {report.reference} [95% CI]"
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    columns = {"arm": "arm", "cell": "cell", "n": "n", "status": "ok/div/fail/inc"}
-    columns.update(score=report.score_label, diff="Δ [95% CI]", p="p")
-    columns.update(steps="steps to target (reached)", speedup="speedup")
+def render_table(report: Report) -> Group:
+    """The summary for the terminal: outcomes per arm, then the paired comparisons.
+
+    Two narrow tables rather than one wide one, so that both fit an 80-column terminal.
+    """
     rows = [_display(row, report) for row in report.rows]
     for cells, row in zip(rows, report.rows, strict=True):
         cells["status"] = "/".join(str(row[status]) for status in STATUSES)
         cells["steps"] += f" ({cells['reached']})" if cells["reached"] else ""
         cells["speedup"] = _fmt(row["speedup"], ".2f") + ("×" if row["speedup"] else "")
+    names = {"arm": "arm", "cell": "cell"} if report.grid_keys else {"arm": "arm"}
+    outcomes = _terminal_table(
+        f"{report.score_label}, mean ± std over seeds",
+        "runs: completed/diverged/failed/incomplete · to target: steps (runs that reached it)",
+        {**names, "n": "n", "status": "runs", "score": "mean ± std", "steps": "to target"},
+        rows,
+    )
+    comparisons = _terminal_table(
+        f"paired over seeds against {report.reference} (t test)",
+        "speedup: reference steps to target / arm steps, over seeds where both reached it",
+        {**names, "diff": "Δ [95% CI]", "p": "p", "speedup": "speedup"},
+        [
+            cells
+            for cells, row in zip(rows, report.rows, strict=True)
+            if row["arm"] != report.reference
+        ],
+    )
+    return Group(outcomes, comparisons)
+
+
+def _terminal_table(
+    title: str, caption: str, columns: dict[str, str], rows: list[dict[str, str]]
+) -> Table:
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, caption_justify="left")
     for key, header in columns.items():
-        if key in ("arm", "cell"):  # names are never cut; numbers wrap when space is short
-            width = max((len(cells[key]) for cells in rows), default=0)
-            table.add_column(header, min_width=min(width, 24))
-        else:
-            table.add_column(header, justify="right")
+        left = key in ("arm", "cell")
+        table.add_column(header, justify="left" if left else "right", no_wrap=True)
     for cells in rows:
         table.add_row(*(cells[key] for key in columns))
     return table

@@ -20,24 +20,11 @@ import pandas as pd
 import yaml
 
 from bnbench.errors import SpecError
+from bnbench.report import RUN_COLUMNS, run_row
 
 DIAGNOSTICS = ("activation_percentiles", "bn_statistics", "train_inference_gap", "gradient_norms")
-NUMERIC_COLUMNS = (
-    "seed",
-    "final_test_loss",
-    "final_test_metric",
-    "final_val_loss",
-    "final_val_metric",
-    "best_val_metric",
-    "target_value",
-    "steps_to_target",
-    "seconds_to_target",
-    "diverged_step",
-    "total_steps",
-    "step_time_ms",
-    "batch_size",
-    "learning_rate",
-)
+# Every runs.csv column but the text ones, so the two files cannot drift apart.
+NUMERIC_COLUMNS = tuple(c for c in ("seed", *RUN_COLUMNS) if c not in ("metric", "target_metric"))
 # Metrics where smaller is better; anything else (accuracy, auc, ...) is maximized.
 _LOWER_IS_BETTER = frozenset(
     {
@@ -218,8 +205,6 @@ def _read_single_run(root: Path) -> tuple[pd.DataFrame, dict[str, Path], list[st
         raise SpecError(f"cannot read {str(path)!r}: {error}") from error
     if not isinstance(summary, dict):
         raise SpecError(f"{str(path)!r} is not a run summary (expected a JSON object)")
-    from bnbench.report import run_row  # the one place that maps a run directory to a row
-
     row = run_row(root)
     runs = pd.DataFrame([row])
     return runs, {row["run_id"]: root}, [row["arm"]]

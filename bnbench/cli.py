@@ -106,8 +106,21 @@ def train(
 
     spec = _load(spec_path, set_, backend)
     run_dir = prepare_run_dir(out, resolved_config(spec), overwrite=overwrite)
-    with _progress(quiet) as hook:
-        result = train_run(spec, run_dir, save_model=save_model, progress=hook)
+    try:
+        with _progress(quiet) as hook:
+            result = train_run(spec, run_dir, save_model=save_model, progress=hook)
+    except SpecError:
+        raise
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: {run_dir} is marked incomplete (INCOMPLETE)")
+        raise typer.Exit(130) from None
+    except Exception as err:
+        err_console.print(
+            f"[bold red]run failed:[/] {type(err).__name__}: {err}\n"
+            f"recorded as failed in {run_dir} (traceback in {run_dir / 'traceback.txt'})",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
     _print_result(result.summary, run_dir)
 
 

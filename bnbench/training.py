@@ -227,6 +227,13 @@ def train(
         tf.config.experimental.enable_op_determinism()
     model = build_model(spec.model, data.input_shape, data.output_units, data.task)
     plan = Plan.from_spec(spec.training, len(data.x_train))
+    model.compile(
+        optimizer=_optimizer(spec.training, plan.total_steps),
+        loss=LOSSES[loss_name],
+        metrics=[METRICS[m] for m in metric_names],
+    )
+    order = batch_order(len(data.x_train), plan.total_steps, spec.training.batch_size, spec.seed)
+    recorder = _recorder(spec, model, data, order, loss_name, metric_names, run_dir)
 
     # From here on the directory exists; the marker says so until the summary is written.
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -235,13 +242,11 @@ def train(
     rundir.write_yaml(run_dir / rundir.CONFIG, resolved)
     started = time.time()
     try:
-        run = _Run(spec, run_dir, model, data, plan, loss_name, metric_names, backend,
-                   resolved, started)  # fmt: skip
+        run = _Run(spec, run_dir, model, data, plan, metric_names, backend,
+                   resolved, started, order, recorder)  # fmt: skip
         return _fit(run, save_model, progress, fast_feeding)
     except KeyboardInterrupt:
         rundir.atomic_write_text(run_dir / rundir.INCOMPLETE, "interrupted by the user\n")
-        raise
-    except SpecError:
         raise
     except Exception as err:
         rundir.atomic_write_text(run_dir / rundir.TRACEBACK, traceback.format_exc())
@@ -287,41 +292,53 @@ class _Run:
     model: Any
     data: Any
     plan: Plan
-    loss_name: str
     metric_names: list[str]
     backend: str
     resolved: dict[str, Any]
     started: float
+    order: np.ndarray
+    recorder: Any
+
+
+def _recorder(
+    spec: RunSpec,
+    model: Any,
+    data: Any,
+    order: np.ndarray,
+    loss_name: str,
+    metric_names: list[str],
+    run_dir: Path,
+) -> Any:
+    """The diagnostics recorder (None when all are off); its probe is the first batches' examples.
+
+    Raises:
+        SpecError: the diagnostics name blocks the model does not have.
+    """
+    import keras
+
+    from bnbench.diagnostics import make_recorder
+
+    probe = order[: spec.diagnostics.probe_size]
+    try:
+        return make_recorder(
+            spec.diagnostics, model, data.x_train[probe], data.y_train[probe],
+            keras.losses.get(LOSSES[loss_name]),
+            metric_names[0] if metric_names and metric_names[0] == "accuracy" else None, run_dir,
+        )  # fmt: skip
+    except ValueError as err:
+        raise SpecError(f"diagnostics: {err}") from None
 
 
 def _fit(
     run: _Run, save_model: bool, progress: ProgressHook | None, fast_feeding: bool
 ) -> RunResult:
     spec, run_dir, model, data, plan = run.spec, run.run_dir, run.model, run.data, run.plan
-    loss_name, metric_names = run.loss_name, run.metric_names
-    import keras
-
-    from bnbench.diagnostics import make_recorder
+    metric_names = run.metric_names
     from bnbench.feeding import Feeder
     from bnbench.models import parameter_counts
 
     training = spec.training
-    model.compile(
-        optimizer=_optimizer(training, plan.total_steps),
-        loss=LOSSES[loss_name],
-        metrics=[METRICS[m] for m in metric_names],
-    )
-    order = batch_order(len(data.x_train), plan.total_steps, training.batch_size, spec.seed)
-    probe = order[: spec.diagnostics.probe_size]
-    recorder = make_recorder(
-        spec.diagnostics,
-        model,
-        data.x_train[probe],
-        data.y_train[probe],
-        keras.losses.get(LOSSES[loss_name]),
-        metric_names[0] if metric_names[0] == "accuracy" else None,
-        run_dir,
-    )
+    order, recorder = run.order, run.recorder
     stops = set(plan.eval_steps)
     if recorder is not None:
         stops |= set(recorder.steps(plan.total_steps, list(plan.eval_steps)))

@@ -222,3 +222,27 @@ def test_landscape_command_writes_the_figure(tmp_path):
     assert "condition number" in result.output
     bad = runner.invoke(app, ["landscape", "--out", str(tmp_path / "x.png"), "--steps", "0"])
     assert bad.exit_code == 2 and not (tmp_path / "x.png").exists()
+
+
+def test_unknown_diagnostics_block_is_refused_before_writing(tiny_spec, write_spec, tmp_path):
+    tiny_spec["diagnostics"] = {"activation_percentiles": {"layers": ["block9"]}}
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(write_spec(tiny_spec)), "--out", str(out), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "diagnostics" in result.output and "block9" in result.output
+    assert not out.exists()
+
+
+def test_a_run_that_raises_is_recorded_as_failed(tiny_spec, write_spec, tmp_path, monkeypatch):
+    import bnbench.feeding
+
+    def broken(self, x, y, callbacks):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(bnbench.feeding.Feeder, "fit", broken)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(write_spec(tiny_spec)), "--out", str(out), "-q"])
+    assert result.exit_code == 1
+    assert "run failed: RuntimeError: simulated crash" in result.output
+    assert rundir.run_state(out) == "failed"
+    assert "simulated crash" in (out / "traceback.txt").read_text()

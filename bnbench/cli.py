@@ -48,6 +48,10 @@ def user_errors(func: F) -> F:
         except SpecError as err:
             err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as err:  # an --out that cannot be created or written, say
+            where = f"{err.filename}: " if err.filename else ""
+            err_console.print(f"[bold red]error:[/] {where}{err.strerror or err}", highlight=False)
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -109,7 +113,7 @@ def train(
     try:
         with _progress(quiet) as hook:
             result = train_run(spec, run_dir, save_model=save_model, progress=hook)
-    except SpecError:
+    except (SpecError, OSError):  # bad input or an --out that cannot be written: exit 2
         raise
     except KeyboardInterrupt:
         err_console.print(f"interrupted: {run_dir} is marked incomplete (INCOMPLETE)")
@@ -190,6 +194,8 @@ def ablate(
     from bnbench.progress import AblationProgress
     from bnbench.runner import parse_shard, plan_table, run_ablation, shard_runs
 
+    if jobs < 1:
+        raise SpecError(f"--jobs must be at least 1, got {jobs}")
     ablation = load_ablation(ablation_path)
     part = parse_shard(shard)
     selected = {run.run_id for run in shard_runs(ablation.runs, part)}
@@ -292,6 +298,8 @@ def _progress(quiet: bool) -> Any:
 
 
 def _print_result(summary: dict[str, Any], run_dir: Path) -> None:
+    from bnbench.training import lower_is_better
+
     table = Table(title=f"run {summary.get('run_id')}", show_header=False)
     status = summary["status"]
     colour = {"completed": "green", "diverged": "yellow"}.get(status, "red")
@@ -305,7 +313,8 @@ def _print_result(summary: dict[str, Any], run_dir: Path) -> None:
     target = summary.get("target", {})
     if target.get("metric"):
         reached = target["step"] if target["step"] is not None else "not reached"
-        table.add_row(f"steps to {target['metric']} ≥ {target['value']}", str(reached))
+        relation = "≤" if lower_is_better(target["metric"]) else "≥"
+        table.add_row(f"steps to {target['metric']} {relation} {target['value']}", str(reached))
     if summary.get("step_time_ms") is not None:
         table.add_row("step time", f"{summary['step_time_ms']:.2f} ms")
     table.add_row("run directory", str(run_dir))

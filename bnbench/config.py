@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bnbench.diagnostics import DiagnosticsSpec
+from bnbench.errors import SpecError
 from bnbench.registries import (
     ACTIVATIONS,
     DATASET_NAMES,
@@ -29,7 +30,7 @@ from bnbench.specio import apply_overrides, load_yaml, validate
 class Strict(BaseModel):
     """Base for every spec section: unknown keys are rejected, assignments re-validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 NormKind = Literal["none", "batch", "layer", "group"]
@@ -148,7 +149,8 @@ class DatasetSpec(Strict):
     """Where the examples come from and how they are prepared."""
 
     name: str
-    # A fraction of the training examples held out (taken after the subset), or "test".
+    # A fraction of the training examples held out (the last ones, after the subset), or "test"
+    # to evaluate on the test split during training (as Ioffe & Szegedy plot test accuracy).
     validation_split: float | Literal["test"] = 0.1
     subset: int | None = Field(None, ge=1, description="keep only the first N training examples")
     normalize: Literal["none", "scale", "standardize"] = "scale"
@@ -164,8 +166,8 @@ class DatasetSpec(Strict):
     @field_validator("validation_split")
     @classmethod
     def _fraction(cls, value: float | str) -> float | str:
-        if isinstance(value, float) and not 0.0 <= value < 1.0:
-            raise ValueError(f"must be a fraction in [0, 1) or 'test', got {value}")
+        if isinstance(value, float) and not 0.0 < value < 1.0:
+            raise ValueError(f"must be a fraction in (0, 1) or 'test', got {value}")
         return value
 
 
@@ -244,6 +246,11 @@ class RunSpec(Strict):
         return value
 
 
+# Giving the length in one unit replaces the other, so `--set training.steps=500` works on a spec
+# that says `epochs: 10` (both at once is an error).
+EXCLUSIVE_KEYS = {"training.steps": "training.epochs", "training.epochs": "training.steps"}
+
+
 def load_run_spec(path: Path, overrides: Iterable[str | tuple[str, Any]] = ()) -> RunSpec:
     """Read, override and validate a run spec file.
 
@@ -255,5 +262,10 @@ def load_run_spec(path: Path, overrides: Iterable[str | tuple[str, Any]] = ()) -
         SpecError: anything wrong with the file, an override or a value.
     """
     data, where = load_yaml(path)
-    data = apply_overrides(data, overrides, RunSpec)
+    if "arms" in data and "base" in data:
+        raise SpecError(
+            f"{path}: this is an ablation spec (it has base and arms); "
+            "use bnbench plan or bnbench ablate"
+        )
+    data = apply_overrides(data, overrides, RunSpec, EXCLUSIVE_KEYS, where)
     return validate(RunSpec, data, where)

@@ -386,16 +386,12 @@ def load_dataset(spec: DatasetSpec, seed: int) -> Dataset:
     if spec.validation_split == "test":
         x_val, y_val = x_test, y_test
     else:
-        held = round(len(x_train) * spec.validation_split)
-        if held == 0 and spec.validation_split > 0:
-            held = 1
+        held = max(1, round(len(x_train) * spec.validation_split))
         cut = len(x_train) - held
         if cut < 1:
             raise SpecError(f"dataset: no training examples left after holding out {held}")
         x_val, y_val = x_train[cut:], y_train[cut:]
         x_train, y_train = x_train[:cut], y_train[:cut]
-        if held == 0:
-            x_val, y_val = x_test, y_test
     if x_train.ndim == 3:  # grayscale images get a channel axis for Conv2D
         x_train, x_val, x_test = (a[..., None] for a in (x_train, x_val, x_test))
     x_train, x_val, x_test = _normalize(spec, info, x_train, x_val, x_test)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bnbench.config import RunSpec
@@ -17,14 +18,19 @@ def describe_run(spec: RunSpec) -> dict[str, Any]:
 
     backend = choose_backend(spec)
     activate(backend)
+    import numpy as np
+
     from bnbench.data import load_dataset
     from bnbench.models import build_model, parameter_counts
-    from bnbench.training import Plan, loss_and_metrics
+    from bnbench.training import Plan, check_batch_size, diagnostics_recorder, loss_and_metrics
 
     data = load_dataset(spec.dataset, spec.seed)
     model = build_model(spec.model, data.input_shape, data.output_units, data.task)
     plan = Plan.from_spec(spec.training, len(data.x_train))
+    check_batch_size(spec, len(data.x_train))
     loss, metrics = loss_and_metrics(spec.training, data.task)
+    # Builds the probes, which checks the diagnostics' block names; writes nothing.
+    diagnostics_recorder(spec, model, data, np.arange(len(data.x_train)), loss, metrics, Path("."))
     params = parameter_counts(model)
     layers = " → ".join(layer.name for layer in model.layers)
     return {

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bnbench import rundir
 from bnbench.backend import choose_backend
-from bnbench.config import RunSpec
+from bnbench.config import EXCLUSIVE_KEYS, RunSpec
 from bnbench.errors import SpecError
 from bnbench.specio import apply_overrides, load_yaml, set_dotted, validate
 
@@ -71,6 +71,15 @@ class AblationSpec(BaseModel):
             raise ValueError(
                 f"reference {self.reference!r} is not an arm; arms: {', '.join(self.arms)}"
             )
+        for arm, overrides in self.arms.items():
+            both = sorted(set(overrides) & set(self.grid))
+            if both:
+                raise ValueError(f"arm {arm!r} sets {', '.join(both)}, which the grid varies")
+            if {"seed", "name"} & set(overrides):
+                raise ValueError(
+                    f"arm {arm!r} sets seed or name; seeds come from `seeds`/`repeats` and "
+                    "the name is the arm's"
+                )
         for entry in self.exclude:
             if "arm" in entry and entry["arm"] not in self.arms:
                 raise ValueError(f"exclude names unknown arm {entry['arm']!r}")
@@ -129,6 +138,11 @@ def load_ablation(path: Path) -> Ablation:
         SpecError: anything wrong with the ablation, its base spec, or any expanded run.
     """
     data, where = load_yaml(path)
+    if "arms" not in data and ("model" in data or "dataset" in data):
+        raise SpecError(
+            f"{path}: this is a run spec (it has model/dataset and no arms); "
+            "use bnbench validate or bnbench train"
+        )
     spec = validate(AblationSpec, data, where)
     if isinstance(spec.base, str):
         base_path = (path.parent / spec.base).resolve()
@@ -167,7 +181,7 @@ def expand(spec: AblationSpec, base: dict[str, Any], source: str = "base") -> li
             produce identical runs, or a grid that excludes everything.
     """
     try:
-        common = apply_overrides(base, spec.overrides.items(), RunSpec)
+        common = apply_overrides(base, spec.overrides.items(), RunSpec, EXCLUSIVE_KEYS)
     except SpecError as err:
         raise SpecError(f"overrides: {err}") from None
     keys = list(spec.grid)
@@ -183,7 +197,9 @@ def expand(spec: AblationSpec, base: dict[str, Any], source: str = "base") -> li
             for seed in spec.seed_list:
                 where = f"arm {arm!r}" + (f", {_label(cell)}" if cell else "") + f", seed {seed}"
                 try:
-                    data = apply_overrides(common, [*arm_overrides.items(), *cell.items()], RunSpec)
+                    data = apply_overrides(
+                        common, [*arm_overrides.items(), *cell.items()], RunSpec, EXCLUSIVE_KEYS
+                    )
                     set_dotted(data, "seed", seed, RunSpec)
                     set_dotted(data, "name", arm, RunSpec)
                     run_spec = validate(RunSpec, data, None)

@@ -8,6 +8,7 @@ placement sets, then `block{i}_pool` and `block{i}_dropout`; `block{i}_flatten` 
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from bnbench.config import (
@@ -130,8 +131,15 @@ def build_model(
             f"model.input_shape: {list(spec.input_shape)} does not match the dataset's "
             f"examples, which have shape {list(input_shape)}"
         )
+    if spec.head.units is not None and spec.head.units != output_units:
+        what = "classes" if task == "classification" else "target values per example"
+        raise SpecError(
+            f"model.head.units: {spec.head.units} does not match the dataset's {output_units} "
+            f"{what}; leave it out to infer it"
+        )
     layers: list[keras.layers.Layer] = [keras.Input(shape=shape, name="input")]
     rank = len(shape)  # feature-map rank: 3 for (h, w, c), 1 for vectors
+    size = min(shape[:2]) if rank == 3 else 0  # the smaller spatial side of the feature map
     for i, block in enumerate(spec.blocks, start=1):
         where = f"model.blocks[{i - 1}] ({block.type})"
         if isinstance(block, DenseBlock | Conv2DBlock):
@@ -145,6 +153,7 @@ def build_model(
                         f"but its input is flat; remove dataset.flatten or move the block "
                         "before any flatten/dense block"
                     )
+                size = _feature_map_size(block, size, where)
                 args: dict[str, Any] = dict(
                     filters=block.filters,
                     kernel_size=block.kernel_size,
@@ -196,10 +205,37 @@ def build_model(
     )
     try:
         return keras.Sequential(layers, name="bnbench_model")
-    except ValueError as err:  # e.g. a kernel larger than the feature map
+    except ValueError as err:  # e.g. a kernel or pool larger than the feature map
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()
         raise SpecError(
-            f"model: the blocks do not fit the input shape {list(shape)}: {err}"
+            f"model: the blocks do not fit the input shape {list(shape)}: "
+            f"{plain[0] if plain else type(err).__name__}"
         ) from None
+
+
+def _feature_map_size(block: Conv2DBlock, size: int, where: str) -> int:
+    """The smaller spatial side after the block's convolution and pooling.
+
+    Raises:
+        SpecError: the kernel or the pool does not fit the feature map.
+    """
+    if block.padding == "valid":
+        if block.kernel_size > size:
+            raise SpecError(
+                f"{where}: kernel_size {block.kernel_size} is larger than its {size}×{size} "
+                "input; use padding: same or a smaller kernel"
+            )
+        size = (size - block.kernel_size) // block.strides + 1
+    else:
+        size = -(-size // block.strides)
+    if block.pool:
+        if block.pool_size > size:
+            raise SpecError(
+                f"{where}: pool_size {block.pool_size} is larger than its {size}×{size} feature "
+                "map; remove the pool or use fewer pooling blocks"
+            )
+        size //= block.pool_size
+    return size
 
 
 def parameter_counts(model: keras.Model) -> dict[str, int]:

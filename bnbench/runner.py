@@ -208,11 +208,16 @@ def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
     path = results_dir / "ablation.yaml"
     if path.exists():
         existing = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if existing.get("name") != ablation.resolved["name"]:
+        if existing != ablation.resolved:
+            keys = set(existing) | set(ablation.resolved)
+            changed = sorted(k for k in keys if existing.get(k) != ablation.resolved.get(k))
             raise SpecError(
-                f"{results_dir}: holds ablation {existing.get('name')!r}, not "
-                f"{ablation.resolved['name']!r}; choose another --out"
+                f"{results_dir}: holds a different version of this ablation (it differs in: "
+                f"{', '.join(changed)}); its runs would be summarized together with these. "
+                "Choose another --out, or delete the folder to start over"
             )
+    elif any(entry.name != LOCK for entry in results_dir.iterdir()):
+        raise SpecError(f"{results_dir}: is not empty and holds no ablation; choose another --out")
     rundir.write_yaml(path, ablation.resolved)
     rundir.write_json(results_dir / "manifest.json", {
         "ablation": ablation.resolved["name"],

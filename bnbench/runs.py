@@ -15,11 +15,11 @@ def prepare_run_dir(out: Path | None, resolved: Mapping[str, Any], *, overwrite:
     """Pick the run directory and clear what may be cleared; creates nothing.
 
     A finished run is never replaced silently: it needs `overwrite`. An incomplete run (killed or
-    interrupted) is cleared, since it can only be re-run. A folder that is not a run directory
-    and is not empty is left alone unless `overwrite` is given.
+    interrupted) is cleared, since it can only be re-run. A folder holding anything else (an
+    ablation, your own files) is never touched, `overwrite` or not.
 
     Raises:
-        SpecError: `out` holds a finished run, or other files, and `overwrite` is false.
+        SpecError: `out` holds other files, or a finished run and `overwrite` is false.
     """
     run_dir = out if out is not None else Path("results") / rundir.run_id(resolved)
     if not run_dir.exists():
@@ -27,16 +27,29 @@ def prepare_run_dir(out: Path | None, resolved: Mapping[str, Any], *, overwrite:
     if not run_dir.is_dir():
         raise SpecError(f"{run_dir}: exists and is not a folder")
     state = rundir.run_state(run_dir)
-    is_run = (run_dir / rundir.CONFIG).exists() or (run_dir / rundir.INCOMPLETE).exists()
-    if overwrite:
-        shutil.rmtree(run_dir)
-    elif state in rundir.FINISHED_STATUSES:
+    is_run = _looks_like_run(run_dir)
+    if not is_run and any(run_dir.iterdir()):
+        raise SpecError(
+            f"{run_dir}: is not empty and is not a run directory; choose another --out "
+            "(--overwrite only ever replaces a run directory)"
+        )
+    if state in rundir.FINISHED_STATUSES and not overwrite:
         raise SpecError(
             f"{run_dir}: holds a finished run (status {state}); pass --overwrite to replace it "
             "or choose another --out"
         )
-    elif is_run:
+    if is_run:  # a finished run being replaced, or an incomplete one that can only be re-run
         shutil.rmtree(run_dir)
-    elif any(run_dir.iterdir()):
-        raise SpecError(f"{run_dir}: is not empty and is not a run directory; choose another --out")
     return run_dir
+
+
+def _looks_like_run(path: Path) -> bool:
+    """Whether `path` holds a run and nothing else, so that removing it loses nothing else."""
+    names = {entry.name for entry in path.iterdir() if not entry.name.startswith(".")}
+    return bool(names & {rundir.CONFIG, rundir.SUMMARY, rundir.INCOMPLETE}) and names <= RUN_FILES
+
+
+RUN_FILES = {
+    rundir.CONFIG, rundir.SUMMARY, rundir.INCOMPLETE, rundir.HISTORY, rundir.MODEL,
+    rundir.TRACEBACK, "diagnostics", "plots", "ablation.json",
+}  # fmt: skip

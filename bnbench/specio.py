@@ -25,6 +25,7 @@ class SourceMap:
 
     def __init__(self, node: yaml.Node | None, source: str) -> None:
         self.source = source
+        self.overridden: set[tuple[str, ...]] = set()
         self._lines: dict[tuple[Any, ...], int] = {}
         if node is not None:
             self._walk(node, ())
@@ -50,8 +51,11 @@ class SourceMap:
                 self._walk(item, (*path, index))
 
     def where(self, path: Iterable[Any]) -> str:
-        """'file, line N' for the deepest known prefix of `path`."""
+        """'file, line N' for the deepest known prefix of `path`, or the --set that gave it."""
         path = tuple(path)
+        for key in self.overridden:
+            if tuple(str(p) for p in path[: len(key)]) == key:
+                return f"--set {'.'.join(key)}"
         while path and path not in self._lines:
             path = path[:-1]
         line = self._lines.get(path)
@@ -184,14 +188,38 @@ def _annotation_models(annotation: Any) -> list[type[BaseModel]]:
 
 
 def apply_overrides(
-    data: dict[str, Any], assignments: Iterable[str | tuple[str, Any]], schema: type[BaseModel]
+    data: dict[str, Any],
+    assignments: Iterable[str | tuple[str, Any]],
+    schema: type[BaseModel],
+    exclusive: Mapping[str, str] | None = None,
+    where: SourceMap | None = None,
 ) -> dict[str, Any]:
-    """Return a copy of `data` with each 'dotted.key=value' (or (key, value) pair) applied."""
+    """Return a copy of `data` with each 'dotted.key=value' (or (key, value) pair) applied.
+
+    Args:
+        exclusive: key -> key it replaces: setting the first to a value clears the second.
+        where: the file's source map; overridden keys are marked there, so that an error in a
+            value from the command line is not blamed on a line of the file.
+    """
     out = copy.deepcopy(data)
     for item in assignments:
         key, value = parse_assignment(item) if isinstance(item, str) else item
         set_dotted(out, key, value, schema)
+        other = (exclusive or {}).get(key)
+        if other and value is not None and _has_dotted(out, other):
+            set_dotted(out, other, None, schema)
+        if where is not None:
+            where.overridden.add(tuple(key.split(".")))
     return out
+
+
+def _has_dotted(data: dict[str, Any], dotted: str) -> bool:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return node is not None
 
 
 def validate(schema: type[ModelT], data: Any, where: SourceMap | None) -> ModelT:
@@ -219,7 +247,7 @@ def format_errors(
             lines.append(f"{prefix}{dotted}: unknown key{hint}{listing}")
             continue
         message = problem["msg"].removeprefix("Value error, ")
-        if kind != "missing" and "input" in problem:
+        if kind != "missing" and "input" in problem and "got " not in message:
             received = problem["input"]
             if not isinstance(received, dict | list):
                 message = f"{message} (got {received!r})"

@@ -127,7 +127,9 @@ def _keras_callback(monitor: _StepMonitor) -> Any:
 
         def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
             if monitor.on_batch_end(batch, logs):
-                self.model.stop_training = True
+                # Not `self.model`: on JAX that property syncs the training state into the
+                # variables, which must not happen from this helper thread mid-step.
+                self._model.stop_training = True
 
     return StepCallback()
 
@@ -162,6 +164,19 @@ def loss_and_metrics(training: TrainingSpec, task: str) -> tuple[str, list[str]]
     default_loss = "sparse_categorical_crossentropy" if task == "classification" else "mse"
     default_metrics = ["accuracy"] if task == "classification" else ["mae"]
     return training.loss or default_loss, list(training.metrics or default_metrics)
+
+
+def check_batch_size(spec: RunSpec, num_train: int) -> None:
+    """Every batch is full, so a batch cannot be larger than the training set.
+
+    Raises:
+        SpecError: it is.
+    """
+    if spec.training.batch_size > num_train:
+        raise SpecError(
+            f"training.batch_size: {spec.training.batch_size} is larger than the {num_train} "
+            "training examples (after dataset.subset and validation_split)"
+        )
 
 
 def _check_target(training: TrainingSpec, metrics: list[str]) -> None:
@@ -227,13 +242,14 @@ def train(
         tf.config.experimental.enable_op_determinism()
     model = build_model(spec.model, data.input_shape, data.output_units, data.task)
     plan = Plan.from_spec(spec.training, len(data.x_train))
+    check_batch_size(spec, len(data.x_train))
     model.compile(
         optimizer=_optimizer(spec.training, plan.total_steps),
         loss=LOSSES[loss_name],
         metrics=[METRICS[m] for m in metric_names],
     )
     order = batch_order(len(data.x_train), plan.total_steps, spec.training.batch_size, spec.seed)
-    recorder = _recorder(spec, model, data, order, loss_name, metric_names, run_dir)
+    recorder = diagnostics_recorder(spec, model, data, order, loss_name, metric_names, run_dir)
 
     # From here on the directory exists; the marker says so until the summary is written.
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -300,7 +316,7 @@ class _Run:
     recorder: Any
 
 
-def _recorder(
+def diagnostics_recorder(
     spec: RunSpec,
     model: Any,
     data: Any,

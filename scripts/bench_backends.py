@@ -43,7 +43,7 @@ def _spec(shape: str, norm: dict[str, Any], backend: str, data: Path, steps: int
         "name": f"{shape}-{norm['kind']}",
         "backend": backend,
         "dataset": {"name": "npz", "path": str(data), "normalize": "none", "flatten": mlp,
-                    "validation_split": 0.0},
+                    "validation_split": "test"},
         "model": {"activation": "sigmoid" if mlp else "relu", "norm": norm,
                   "blocks": MLP_BLOCKS if mlp else CNN_BLOCKS},
         "training": {"optimizer": "sgd", "learning_rate": 0.1, "batch_size": 60 if mlp else 128,

@@ -168,3 +168,66 @@ def test_target_needs_both_halves(write_spec, tiny_spec):
     tiny_spec["training"]["target_metric"] = "val_accuracy"
     with pytest.raises(SpecError, match="target_metric and target_value"):
         load_run_spec(write_spec(tiny_spec))
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(write_spec, tiny_spec, tmp_path):
+    out = tmp_path / "precious"
+    (out / "sub").mkdir(parents=True)
+    (out / "thesis.tex").write_text("keep me")
+    result = _train(write_spec(tiny_spec), out, "--overwrite")
+    assert result.exit_code == 2 and "not a run directory" in result.output
+    assert (out / "thesis.tex").read_text() == "keep me" and (out / "sub").is_dir()
+
+
+def test_head_units_must_match_the_classes(write_spec, tiny_spec, tmp_path):
+    tiny_spec["model"]["head"] = {"units": 3}
+    _assert_refused(_train(write_spec(tiny_spec), tmp_path / "out"), tmp_path / "out",
+                    "model.head.units: 3", "10 classes")  # fmt: skip
+
+
+def test_a_pool_larger_than_the_feature_map_names_the_block(write_spec, tiny_spec, tmp_path):
+    tiny_spec["dataset"]["flatten"] = False
+    conv = {"type": "conv2d", "filters": 2, "pool": "max"}
+    tiny_spec["model"]["blocks"] = [conv, conv, conv, conv, {"type": "flatten"}]
+    _assert_refused(_train(write_spec(tiny_spec), tmp_path / "out"), tmp_path / "out",
+                    "model.blocks[3] (conv2d)", "pool_size 2", "1×1")  # fmt: skip
+
+
+def test_batch_larger_than_the_training_set(write_spec, tiny_spec, tmp_path):
+    tiny_spec["training"]["batch_size"] = 1000
+    _assert_refused(_train(write_spec(tiny_spec), tmp_path / "out"), tmp_path / "out",
+                    "training.batch_size: 1000", "90 training examples")  # fmt: skip
+
+
+def test_errors_in_set_values_point_at_the_option(write_spec, tiny_spec, tmp_path):
+    result = _train(write_spec(tiny_spec), tmp_path / "out", "--set", "training.momentum=1.5")
+    _assert_refused(result, tmp_path / "out", "--set training.momentum:", "1.5")
+    assert "line" not in result.output
+
+
+def test_setting_steps_replaces_epochs(write_spec, tiny_spec):
+    tiny_spec["training"].pop("steps")
+    tiny_spec["training"]["epochs"] = 3
+    spec = load_run_spec(write_spec(tiny_spec), ["training.steps=5"])
+    assert spec.training.steps == 5 and spec.training.epochs is None
+
+
+def test_an_ablation_given_to_validate_says_so(write_spec, tiny_spec, tmp_path):
+    path = write_spec({"name": "a", "base": "spec.yaml", "arms": {"x": {}}})
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "this is an ablation spec" in result.output
+    result = runner.invoke(app, ["plan", str(write_spec(tiny_spec, "run.yaml"))])
+    assert result.exit_code == 2 and "this is a run spec" in result.output
+
+
+def test_an_out_that_cannot_be_created_is_a_clear_error(write_spec, tiny_spec, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = _train(write_spec(tiny_spec), blocker / "run")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "error:" in result.output
+
+
+def test_non_finite_values_are_refused(write_spec, tiny_spec, tmp_path):
+    result = _train(write_spec(tiny_spec), tmp_path / "out", "--set", "training.learning_rate=.inf")
+    _assert_refused(result, tmp_path / "out", "training.learning_rate")

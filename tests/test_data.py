@@ -95,7 +95,7 @@ def test_cifar100_from_local_path(tmp_path):
     root = tmp_path / "copy" / "cifar-100-python"
     _write_cifar(root, ["train"], "test", "fine_labels", 6)
     data = load_dataset(
-        DatasetSpec(name="cifar100", path=str(tmp_path / "copy"), validation_split=0.0), seed=0
+        DatasetSpec(name="cifar100", path=str(tmp_path / "copy"), validation_split="test"), seed=0
     )
     assert data.x_train.shape == (6, 32, 32, 3) and data.num_classes == 100
 

@@ -156,3 +156,15 @@ def test_arms_of_one_comparison_share_a_backend(ablation_file):
     spec["mixed_backends"] = True
     mixed = load_ablation(ablation_file(spec)).runs
     assert {r.arm: r.spec.backend for r in mixed} == {"dense": "jax", "conv": "tensorflow"}
+
+
+@pytest.mark.parametrize(
+    ("arms", "fragment"),
+    [
+        ({"a": {"training.learning_rate": 0.5}}, "which the grid varies"),
+        ({"a": {"seed": 5}}, "sets seed or name"),
+    ],
+)
+def test_arms_may_not_set_what_the_grid_or_seeds_own(ablation_file, arms, fragment):
+    result = runner.invoke(app, ["plan", str(ablation_file({**ABLATION, "arms": arms}))])
+    assert result.exit_code == 2 and fragment in result.output

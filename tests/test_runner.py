@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -149,3 +150,37 @@ def test_resume_after_kill_minus_nine_gives_the_uninterrupted_results(tmp_path):
     assert got.keys() == want.keys() and len(got) == 4  # no duplicate, no missing run
     for run_id in want:
         assert got[run_id] == pytest.approx(want[run_id], rel=1e-4), run_id
+
+
+def test_a_changed_ablation_is_not_mixed_into_old_results(tmp_path):
+    path = _write(tmp_path, ABLATION)
+    run_ablation(load_ablation(path), tmp_path / "r", shard=(1, 4))
+    changed = {**ABLATION, "overrides": {"training.steps": 20, "training.eval_every": 10}}
+    with pytest.raises(SpecError, match=r"different version of this ablation.*overrides"):
+        run_ablation(load_ablation(_write(tmp_path, changed)), tmp_path / "r")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    with pytest.raises(SpecError, match="not empty and holds no ablation"):
+        run_ablation(load_ablation(path), tmp_path / "mine")
+
+
+def test_results_are_readable_by_others(tmp_path):
+    run_ablation(load_ablation(_write(tmp_path, ABLATION)), tmp_path / "r", shard=(1, 4))
+    run = next((tmp_path / "r" / "runs").iterdir())
+    for name in ("summary.json", "config.yaml", "history.csv"):
+        assert (run / name).stat().st_mode & 0o044 == 0o044, name
+
+
+def test_divergence_on_jax_is_a_result(tmp_path):
+    # Unscaled two_scale features with SGD at rate 1 overflow within a few dozen steps.
+    spec = copy.deepcopy(TINY_SPEC)
+    spec["backend"] = "jax"
+    spec["dataset"] = {"name": "two_scale", "normalize": "none"}
+    spec["model"] = {"norm": {"kind": "none"}, "blocks": [{"type": "dense", "units": 16}]}
+    spec["training"].update(learning_rate=1.0, batch_size=32, steps=100, eval_every=10)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    command = [sys.executable, "-m", "bnbench", "train", str(tmp_path / "spec.yaml"), "--out",
+               str(tmp_path / "run"), "-q"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert rundir.run_state(tmp_path / "run") == "diverged"

@@ -93,7 +93,7 @@ def render_plots(
         plt.close(fig)
         written.append(path)
         lines.append(f"- [{path.name}]({path.name}): {caption}")
-    header = [f"# Figures for `{tree.root.name}`", ""]
+    header = [f"# Figures for `{tree.name}`", ""]
     failed = tree.runs.loc[tree.runs["status"] == "failed", "run_id"]
     if len(failed):
         header += [f"Left out {len(failed)} failed run(s): {', '.join(failed)}.", ""]
@@ -223,8 +223,11 @@ class _Figures:
                 cell = f" ({self.best[arm]})" if self.best.get(arm) else ""
                 ax.set_title(f"{arm}{cell}\nlayer {layer}", fontsize=9)
                 ax.set_xlabel("training step")
-                self.panels.y_axis(ax, "activation value")
-        fig.suptitle("Distribution of activations over training (mean over seeds)", fontsize=11)
+                self.panels.y_axis(ax, "pre-activation value")
+        fig.suptitle(
+            "Inputs to the nonlinearity over training, 15th/50th/85th percentiles (mean over seeds)",
+            fontsize=11,
+        )
         styles = [("-", "50th percentile"), (":", "15th / 85th percentile")]
         self.panels.legend(fig, arms, styles=styles)
         return fig
@@ -292,7 +295,7 @@ class _Figures:
             drawers.append(
                 (
                     f"activation percentiles 15/50/85\nlayer {layer}",
-                    "activation value",
+                    "pre-activation value",
                     lambda ax: panels.percentiles(ax, first),
                 )
             )
@@ -313,7 +316,7 @@ class _Figures:
                 panels.y_axis(ax, ylabel, diverged)
             ax.set_title(title, fontsize=10)
         where = f" ({_BEST})" if any(self.best.values()) else ""
-        fig.suptitle(f"{self.tree.root.name}: overview{where}", fontsize=11)
+        fig.suptitle(f"{self.tree.name}: overview{where}", fontsize=11)
         panels.legend(fig, diverged=self.any_diverged)
         return fig
 

@@ -67,6 +67,13 @@ class ResultsTree:
     metric: str | None
 
     @property
+    def name(self) -> str:
+        """The ablation's name from ablation.yaml, else the folder's name."""
+        path = self.root / "ablation.yaml"
+        spec = _load_yaml(path) if path.is_file() else None
+        return str(spec["name"]) if isinstance(spec, dict) and spec.get("name") else self.root.name
+
+    @property
     def score(self) -> tuple[str, str, bool]:
         """(runs column, axis label, higher is better) of the final test score."""
         if self.metric is None:

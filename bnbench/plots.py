@@ -225,7 +225,7 @@ class _Figures:
                 ax.set_xlabel("training step")
                 self.panels.y_axis(ax, "pre-activation value")
         fig.suptitle(
-            "Inputs to the nonlinearity over training, 15th/50th/85th percentiles (mean over seeds)",
+            "Inputs to the nonlinearity over training: percentiles, mean over seeds",
             fontsize=11,
         )
         styles = [("-", "50th percentile"), (":", "15th / 85th percentile")]

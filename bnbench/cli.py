@@ -170,8 +170,11 @@ def plan(
         table.add_row(str(row["index"]), row["arm"], row["cell"] or "-", str(row["seed"]),
                       row["backend"], row["run_id"], row["state"])  # fmt: skip
     console.print(table)
-    done = sum(row["state"] in ("completed", "diverged") for row in rows)
-    console.print(f"{done} of {len(rows)} runs already finished in {out or '(no --out given)'}")
+    if out is None:
+        console.print("give --out DIR to see which of these runs are already finished there")
+    else:
+        done = sum(row["state"] in ("completed", "diverged") for row in rows)
+        console.print(f"{done} of {len(rows)} runs already finished in {out}")
 
 
 @app.command()
@@ -275,7 +278,8 @@ def _plots(results_dir: Path, fmt: str, log_loss: bool = False) -> None:
     from bnbench.plots import render_plots
 
     paths = render_plots(results_dir, fmt=fmt, log_loss=log_loss)
-    console.print(f"{len(paths)} figures written to {results_dir / 'plots'} (see index.md)")
+    noun = "figure" if len(paths) == 1 else "figures"
+    console.print(f"{len(paths)} {noun} written to {results_dir / 'plots'} (see index.md)")
 
 
 class _NoProgress:

@@ -120,7 +120,7 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any, schema: type[BaseM
     """
     parts = dotted.split(".")
     node: Any = data
-    fields: Mapping[str, Any] | None = schema_fields(schema, ())
+    fields: Mapping[str, Any] | None = schema_fields(schema)
     for depth, part in enumerate(parts):
         here = ".".join(parts[: depth + 1])
         last = depth == len(parts) - 1
@@ -148,7 +148,7 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any, schema: type[BaseM
         if part not in node or node[part] is None:
             node[part] = {}
         node = node[part]
-        fields = schema_fields(sub, ()) if sub is not None else None
+        fields = schema_fields(sub) if sub is not None else None
 
 
 def _block_fields(node: dict[str, Any]) -> Mapping[str, Any] | None:
@@ -161,10 +161,10 @@ def _block_fields(node: dict[str, Any]) -> Mapping[str, Any] | None:
         "global_avg_pool": GlobalAvgPoolBlock,
     }
     kind = kinds.get(str(node.get("type")))
-    return schema_fields(kind, ()) if kind else None
+    return schema_fields(kind) if kind else None
 
 
-def schema_fields(model: Any, _: tuple[Any, ...]) -> Mapping[str, Any] | None:
+def schema_fields(model: Any) -> Mapping[str, Any] | None:
     """The field names of a pydantic model class mapped to their nested model class (or None)."""
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return None
@@ -279,7 +279,7 @@ def _user_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
 
 
 def _valid_keys_at(schema: type[BaseModel], loc: tuple[Any, ...], data: Any) -> list[str]:
-    fields = schema_fields(schema, ())
+    fields = schema_fields(schema)
     node = data
     for part in loc:
         if isinstance(node, list) and isinstance(part, int):
@@ -290,5 +290,5 @@ def _valid_keys_at(schema: type[BaseModel], loc: tuple[Any, ...], data: Any) -> 
             return []
         sub = fields[part]
         node = node.get(part) if isinstance(node, dict) else None
-        fields = schema_fields(sub, ()) if sub is not None else None
+        fields = schema_fields(sub) if sub is not None else None
     return list(fields) if fields else []

@@ -2,21 +2,31 @@
 
 Nothing here imports Keras at module level, so `bnbench --help` is fast. User errors
 (`SpecError`) become a message on stderr and exit code 2.
+
+It runs past 300 lines because it declares every command's options (Typer's `Annotated`
+parameters are the `--help`); each command body only parses, calls one library function and
+prints.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from bnbench import __version__
+from bnbench.config.registries import Backend, FigureFormat
 from bnbench.errors import SpecError
+from bnbench.results import rundir
+
+if TYPE_CHECKING:
+    from bnbench.config.schema import RunSpec
+    from bnbench.results.rundir import RunSummary
 
 app = typer.Typer(
     help="Measure what Batch Normalization does: train YAML-specified Keras models, run "
@@ -28,14 +38,25 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"bnbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Measure what Batch Normalization does: train YAML-specified Keras models, run paired-seed
+    ablations, and draw their curves and BN diagnostics."""
+
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class BackendChoice(str, Enum):
-    auto = "auto"
-    tensorflow = "tensorflow"
-    jax = "jax"
-    torch = "torch"
 
 
 def user_errors(func: F) -> F:
@@ -62,16 +83,16 @@ SetOption = Annotated[
     typer.Option("--set", help="Override a spec value: dotted.key=value (repeatable)."),
 ]
 BackendOption = Annotated[
-    BackendChoice | None, typer.Option("--backend", help="Override the spec's backend.")
+    Backend | None, typer.Option("--backend", help="Override the spec's backend.")
 ]
 
 
-def _load(spec_path: Path, overrides: list[str] | None, backend: BackendChoice | None) -> Any:
-    from bnbench.config import load_run_spec
+def _load(spec_path: Path, overrides: list[str] | None, backend: str | None) -> RunSpec:
+    from bnbench.config.loading import load_run_spec
 
     extra: list[str | tuple[str, Any]] = list(overrides or [])
     if backend is not None:
-        extra.append(("backend", backend.value))
+        extra.append(("backend", backend))
     return load_run_spec(spec_path, extra)
 
 
@@ -79,10 +100,10 @@ def _load(spec_path: Path, overrides: list[str] | None, backend: BackendChoice |
 @user_errors
 def validate(spec_path: SpecPath, set_: SetOption = None, backend: BackendOption = None) -> None:
     """Check a run spec, print the model and its parameter counts; trains nothing."""
-    from bnbench.describe import describe_run
+    from bnbench.train.prepare import describe, prepare
 
     spec = _load(spec_path, set_, backend)
-    report = describe_run(spec)
+    report = describe(prepare(spec))
     console.print(f"[green]✓[/] {spec_path}: valid spec [bold]{spec.name}[/]")
     table = Table(show_header=False, box=None)
     for key, value in report.items():
@@ -104,9 +125,9 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train one run and write a self-describing run directory."""
-    from bnbench.runs import prepare_run_dir
-    from bnbench.training import resolved_config
-    from bnbench.training import train as train_run
+    from bnbench.results.placement import prepare_run_dir
+    from bnbench.train.loop import train as train_run
+    from bnbench.train.plan import resolved_config
 
     spec = _load(spec_path, set_, backend)
     run_dir = prepare_run_dir(out, resolved_config(spec), overwrite=overwrite)
@@ -121,7 +142,7 @@ def train(
     except Exception as err:
         err_console.print(
             f"[bold red]run failed:[/] {type(err).__name__}: {err}\n"
-            f"recorded as failed in {run_dir} (traceback in {run_dir / 'traceback.txt'})",
+            f"recorded as failed in {run_dir} (traceback in {run_dir / rundir.TRACEBACK})",
             highlight=False,
         )
         raise typer.Exit(1) from None
@@ -131,7 +152,7 @@ def train(
 @app.command()
 def datasets() -> None:
     """List every dataset, where it comes from, and whether it is available offline."""
-    from bnbench.data import describe
+    from bnbench.data.datasets import describe
 
     table = Table(title="datasets")
     for column in ("name", "task", "source", "offline", "available"):
@@ -153,8 +174,8 @@ def plan(
 ) -> None:
     """Show the expanded run table (arms, grid cells, seeds, run ids, what is done); trains
     nothing."""
-    from bnbench.grid import load_ablation
-    from bnbench.runner import plan_table
+    from bnbench.ablate.runner import plan_table
+    from bnbench.config.ablation import load_ablation
 
     ablation = load_ablation(ablation_path)
     rows = plan_table(ablation, out)
@@ -173,7 +194,7 @@ def plan(
     if out is None:
         console.print("give --out DIR to see which of these runs are already finished there")
     else:
-        done = sum(row["state"] in ("completed", "diverged") for row in rows)
+        done = sum(rundir.is_done(row["state"]) for row in rows)
         console.print(f"{done} of {len(rows)} runs already finished in {out}")
 
 
@@ -193,16 +214,16 @@ def ablate(
 ) -> None:
     """Run an ablation: matched arms × grid × paired seeds, in parallel, resumable; then write
     the summary tables (and figures)."""
-    from bnbench.grid import load_ablation
-    from bnbench.progress import AblationProgress
-    from bnbench.runner import parse_shard, plan_table, run_ablation, shard_runs
+    from bnbench.ablate.progress import AblationProgress
+    from bnbench.ablate.runner import parse_shard, plan_table, run_ablation, shard_runs
+    from bnbench.config.ablation import load_ablation
 
     if jobs < 1:
         raise SpecError(f"--jobs must be at least 1, got {jobs}")
     ablation = load_ablation(ablation_path)
     part = parse_shard(shard)
     selected = {run.run_id for run in shard_runs(ablation.runs, part)}
-    finished = sum(row["state"] in ("completed", "diverged") and row["run_id"] in selected
+    finished = sum(rundir.is_done(row["state"]) and row["run_id"] in selected
                    for row in plan_table(ablation, out))  # fmt: skip
     console.print(f"{ablation.spec.name}: {len(selected)} runs selected, {finished} already "
                   f"finished, --jobs {jobs} → {out}")  # fmt: skip
@@ -230,21 +251,15 @@ def report(
     _report(results_dir, latex=latex)
 
 
-class PlotFormat(str, Enum):
-    png = "png"
-    svg = "svg"
-    pdf = "pdf"
-
-
 @app.command()
 @user_errors
 def plot(
     results_dir: ResultsDir,
-    format: Annotated[PlotFormat, typer.Option("--format", help="Image format.")] = PlotFormat.png,
+    format: Annotated[FigureFormat, typer.Option("--format", help="Image format.")] = "png",
     log_loss: Annotated[bool, typer.Option(help="Loss on a log axis.")] = False,
 ) -> None:
     """Draw learning curves, sensitivity plots and BN diagnostics from a results directory."""
-    _plots(results_dir, format.value, log_loss=log_loss)
+    _plots(results_dir, format, log_loss=log_loss)
 
 
 @app.command()
@@ -257,7 +272,7 @@ def landscape(
 ) -> None:
     """Draw the loss surface of a linear model on two_scale with raw vs standardized features:
     why unequal feature scales make a narrow valley and slow gradient descent."""
-    from bnbench.landscape import draw_landscape
+    from bnbench.analysis.landscape import draw_landscape
 
     result = draw_landscape(out, num_samples=num_samples, seed=seed, steps=steps)
     for line in result.describe():
@@ -266,7 +281,7 @@ def landscape(
 
 
 def _report(results_dir: Path, latex: bool) -> None:
-    from bnbench.report import build_report, render_table
+    from bnbench.analysis.tables import build_report, render_table
 
     result = build_report(results_dir, latex=latex)
     console.print(render_table(result))
@@ -275,7 +290,7 @@ def _report(results_dir: Path, latex: bool) -> None:
 
 
 def _plots(results_dir: Path, fmt: str, log_loss: bool = False) -> None:
-    from bnbench.plots import render_plots
+    from bnbench.analysis.plots import render_plots
 
     paths = render_plots(results_dir, fmt=fmt, log_loss=log_loss)
     noun = "figure" if len(paths) == 1 else "figures"
@@ -296,38 +311,37 @@ class _NoProgress:
 def _progress(quiet: bool) -> Any:
     if quiet:
         return _NoProgress()
-    from bnbench.progress import StepProgress
+    from bnbench.ablate.progress import StepProgress
 
     return StepProgress(console)
 
 
-def _print_result(summary: dict[str, Any], run_dir: Path) -> None:
-    from bnbench.training import lower_is_better
+def _print_result(summary: RunSummary, run_dir: Path) -> None:
+    from bnbench.config.registries import lower_is_better
 
-    table = Table(title=f"run {summary.get('run_id')}", show_header=False)
-    status = summary["status"]
-    colour = {"completed": "green", "diverged": "yellow"}.get(status, "red")
-    table.add_row("status", f"[{colour}]{status}[/]")
-    if summary.get("diverged_step"):
-        table.add_row("diverged at step", str(summary["diverged_step"]))
-    table.add_row("backend", summary["backend"])
-    table.add_row("steps", f"{summary.get('steps_done')} / {summary['total_steps']}")
-    for key, value in summary.get("final", {}).items():
+    table = Table(title=f"run {summary.run_id}", show_header=False)
+    colour = {"completed": "green", "diverged": "yellow"}.get(summary.status, "red")
+    table.add_row("status", f"[{colour}]{summary.status}[/]")
+    if summary.diverged_step:
+        table.add_row("diverged at step", str(summary.diverged_step))
+    table.add_row("backend", str(summary.backend))
+    table.add_row("steps", f"{summary.steps_done} / {summary.total_steps}")
+    for key, value in summary.final.items():
         table.add_row(key, f"{value:.4f}")
-    target = summary.get("target", {})
-    if target.get("metric"):
-        reached = target["step"] if target["step"] is not None else "not reached"
-        relation = "≤" if lower_is_better(target["metric"]) else "≥"
-        table.add_row(f"steps to {target['metric']} {relation} {target['value']}", str(reached))
-    if summary.get("step_time_ms") is not None:
-        table.add_row("step time", f"{summary['step_time_ms']:.2f} ms")
+    target = summary.target
+    if target.metric:
+        reached = target.step if target.step is not None else "not reached"
+        relation = "≤" if lower_is_better(target.metric) else "≥"
+        table.add_row(f"steps to {target.metric} {relation} {target.value}", str(reached))
+    if summary.step_time_ms is not None:
+        table.add_row("step time", f"{summary.step_time_ms:.2f} ms")
     table.add_row("run directory", str(run_dir))
     console.print(table)
 
 
 def main() -> None:
     """Console-script entry point."""
-    from bnbench.backend import quiet_environment
+    from bnbench.train.backend import quiet_environment
 
     quiet_environment()
     app()

@@ -1,6 +1,6 @@
 """Step time of each Keras backend for bnbench's model shapes, and what `backend: auto` gets.
 
-The data behind the `auto` policy (`bnbench.backend.choose_backend`). For each installed backend,
+The data behind the `auto` policy (`bnbench.config.backend_policy.choose_backend`). For each
 in its own process, it times plain `model.fit` (median of a few timed fits after a warm-up fit)
 on synthetic MNIST-shaped data for:
 
@@ -65,9 +65,9 @@ def plain_fit_ms(backend: str, data: Path, mlp_steps: int, cnn_steps: int) -> di
     import keras
     import numpy as np
 
-    from bnbench.config import RunSpec
-    from bnbench.data import load_dataset
-    from bnbench.models import build_model
+    from bnbench.config.schema import RunSpec
+    from bnbench.data.datasets import load_dataset
+    from bnbench.model.build import build_model
 
     out = {}
     for shape, label, norm in CASES:
@@ -75,7 +75,7 @@ def plain_fit_ms(backend: str, data: Path, mlp_steps: int, cnn_steps: int) -> di
             continue
         steps = mlp_steps if shape == "mlp" else cnn_steps
         spec = RunSpec.model_validate(_spec(shape, norm, backend, data, steps))
-        dataset = load_dataset(spec.dataset, 0)
+        dataset = load_dataset(spec.dataset)
         batch = spec.training.batch_size
         x, y = dataset.x_train, dataset.y_train
         reps = int(np.ceil(steps * batch / len(x)))
@@ -106,7 +106,7 @@ def bnbench_auto_ms(data: Path, mlp_steps: int, cnn_steps: int) -> dict[str, Any
         steps = mlp_steps if shape == "mlp" else cnn_steps
         code = (
             "import json, sys, tempfile\nfrom pathlib import Path\n"
-            "from bnbench.config import RunSpec\nfrom bnbench.training import train\n"
+            "from bnbench.config.schema import RunSpec\nfrom bnbench.train.loop import train\n"
             "spec = RunSpec.model_validate(json.loads(sys.argv[1]))\n"
             "with tempfile.TemporaryDirectory() as tmp:\n"
             "    s = train(spec, Path(tmp) / 'run', save_model=False).summary\n"
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        from bnbench.backend import activate
+        from bnbench.train.backend import activate
 
         activate(args.worker)
         print(json.dumps(plain_fit_ms(args.worker, Path(args.data), args.mlp_steps,

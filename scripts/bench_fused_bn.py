@@ -1,7 +1,7 @@
 """How much faster is a BN CNN with TensorFlow's fused batch-norm kernel?
 
 Trains the same small CNN three ways on the TensorFlow backend: with the stock
-`keras.layers.BatchNormalization`, with `bnbench.fused_bn.FusedBatchNormalization`,
+`keras.layers.BatchNormalization`, with `bnbench.model.fused_bn.FusedBatchNormalization`,
 and without BN. Each variant is warmed up (tracing, first steps) and then timed in
 interleaved rounds of `model.fit` on synthetic 28x28x1 data, so that load from
 other processes on a shared machine falls on all three alike. Reports the median
@@ -32,7 +32,7 @@ from typing import Any
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bnbench.backend import import_keras
+from bnbench.train.backend import import_keras
 
 # TensorFlow's native start-up log ignores TF_CPP_MIN_LOG_LEVEL; this hides it.
 import_keras()
@@ -40,7 +40,7 @@ import_keras()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bnbench.fused_bn import batch_normalization_layer  # noqa: E402
+from bnbench.model.fused_bn import batch_normalization_layer  # noqa: E402
 
 NORMS = ("stock", "fused", "none")
 IMAGE_SHAPE = (28, 28, 1)

@@ -12,7 +12,6 @@ Then the same for the quickstart ablation with --jobs 2 (peak memory only).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from bnbench.results import rundir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,10 +79,7 @@ def run_ablate(ablation: Path, out: Path, jobs: int) -> tuple[float, int]:
 
 
 def _finals(out: Path) -> dict[str, float]:
-    return {
-        run.name: json.loads((run / "summary.json").read_text())["final"]["test_loss"]
-        for run in sorted((out / "runs").iterdir())
-    }
+    return {run.name: _summary(run).final["test_loss"] for run in sorted((out / "runs").iterdir())}
 
 
 def main() -> None:
@@ -110,6 +108,13 @@ def main() -> None:
             seconds, peak = run_ablate(quick, Path(tmp) / "quickstart", 2)
             print(f"quickstart ablation (9 runs), --jobs 2: {seconds:.1f} s wall, "
                   f"peak RSS {peak / 1024:.0f} MiB (all processes)")  # fmt: skip
+
+
+def _summary(run: Path) -> rundir.RunSummary:
+    summary = rundir.read_summary(run)
+    if summary is None:
+        raise SystemExit(f"{run}: unfinished run")
+    return summary
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Both sides train the same model (the Ioffe & Szegedy MNIST MLP: 784-100-100-100-
 before the activation, batch 60) on the same synthetic MNIST-shaped data for the same number of
 steps, evaluating on the validation split once per epoch and on the test split at the end. The
 bare side is `model.fit(x, y, epochs=E, validation_data=...)` then `model.evaluate(x_test, ...)`;
-the bnbench side is `bnbench.training.train` with its run directory, history, progress hook and
+the bnbench side is `bnbench.train.loop.train` with its run directory, history, progress hook and
 evaluation points. Each backend runs in its own process; rounds alternate the two sides so that
 machine noise hits both alike.
 
@@ -45,18 +45,18 @@ def _spec(data_path: Path, epochs: int) -> dict:
 
 def worker(backend: str, epochs: int, rounds: int, data_path: Path) -> dict:
     """Run in a fresh process: time both sides `rounds` times on one backend."""
-    from bnbench.backend import activate
+    from bnbench.train.backend import activate
 
     activate(backend)
     import keras
 
-    from bnbench.config import RunSpec
-    from bnbench.data import load_dataset
-    from bnbench.models import build_model
-    from bnbench.training import train
+    from bnbench.config.schema import RunSpec
+    from bnbench.data.datasets import load_dataset
+    from bnbench.model.build import build_model
+    from bnbench.train.loop import train
 
     spec = RunSpec.model_validate({**_spec(data_path, epochs), "backend": backend})
-    data = load_dataset(spec.dataset, spec.seed)
+    data = load_dataset(spec.dataset)
     steps = spec.training.steps or 0
     bare, ours = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,24 +64,41 @@ def worker(backend: str, epochs: int, rounds: int, data_path: Path) -> dict:
             keras.utils.clear_session()
             keras.utils.set_random_seed(0)
             model = build_model(spec.model, data.input_shape, data.output_units, data.task)
-            model.compile(optimizer=keras.optimizers.SGD(0.1),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            model.compile(
+                optimizer=keras.optimizers.SGD(0.1),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
             start = time.perf_counter()
-            model.fit(data.x_train, data.y_train, batch_size=BATCH, epochs=epochs,
-                      validation_data=(data.x_val, data.y_val), verbose=0)
+            model.fit(
+                data.x_train,
+                data.y_train,
+                batch_size=BATCH,
+                epochs=epochs,
+                validation_data=(data.x_val, data.y_val),
+                verbose=0,
+            )
             model.evaluate(data.x_test, data.y_test, verbose=0)  # bnbench ends with this too
             bare_seconds = time.perf_counter() - start
 
             start = time.perf_counter()
-            result = train(spec, Path(tmp) / f"run{r}", save_model=False,
-                           progress=lambda step, total, loss: None)
+            result = train(
+                spec,
+                Path(tmp) / f"run{r}",
+                save_model=False,
+                progress=lambda step, total, loss: None,
+            )
             ours_seconds = time.perf_counter() - start
             assert result.status == "completed", result.summary
             if r:
                 bare.append(steps / bare_seconds)
                 ours.append(steps / ours_seconds)
-    return {"backend": backend, "steps": steps, "bare": statistics.median(bare),
-            "bnbench": statistics.median(ours)}
+    return {
+        "backend": backend,
+        "steps": steps,
+        "bare": statistics.median(bare),
+        "bnbench": statistics.median(ours),
+    }
 
 
 def main() -> None:
@@ -120,14 +137,17 @@ def main() -> None:
                 print(done.stderr[-3000:], file=sys.stderr)
                 continue
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"MLP 784-100x3-10 sigmoid+BN, batch {BATCH}, {NUM_TRAIN - NUM_VAL} train examples, "
-          f"evaluation every epoch, median of {args.rounds} rounds, {os.cpu_count()} CPUs")
-    print(f"{'backend':<12}{'steps':>7}{'bare fit steps/s':>18}{'bnbench steps/s':>17}"
-          f"{'ratio':>8}")
+    print(
+        f"MLP 784-100x3-10 sigmoid+BN, batch {BATCH}, {NUM_TRAIN - NUM_VAL} train examples, "
+        f"evaluation every epoch, median of {args.rounds} rounds, {os.cpu_count()} CPUs"
+    )
+    print(f"{'backend':<12}{'steps':>7}{'bare fit steps/s':>18}{'bnbench steps/s':>17}{'ratio':>8}")
     for row in rows:
         ratio = row["bnbench"] / row["bare"]
-        print(f"{row['backend']:<12}{row['steps']:>7}{row['bare']:>18.0f}{row['bnbench']:>17.0f}"
-              f"{ratio:>8.3f}")
+        print(
+            f"{row['backend']:<12}{row['steps']:>7}{row['bare']:>18.0f}{row['bnbench']:>17.0f}"
+            f"{ratio:>8.3f}"
+        )
 
 
 if __name__ == "__main__":

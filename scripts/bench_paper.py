@@ -10,7 +10,6 @@ no download; run as `bnbench ablate --jobs 2` exactly as a user would, with `bac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
+from bnbench.results import rundir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,11 +55,12 @@ def main() -> None:
         print(f"2 arms x {args.steps:,} steps, batch 60, evaluation on 10,000 test images every "
               f"1,000 steps, --jobs {args.jobs}, {os.cpu_count()} CPUs")  # fmt: skip
         for run in sorted((out / "runs").iterdir()):
-            summary = json.loads((run / "summary.json").read_text())
+            summary = rundir.read_summary(run)
+            assert summary is not None, run
             rows = (run / "history.csv").read_text().count("\n") - 1
-            print(f"  {summary['name']:<6} backend {summary['backend']:<10} "
-                  f"{summary['step_time_ms']:.3f} ms/step  train {summary['train_seconds']:.1f} s"
-                  f"  {rows} evaluation points  status {summary['status']}")  # fmt: skip
+            print(f"  {summary.name:<6} backend {summary.backend:<10} "
+                  f"{summary.step_time_ms:.3f} ms/step  train {summary.train_seconds:.1f} s"
+                  f"  {rows} evaluation points  status {summary.status}")  # fmt: skip
         print(f"total wall time: {wall:.1f} s (target < 120 s)")
 
 

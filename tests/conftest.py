@@ -58,3 +58,11 @@ def write_spec(tmp_path: Path):
 def files_under(path: Path) -> list[Path]:
     """Every file below `path` (empty when it does not exist)."""
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    """Write a hand-built run summary through the run-directory contract."""
+    from bnbench.results import rundir
+
+    data = {"run_id": run_dir.name, **summary}
+    rundir.finish(run_dir, rundir.RunSummary.model_validate(data))

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bnbench.cli import app
-from bnbench.config import RunSpec, load_run_spec
+from bnbench.config.loading import load_run_spec
+from bnbench.config.schema import RunSpec
 from bnbench.errors import SpecError
 from tests.conftest import files_under
 

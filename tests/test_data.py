@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnbench.config import DatasetSpec
-from bnbench.data import REGISTRY, describe, load_dataset
+from bnbench.config.registries import DATASET_NAMES
+from bnbench.config.schema import DatasetSpec
+from bnbench.data.datasets import REGISTRY, describe, load_dataset
 from bnbench.errors import SpecError
-from bnbench.registries import DATASET_NAMES
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_mnist_from_keras_cache(keras_home):
         x_test=_images(10, (28, 28), 1),
         y_test=np.arange(10),
     )
-    data = load_dataset(DatasetSpec(name="mnist", validation_split=0.2), seed=0)
+    data = load_dataset(DatasetSpec(name="mnist", validation_split=0.2))
     assert data.x_train.shape == (24, 28, 28, 1) and data.x_val.shape == (6, 28, 28, 1)
     assert data.x_test.shape == (10, 28, 28, 1)
     assert data.x_train.min() >= 0.0 and data.x_train.max() <= 1.0
@@ -70,7 +70,7 @@ def test_mnist_from_keras_cache(keras_home):
 def test_fashion_mnist_from_keras_cache_flattened(keras_home):
     _write_idx(keras_home / "datasets" / "fashion-mnist", 20, 8)
     data = load_dataset(
-        DatasetSpec(name="fashion_mnist", flatten=True, subset=10, validation_split="test"), seed=0
+        DatasetSpec(name="fashion_mnist", flatten=True, subset=10, validation_split="test")
     )
     assert data.x_train.shape == (10, 784)
     assert data.x_val.shape == data.x_test.shape == (8, 784)
@@ -86,7 +86,7 @@ def _write_cifar(folder: Path, train: list[str], test: str, label_key: str, n: i
 def test_cifar10_from_keras_cache(keras_home):
     root = keras_home / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
     _write_cifar(root, [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels", 4)
-    data = load_dataset(DatasetSpec(name="cifar10", validation_split=0.1), seed=0)
+    data = load_dataset(DatasetSpec(name="cifar10", validation_split=0.1))
     assert data.x_train.shape[1:] == (32, 32, 3)
     assert len(data.x_train) + len(data.x_val) == 20 and len(data.x_test) == 4
 
@@ -95,7 +95,7 @@ def test_cifar100_from_local_path(tmp_path):
     root = tmp_path / "copy" / "cifar-100-python"
     _write_cifar(root, ["train"], "test", "fine_labels", 6)
     data = load_dataset(
-        DatasetSpec(name="cifar100", path=str(tmp_path / "copy"), validation_split="test"), seed=0
+        DatasetSpec(name="cifar100", path=str(tmp_path / "copy"), validation_split="test")
     )
     assert data.x_train.shape == (6, 32, 32, 3) and data.num_classes == 100
 
@@ -108,7 +108,7 @@ def test_failed_download_explains_what_to_do(keras_home, monkeypatch):
 
     monkeypatch.setattr(file_utils, "urlretrieve", refuse)
     with pytest.raises(SpecError) as err:
-        load_dataset(DatasetSpec(name="fashion_mnist"), seed=0)
+        load_dataset(DatasetSpec(name="fashion_mnist"))
     message = str(err.value)
     assert "download failed" in message and "dataset.path" in message
     assert str(keras_home) in message
@@ -125,7 +125,7 @@ def test_download_goes_through_keras_loader_into_the_cache(keras_home, monkeypat
         Path(filename).write_bytes((source / url.rsplit("/", 1)[-1]).read_bytes())
 
     monkeypatch.setattr(file_utils, "urlretrieve", fake_retrieve)
-    data = load_dataset(DatasetSpec(name="fashion_mnist", validation_split=0.5), seed=0)
+    data = load_dataset(DatasetSpec(name="fashion_mnist", validation_split=0.5))
     assert data.x_train.shape == (6, 28, 28, 1)
     assert (keras_home / "datasets" / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").exists()
 
@@ -139,7 +139,7 @@ def test_npz_user_file_infers_task(tmp_path):
         x_test=np.ones((4, 3)),
         y_test=np.arange(4),
     )
-    data = load_dataset(DatasetSpec(name="npz", path=str(path), normalize="none"), seed=0)
+    data = load_dataset(DatasetSpec(name="npz", path=str(path), normalize="none"))
     assert data.task == "classification" and data.num_classes == 4
 
 
@@ -147,16 +147,16 @@ def test_npz_missing_arrays(tmp_path):
     path = tmp_path / "bad.npz"
     np.savez(path, x_train=np.ones((3, 2)))
     with pytest.raises(SpecError, match="x_train, y_train, x_test, y_test"):
-        load_dataset(DatasetSpec(name="npz", path=str(path)), seed=0)
+        load_dataset(DatasetSpec(name="npz", path=str(path)))
 
 
 def test_offline_sets():
-    digits = load_dataset(DatasetSpec(name="digits", flatten=True), seed=0)
+    digits = load_dataset(DatasetSpec(name="digits", flatten=True))
     assert digits.x_train.shape[1] == 64 and digits.x_test.shape == (360, 64)
-    two = load_dataset(DatasetSpec(name="two_scale", normalize="none", num_samples=100), seed=0)
+    two = load_dataset(DatasetSpec(name="two_scale", normalize="none", num_samples=100))
     assert two.task == "regression" and two.x_train.shape == (72, 2)
     assert two.x_train[:, 1].max() > 20 * two.x_train[:, 0].max() / 10  # very different scales
-    std = load_dataset(DatasetSpec(name="two_scale", normalize="standardize"), seed=0)
+    std = load_dataset(DatasetSpec(name="two_scale", normalize="standardize"))
     assert np.allclose(std.x_train.mean(axis=0), 0, atol=1e-5)
-    blobs = load_dataset(DatasetSpec(name="blobs"), seed=0)
+    blobs = load_dataset(DatasetSpec(name="blobs"))
     assert blobs.num_classes == 3

@@ -1,4 +1,4 @@
-"""Tests for bnbench.diagnostics on tiny hand-built models that follow the block naming contract."""
+"""Tests for bnbench.train.diagnostics on tiny models that follow the block naming contract."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import pydantic
 import pytest
 from keras import layers
 
-from bnbench.diagnostics import DiagnosticsRecorder, DiagnosticsSpec, make_recorder
+from bnbench.config.diagnostics import DiagnosticsSpec
+from bnbench.train.diagnostics import DiagnosticsRecorder, make_recorder
 
 ALL_ON = {
     "activation_percentiles": {"layers": ["block1", "block2"], "every": 1},
@@ -59,11 +60,11 @@ def _probe(size: int = 64, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return rng.normal(size=(size, 4)).astype("float32"), rng.integers(0, 3, size)
 
 
-def _recorder(spec: dict, model: keras.Model, tmp_path: Path, **kwargs) -> DiagnosticsRecorder:
+def _recorder(spec: dict, model: keras.Model, **kwargs) -> DiagnosticsRecorder:
     x, y = kwargs.pop("probe", _probe())
     kwargs.setdefault("loss_fn", keras.losses.SparseCategoricalCrossentropy())
     kwargs.setdefault("metric_name", "accuracy")
-    recorder = make_recorder(DiagnosticsSpec(**spec), model, x, y, run_dir=tmp_path, **kwargs)
+    recorder = make_recorder(DiagnosticsSpec(**spec), model, x, y, **kwargs)
     assert recorder is not None
     return recorder
 
@@ -81,10 +82,8 @@ def _snapshot(model: keras.Model) -> list[bytes]:
 def test_make_recorder_returns_none_when_everything_is_off(tmp_path: Path) -> None:
     x, y = _probe()
     loss = keras.losses.SparseCategoricalCrossentropy()
-    assert (
-        make_recorder(DiagnosticsSpec(), _dense_model(), x, y, loss, "accuracy", tmp_path) is None
-    )
-    assert make_recorder(None, _dense_model(), x, y, loss, "accuracy", tmp_path) is None
+    assert make_recorder(DiagnosticsSpec(), _dense_model(), x, y, loss, "accuracy") is None
+    assert make_recorder(None, _dense_model(), x, y, loss, "accuracy") is None
     assert DiagnosticsSpec().probe_size == 256
 
 
@@ -110,7 +109,7 @@ def test_spec_rejects_invalid_values(raw: dict) -> None:
 def test_unknown_block_raises_value_error_listing_available_blocks(tmp_path: Path) -> None:
     spec = {"activation_percentiles": {"layers": ["block1", "block7"]}}
     with pytest.raises(ValueError, match=r"\['block7'\].*block1, block2"):
-        _recorder(spec, _dense_model(), tmp_path)
+        _recorder(spec, _dense_model())
 
 
 def test_blocks_are_ordered_by_number_and_default_is_the_last(tmp_path: Path) -> None:
@@ -126,20 +125,20 @@ def test_blocks_are_ordered_by_number_and_default_is_the_last(tmp_path: Path) ->
         ]
     )
     with pytest.raises(ValueError, match=r"block9, block10$"):
-        _recorder({"activation_percentiles": {"layers": ["block11"]}}, model, tmp_path)
-    recorder = _recorder({"activation_percentiles": {}}, model, tmp_path)
+        _recorder({"activation_percentiles": {"layers": ["block11"]}}, model)
+    recorder = _recorder({"activation_percentiles": {}}, model)
     with pytest.raises(RuntimeError, match="steps"):
         recorder.record(0)
     recorder.steps(0, [])
     recorder.record(0)
-    recorder.finish()
+    recorder.finish(tmp_path)
     _, rows = _read_csv(tmp_path / "diagnostics" / "activation_percentiles.csv")
     assert [r["layer"] for r in rows] == ["block10"]
 
 
 def test_unknown_metric_name_raises(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'top5'"):
-        _recorder({"gradient_norms": True}, _dense_model(), tmp_path, metric_name="top5")
+        _recorder({"gradient_norms": True}, _dense_model(), metric_name="top5")
 
 
 def test_percentiles_reproduce_numpy_on_identity_layer(tmp_path: Path) -> None:
@@ -153,11 +152,11 @@ def test_percentiles_reproduce_numpy_on_identity_layer(tmp_path: Path) -> None:
     )
     x, y = _probe(size=256)
     spec = {"activation_percentiles": {"every": 5, "percentiles": [2.5, 50, 85]}}
-    recorder = _recorder(spec, model, tmp_path, probe=(x, y))
+    recorder = _recorder(spec, model, probe=(x, y))
     assert recorder.steps(12, [12]) == {0, 5, 10}
     recorder.record(0)
     recorder.record(3)  # not scheduled: ignored
-    recorder.finish()
+    recorder.finish(tmp_path)
     columns, rows = _read_csv(tmp_path / "diagnostics" / "activation_percentiles.csv")
     assert columns == ["step", "layer", "p2.5", "p50", "p85"]
     assert [(r["step"], r["layer"]) for r in rows] == [("0", "block1")]
@@ -166,10 +165,10 @@ def test_percentiles_reproduce_numpy_on_identity_layer(tmp_path: Path) -> None:
 
 
 def test_default_block_is_last_with_activation(tmp_path: Path) -> None:
-    recorder = _recorder({"activation_percentiles": {}}, _dense_model(), tmp_path)
+    recorder = _recorder({"activation_percentiles": {}}, _dense_model())
     recorder.steps(0, [])
     recorder.record(0)
-    recorder.finish()
+    recorder.finish(tmp_path)
     _, rows = _read_csv(tmp_path / "diagnostics" / "activation_percentiles.csv")
     assert [r["layer"] for r in rows] == ["block2"]
     # tanh pre-activation of block2 recomputed in training mode by hand.
@@ -213,7 +212,7 @@ def test_bn_statistics_gaps(tmp_path: Path, conv: bool) -> None:
     norm = model.get_layer("block1_norm")
     axes = tuple(range(x.ndim - 1))
     batch_mean, batch_var = x.mean(axis=axes), x.var(axis=axes)
-    recorder = _recorder({"bn_statistics": True}, model, tmp_path, probe=(x, y))
+    recorder = _recorder({"bn_statistics": True}, model, probe=(x, y))
     recorder.steps(10, [10])
     norm.moving_mean.assign(batch_mean)
     norm.moving_variance.assign(batch_var)
@@ -223,7 +222,7 @@ def test_bn_statistics_gaps(tmp_path: Path, conv: bool) -> None:
     gamma = np.arange(1, shape[-1] + 1, dtype="float32")
     norm.gamma.assign(gamma)
     recorder.record(10)
-    recorder.finish()
+    recorder.finish(tmp_path)
     columns, rows = _read_csv(tmp_path / "diagnostics" / "bn_statistics.csv")
     assert columns == [
         "step", "layer", "moving_mean_mean", "moving_mean_std", "moving_var_mean",
@@ -246,10 +245,10 @@ def test_train_inference_gap_matches_direct_computation(tmp_path: Path) -> None:
     model = _dense_model()
     x, y = _probe()
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
-    recorder = _recorder({"train_inference_gap": True}, model, tmp_path, probe=(x, y))
+    recorder = _recorder({"train_inference_gap": True}, model, probe=(x, y))
     recorder.steps(10, [10])
     recorder.record(0)
-    recorder.finish()
+    recorder.finish(tmp_path)
     columns, rows = _read_csv(tmp_path / "diagnostics" / "train_inference_gap.csv")
     assert columns == [
         "step", "train_mode_loss", "inference_mode_loss", "train_mode_metric",
@@ -272,10 +271,10 @@ def test_per_example_loss_function_is_averaged(tmp_path: Path) -> None:
         "function": keras.losses.get("sparse_categorical_crossentropy"),
     }
     for name, loss_fn in losses.items():
-        recorder = _recorder(spec, _dense_model(), tmp_path / name, loss_fn=loss_fn)
+        recorder = _recorder(spec, _dense_model(), loss_fn=loss_fn)
         recorder.steps(1, [1])
         recorder.record(0)
-        recorder.finish()
+        recorder.finish(tmp_path / name)
     for csv_name in ("train_inference_gap", "gradient_norms"):
         by_object, by_function = (
             _read_csv(tmp_path / name / "diagnostics" / f"{csv_name}.csv")[1] for name in losses
@@ -300,12 +299,12 @@ def test_train_inference_gap_regression_leaves_metric_empty(tmp_path: Path) -> N
     x, _ = _probe()
     spec = {"train_inference_gap": True}
     recorder = _recorder(
-        spec, model, tmp_path, probe=(x, x[:, :1]), loss_fn=keras.losses.MeanSquaredError(),
+        spec, model, probe=(x, x[:, :1]), loss_fn=keras.losses.MeanSquaredError(),
         metric_name=None,
     )  # fmt: skip
     recorder.steps(1, [1])
     recorder.record(1)
-    recorder.finish()
+    recorder.finish(tmp_path)
     _, rows = _read_csv(tmp_path / "diagnostics" / "train_inference_gap.csv")
     assert rows[0]["train_mode_metric"] == rows[0]["inference_mode_metric"] == ""
     assert float(rows[0]["train_mode_loss"]) == pytest.approx(float(rows[0]["inference_mode_loss"]))
@@ -315,10 +314,10 @@ def test_gradient_norms_match_gradient_tape(tmp_path: Path) -> None:
     model = _dense_model()
     x, y = _probe()
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
-    recorder = _recorder({"gradient_norms": True}, model, tmp_path, probe=(x, y))
+    recorder = _recorder({"gradient_norms": True}, model, probe=(x, y))
     recorder.steps(4, [2, 4])
     recorder.record(2)
-    recorder.finish()
+    recorder.finish(tmp_path)
     columns, rows = _read_csv(tmp_path / "diagnostics" / "gradient_norms.csv")
     assert columns == ["step", "layer", "grad_norm"]
     got = {r["layer"]: float(r["grad_norm"]) for r in rows}
@@ -338,11 +337,11 @@ def test_record_leaves_every_variable_bit_identical(tmp_path: Path) -> None:
     model = _dense_model(dropout=0.5)
     assert any("seed_generator" in v.path for v in model.non_trainable_variables)
     before = _snapshot(model)
-    recorder = _recorder(ALL_ON, model, tmp_path)
+    recorder = _recorder(ALL_ON, model)
     recorder.steps(1, [1])
     recorder.record(0)
     recorder.record(0)
-    recorder.finish()
+    recorder.finish(tmp_path)
     assert _snapshot(model) == before
     # The dropout seed state was not advanced, so repeating a record repeats its numbers.
     for name in ("activation_percentiles", "bn_statistics", "gradient_norms"):
@@ -352,11 +351,11 @@ def test_record_leaves_every_variable_bit_identical(tmp_path: Path) -> None:
 
 
 def test_finish_writes_one_csv_per_diagnostic_and_no_temp_files(tmp_path: Path) -> None:
-    recorder = _recorder(ALL_ON, _dense_model(), tmp_path)
+    recorder = _recorder(ALL_ON, _dense_model())
     assert recorder.steps(6, [3, 6]) == {0, 1, 2, 3, 4, 5, 6}
     for step in (0, 1, 3):
         recorder.record(step)
-    recorder.finish()
+    recorder.finish(tmp_path)
     files = sorted(p.name for p in (tmp_path / "diagnostics").iterdir())
     assert files == [f"{n}.csv" for n in sorted(ALL_ON)]
     steps = {n: [r["step"] for r in _read_csv(tmp_path / "diagnostics" / f"{n}.csv")[1]]
@@ -368,7 +367,7 @@ def test_finish_writes_one_csv_per_diagnostic_and_no_temp_files(tmp_path: Path) 
 
 
 def test_module_imports_without_keras() -> None:
-    code = "import sys, bnbench.diagnostics; assert 'keras' not in sys.modules, 'keras imported'"
+    code = "import sys, bnbench.train.diagnostics; assert 'keras' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -378,18 +377,20 @@ _JAX_SCRIPT = textwrap.dedent(
     import keras, numpy as np
     sys.path.insert(0, sys.argv[2])
     from test_diagnostics import ALL_ON, _dense_model, _probe, _snapshot
-    from bnbench.diagnostics import DiagnosticsSpec, make_recorder
+    from bnbench.config.diagnostics import DiagnosticsSpec
+    from bnbench.train.diagnostics import make_recorder
 
     assert keras.backend.backend() == "jax"
     model = _dense_model()
     x, y = _probe()
     loss = keras.losses.SparseCategoricalCrossentropy()
     spec = DiagnosticsSpec(**ALL_ON)
-    recorder = make_recorder(spec, model, x, y, loss, "accuracy", sys.argv[1])
+    recorder = make_recorder(spec, model, x, y, loss, "accuracy")
     before = _snapshot(model)
     recorder.steps(1, [1])
     recorder.record(0)
-    recorder.finish()
+    from pathlib import Path
+    recorder.finish(Path(sys.argv[1]))
     print(json.dumps({"unchanged": _snapshot(model) == before}))
     """
 )
@@ -410,10 +411,10 @@ def test_jax_backend_matches_tensorflow(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"unchanged": True}
-    recorder = _recorder(ALL_ON, _dense_model(), tf_dir)
+    recorder = _recorder(ALL_ON, _dense_model())
     recorder.steps(1, [1])
     recorder.record(0)
-    recorder.finish()
+    recorder.finish(tf_dir)
     for name in ALL_ON:
         jax_columns, jax_rows = _read_csv(jax_dir / "diagnostics" / f"{name}.csv")
         tf_columns, tf_rows = _read_csv(tf_dir / "diagnostics" / f"{name}.csv")

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from bnbench.config import RunSpec
-from bnbench.training import train
+from bnbench.config.schema import RunSpec
+from bnbench.train.loop import train
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow fast path")
@@ -18,8 +18,8 @@ def test_fast_and_portable_feeding_give_the_same_run(tiny_spec, tmp_path):
     assert len(fast.history) == len(portable.history) == 3
     for a, b in zip(fast.history, portable.history, strict=True):
         for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
-    assert fast.summary["final"]["test_loss"] == pytest.approx(
-        portable.summary["final"]["test_loss"], rel=1e-5
+            assert a.values[key] == pytest.approx(b.values[key], rel=1e-5, abs=1e-6), key
+    assert fast.summary.final["test_loss"] == pytest.approx(
+        portable.summary.final["test_loss"], rel=1e-5
     )
-    assert np.isfinite(fast.summary["final"]["test_accuracy"])
+    assert np.isfinite(fast.summary.final["test_accuracy"])

@@ -1,4 +1,4 @@
-"""Tests for bnbench.fused_bn: the fused layer must be indistinguishable from the stock one."""
+"""Tests for bnbench.model.fused_bn: the fused layer must be indistinguishable from stock BN."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from bnbench import fused_bn
-from bnbench.fused_bn import FusedBatchNormalization, batch_normalization_layer
+from bnbench.model import fused_bn
+from bnbench.model.fused_bn import FusedBatchNormalization, batch_normalization_layer
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",

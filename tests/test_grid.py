@@ -8,9 +8,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from bnbench.ablate.runner import parse_shard, shard_runs
 from bnbench.cli import app
-from bnbench.grid import AblationSpec, expand, load_ablation
-from bnbench.runner import parse_shard, shard_runs
+from bnbench.config.ablation import AblationSpec, expand, load_ablation
 from tests.conftest import TINY_SPEC, files_under
 
 runner = CliRunner()

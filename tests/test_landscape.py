@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
+from bnbench.analysis.landscape import LandscapeResult, draw_landscape
 from bnbench.errors import SpecError
-from bnbench.landscape import LandscapeResult, draw_landscape
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import sys
 import keras
 import pytest
 
-from bnbench.backend import installed
-from bnbench.config import ModelSpec
+from bnbench.config.schema import ModelSpec
 from bnbench.errors import SpecError
-from bnbench.models import build_model, parameter_counts
+from bnbench.model.build import build_model, parameter_counts
+from bnbench.train.backend import installed
 
 NORMS = ["none", "batch", "layer", "group"]
 PLACEMENTS = ["before_activation", "after_activation"]
@@ -118,11 +118,11 @@ def test_image_output_needs_flatten():
 
 _BUILD_SCRIPT = """
 import json, os
-from bnbench.backend import activate
+from bnbench.train.backend import activate
 activate(os.environ["BACKEND"])
 import keras
-from bnbench.config import ModelSpec
-from bnbench.models import build_model, parameter_counts
+from bnbench.config.schema import ModelSpec
+from bnbench.model.build import build_model, parameter_counts
 spec = ModelSpec.model_validate({"blocks": [
     {"type": "conv2d", "filters": 4, "pool": "avg"}, {"type": "flatten"},
     {"type": "dense", "units": 8, "norm": {"kind": "layer"}}]})
@@ -154,7 +154,7 @@ def test_same_spec_builds_under_every_installed_backend():
 
 
 def test_fused_flag_picks_the_batch_norm_layer():
-    from bnbench.fused_bn import FusedBatchNormalization
+    from bnbench.model.fused_bn import FusedBatchNormalization
 
     def norm_layer(fused: bool) -> keras.layers.Layer:
         spec = ModelSpec.model_validate({"norm": {"kind": "batch", "fused": fused},

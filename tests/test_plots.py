@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -14,9 +13,11 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
+from bnbench.analysis.figures import DPI
+from bnbench.analysis.plots import render_plots
 from bnbench.errors import SpecError
-from bnbench.plots import DPI, render_plots
-from bnbench.results_tree import load_results_tree, seed_band
+from bnbench.results.tree import load_results_tree, seed_band
+from tests.conftest import write_summary
 
 ARMS = ("batch_norm", "no_norm", "exploding")
 LEARNING_RATES = (0.01, 0.1)
@@ -121,7 +122,7 @@ def _run(
         "seed": seed,
     }
     if status == "failed":
-        (run_dir / "summary.json").write_text(json.dumps(summary))
+        write_summary(run_dir, summary)
         return row
     history = _history(arm, learning_rate, seed, metric)
     history.to_csv(run_dir / "history.csv", index=False)
@@ -140,10 +141,11 @@ def _run(
     summary.update(
         diverged_step=row["diverged_step"],
         total_steps=row["total_steps"],
-        final={"test_loss": row["final_test_loss"], f"test_{metric}": row["final_test_metric"]},
+        final={"test_loss": row["final_test_loss"]}
+        | ({f"test_{metric}": row["final_test_metric"]} if metric else {}),
         target={"metric": column, "value": target, "step": row["steps_to_target"]},
     )
-    (run_dir / "summary.json").write_text(json.dumps(summary, allow_nan=True))
+    write_summary(run_dir, summary)
     if arm != "exploding":
         _percentiles(arm, seed).to_csv(
             run_dir / "diagnostics/activation_percentiles.csv", index=False
@@ -343,7 +345,7 @@ def test_seed_band_ignores_nan_and_supports_minmax(tree: Path) -> None:
 
 def test_plotting_never_imports_a_training_library() -> None:
     code = (
-        "import sys, bnbench.plots, bnbench.landscape, bnbench.synthetic\n"
+        "import sys, bnbench.analysis.plots, bnbench.analysis.landscape, bnbench.data.synthetic\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'keras', 'tensorflow', 'jax'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

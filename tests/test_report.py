@@ -14,9 +14,11 @@ import yaml
 from rich.console import Console
 from scipy import stats as scipy_stats
 
+from bnbench.analysis.stats import paired_difference, paired_speedup
+from bnbench.analysis.tables import build_report, render_table
 from bnbench.errors import SpecError
-from bnbench.report import RUN_COLUMNS, build_report, render_table
-from bnbench.stats import paired_difference, paired_speedup
+from bnbench.results.rows import RUN_COLUMNS
+from tests.conftest import write_summary
 
 ARMS = ("bn_before", "bn_after", "no_norm")  # not alphabetical: the spec's order must win
 REFERENCE = "no_norm"
@@ -107,7 +109,7 @@ def write_tree(root: Path) -> dict[str, dict]:
                     (run_dir / "INCOMPLETE").write_text("")
                 else:
                     summary = _summary(run_id, arm, learning_rate, seed, status)
-                    (run_dir / "summary.json").write_text(json.dumps(summary))
+                    write_summary(run_dir, summary)
                 runs[run_id] = dict(
                     arm=arm, lr=learning_rate, seed=seed, status=status, summary=summary
                 )
@@ -316,7 +318,7 @@ def test_loss_only_runs_are_scored_by_test_loss(tmp_path):
         (run_dir / "ablation.json").write_text(json.dumps({"arm": arm, "seed": seed, "grid": {}}))
         summary = {"status": "completed", "metric": None, "final": {"test_loss": loss}}
         summary["best"] = {"val_loss": loss - 0.1, "step": 10}
-        (run_dir / "summary.json").write_text(json.dumps(summary))
+        write_summary(run_dir, summary)
     report = build_report(root)
     assert report.score_label == "test loss" and report.grid_keys == ()
     b = next(r for r in report.rows if r["arm"] == "b")
@@ -370,6 +372,6 @@ def test_paired_difference_handles_few_pairs_and_zero_variance():
 
 def test_report_does_not_import_keras():
     heavy = "{'keras', 'tensorflow', 'jax'}"
-    code = f"import sys, bnbench.report; print(sorted({heavy} & set(sys.modules)))"
+    code = f"import sys, bnbench.analysis.tables; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bnbench import rundir
+from bnbench.ablate.runner import results_lock, run_ablation
+from bnbench.config.ablation import load_ablation
 from bnbench.errors import SpecError
-from bnbench.grid import load_ablation
-from bnbench.runner import results_lock, run_ablation
+from bnbench.results import rundir
 from tests.conftest import TINY_SPEC
 
 ABLATION = {
@@ -41,7 +41,7 @@ def _finals(results: Path) -> dict[str, float]:
     for run in sorted((results / "runs").iterdir()):
         summary = rundir.read_summary(run)
         assert summary is not None, run
-        out[run.name] = summary["final"]["test_loss"]
+        out[run.name] = summary.final["test_loss"]
     return out
 
 
@@ -100,7 +100,7 @@ def test_lock_refusal_through_the_cli(tmp_path):
     path = _write(tmp_path, ABLATION)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from bnbench.runner import results_lock\n"
+         "from bnbench.ablate.runner import results_lock\n"
          "with results_lock(Path(sys.argv[1])):\n print('locked', flush=True); time.sleep(60)",
          str(tmp_path / "r")], stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
@@ -113,6 +113,7 @@ def test_lock_refusal_through_the_cli(tmp_path):
         assert not (tmp_path / "r" / "runs").exists()
     finally:
         holder.kill()
+        holder.communicate()  # reap it and close its pipe
 
 
 def test_resume_after_kill_minus_nine_gives_the_uninterrupted_results(tmp_path):
@@ -167,7 +168,7 @@ def test_a_changed_ablation_is_not_mixed_into_old_results(tmp_path):
 def test_results_are_readable_by_others(tmp_path):
     run_ablation(load_ablation(_write(tmp_path, ABLATION)), tmp_path / "r", shard=(1, 4))
     run = next((tmp_path / "r" / "runs").iterdir())
-    for name in ("summary.json", "config.yaml", "history.csv"):
+    for name in (rundir.SUMMARY, "config.yaml", "history.csv"):
         assert (run / name).stat().st_mode & 0o044 == 0o044, name
 
 

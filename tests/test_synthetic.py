@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bnbench.synthetic import blobs, two_scale
+from bnbench.data.synthetic import blobs, two_scale
 
 
 def test_two_scale_shapes_dtypes_and_ranges() -> None:

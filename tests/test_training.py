@@ -9,10 +9,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from bnbench import rundir
 from bnbench.cli import app
-from bnbench.config import RunSpec, TrainingSpec
-from bnbench.training import Plan, batch_order, train
+from bnbench.config.identity import config_hash
+from bnbench.config.schema import RunSpec, TrainingSpec
+from bnbench.results import rundir
+from bnbench.train.loop import train
+from bnbench.train.plan import Plan, batch_order
 
 runner = CliRunner()
 
@@ -48,7 +50,7 @@ def test_train_writes_a_complete_run_directory(tiny_spec, write_spec, tmp_path):
     assert {p.name for p in out.iterdir()} == {
         "config.yaml",
         "history.csv",
-        "summary.json",
+        rundir.SUMMARY,
         "model.keras",
     }
     config = yaml.safe_load((out / "config.yaml").read_text())
@@ -67,14 +69,14 @@ def test_train_writes_a_complete_run_directory(tiny_spec, write_spec, tmp_path):
         "val_accuracy",
     ]
     assert int(rows[-1]["examples_seen"]) == 12 * 16
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / rundir.SUMMARY).read_text())
     assert summary["status"] == "completed"
     assert summary["params"] == {
         "trainable": 64 * 16 + 32 + 16 * 16 + 32 + 16 * 10 + 10,
         "non_trainable": 64,
     }
     assert summary["backend"] == "tensorflow"
-    assert summary["config_hash"] == rundir.config_hash(config)
+    assert summary["config_hash"] == config_hash(config)
     assert {"test_loss", "test_accuracy", "val_accuracy"} <= set(summary["final"])
     assert summary["versions"]["keras"].startswith("3.")
     assert rundir.run_state(out) == "completed"
@@ -89,7 +91,7 @@ def test_digits_learns_above_chance_with_and_without_bn(tiny_spec, tmp_path):
         tiny_spec["model"]["norm"]["kind"] = kind
         result = train(RunSpec.model_validate(tiny_spec), tmp_path / kind, save_model=False)
         assert result.status == "completed"
-        accuracies[kind] = result.summary["final"]["test_accuracy"]
+        accuracies[kind] = result.summary.final["test_accuracy"]
         assert rundir.run_state(tmp_path / kind) == "completed"
     assert accuracies["batch"] > 0.5, accuracies  # chance is 0.1
     assert accuracies["none"] > 0.2, accuracies
@@ -102,7 +104,7 @@ def test_absurd_learning_rate_is_a_diverged_result(tiny_spec, write_spec, tmp_pa
     result = runner.invoke(app, ["train", str(write_spec(tiny_spec)), "--out", str(out), "-q"])
     assert result.exit_code == 0, result.output
     assert "diverged" in result.output
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / rundir.SUMMARY).read_text())
     assert summary["status"] == "diverged"
     assert 1 <= summary["diverged_step"] <= 40
     assert rundir.run_state(out) == "diverged"
@@ -112,8 +114,8 @@ def test_absurd_learning_rate_is_a_diverged_result(tiny_spec, write_spec, tmp_pa
 def test_target_step_is_recorded(tiny_spec, tmp_path):
     tiny_spec["training"].update(target_metric="train_loss", target_value=1e6)
     result = train(RunSpec.model_validate(tiny_spec), tmp_path / "r", save_model=False)
-    assert result.summary["target"]["step"] == 4
-    assert result.summary["target"]["seconds"] > 0
+    assert result.summary.target.step == 4
+    assert result.summary.target.seconds > 0
 
 
 def test_ctrl_c_leaves_a_directory_marked_incomplete(tiny_spec, tmp_path):
@@ -130,10 +132,10 @@ def test_ctrl_c_leaves_a_directory_marked_incomplete(tiny_spec, tmp_path):
 def test_finished_runs_are_not_overwritten_silently(tiny_spec, write_spec, tmp_path):
     path, out = write_spec(tiny_spec), tmp_path / "run"
     assert runner.invoke(app, ["train", str(path), "--out", str(out), "-q"]).exit_code == 0
-    before = (out / "summary.json").read_text()
+    before = (out / rundir.SUMMARY).read_text()
     again = runner.invoke(app, ["train", str(path), "--out", str(out), "-q"])
     assert again.exit_code == 2 and "--overwrite" in again.output
-    assert (out / "summary.json").read_text() == before
+    assert (out / rundir.SUMMARY).read_text() == before
     forced = runner.invoke(
         app, ["train", str(path), "--out", str(out), "-q", "--overwrite", "--no-save-model"]
     )
@@ -169,10 +171,10 @@ def test_datasets_command_lists_registry():
 
 
 def test_step_monitor_finds_the_first_divergent_step_even_out_of_order():
-    from bnbench.training import _StepMonitor
+    from bnbench.train.monitor import StepMonitor
 
     seen = []
-    monitor = _StepMonitor(total=20, hook=lambda step, total, loss: seen.append(step))
+    monitor = StepMonitor(total=20, hook=lambda step, total, loss: seen.append(step))
     monitor.chunk_start = 10
     nan = float("nan")
     calls = [(0, 2.0), (2, nan), (1, nan), (3, nan)]  # a helper thread may deliver late
@@ -197,10 +199,13 @@ def test_diagnostics_do_not_change_training(tiny_spec, tmp_path):
     for a, b in zip(plain.history, probed.history, strict=True):
         # Identical weights give bit-identical evaluations; the train means are pooled over
         # the extra chunks that the probing steps create, so they agree to rounding.
-        assert (a["val_loss"], a["val_accuracy"]) == (b["val_loss"], b["val_accuracy"])
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
-        assert a["train_accuracy"] == pytest.approx(b["train_accuracy"], rel=1e-6)
-    assert plain.summary["final"]["test_loss"] == probed.summary["final"]["test_loss"]
+        assert (a.values["val_loss"], a.values["val_accuracy"]) == (
+            b.values["val_loss"],
+            b.values["val_accuracy"],
+        )
+        assert a.values["train_loss"] == pytest.approx(b.values["train_loss"], rel=1e-6)
+        assert a.values["train_accuracy"] == pytest.approx(b.values["train_accuracy"], rel=1e-6)
+    assert plain.summary.final["test_loss"] == probed.summary.final["test_loss"]
     written = sorted(p.name for p in (tmp_path / "probed" / "diagnostics").iterdir())
     assert written == [
         "activation_percentiles.csv",
@@ -234,12 +239,12 @@ def test_unknown_diagnostics_block_is_refused_before_writing(tiny_spec, write_sp
 
 
 def test_a_run_that_raises_is_recorded_as_failed(tiny_spec, write_spec, tmp_path, monkeypatch):
-    import bnbench.feeding
+    import bnbench.train.feeding
 
     def broken(self, x, y, callbacks):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(bnbench.feeding.Feeder, "fit", broken)
+    monkeypatch.setattr(bnbench.train.feeding.Feeder, "fit", broken)
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", str(write_spec(tiny_spec)), "--out", str(out), "-q"])
     assert result.exit_code == 1

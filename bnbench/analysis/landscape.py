@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bnbench.config.registries import FIGURE_FORMATS
+from bnbench.data.synthetic import two_scale
 from bnbench.errors import SpecError
-from bnbench.synthetic import two_scale
 
-FORMATS = ("png", "svg", "pdf")
-_DPI = 130
 # Within 1% of the optimal loss: the optimum is the noise variance, so this is a tight target.
 _TARGET_RATIO = 1.01
 
@@ -90,7 +89,8 @@ class _Surface:
     def excess(self, weights: np.ndarray) -> np.ndarray:
         """Loss minus optimal loss at weights of shape (..., 2); exact, the loss is quadratic."""
         delta = weights - self.optimum
-        return np.einsum("...i,ij,...j->...", delta, self.covariance, delta)
+        excess: np.ndarray = np.einsum("...i,ij,...j->...", delta, self.covariance, delta)
+        return excess
 
     def loss(self, weights: np.ndarray) -> np.ndarray:
         """Loss at weights of shape (..., 2)."""
@@ -154,8 +154,10 @@ def draw_landscape(
 def _resolve_path(out_path: Path, fmt: str | None) -> Path:
     suffix = out_path.suffix.lower().lstrip(".")
     chosen = fmt if fmt is not None else (suffix or "png")
-    if chosen not in FORMATS:
-        raise SpecError(f"unknown figure format {chosen!r}: expected one of {', '.join(FORMATS)}")
+    if chosen not in FIGURE_FORMATS:
+        raise SpecError(
+            f"unknown figure format {chosen!r}: expected one of {', '.join(FIGURE_FORMATS)}"
+        )
     if not suffix:
         return out_path.with_suffix(f".{chosen}")
     if suffix != chosen:
@@ -196,14 +198,12 @@ def _plot(
     results: dict[str, Descent],
     steps: int,
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
+    from bnbench.analysis.figures import DPI, plt, save_figure
+
     colours = {"raw": "tab:red", "standardized": "tab:blue"}
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.9), dpi=_DPI, layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.9), dpi=DPI, layout="constrained")
     for ax, (name, surface) in zip(axes[:2], surfaces.items(), strict=True):
         weights, result = paths[name], results[name]
         w1, w2 = _square_window(np.vstack([weights, surface.optimum]))
@@ -246,9 +246,7 @@ def _plot(
         "contours at log-spaced loss levels)",
         fontsize=11,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format=path.suffix.lstrip(".").lower())
-    plt.close(fig)
+    save_figure(fig, path, path.suffix.lstrip(".").lower())
 
 
 def _square_window(points: np.ndarray, num: int = 200) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ _FUSED_COMPUTE_DTYPE = "float32"
 _FUSED_MIN_EPSILON = 1.001e-5
 
 
-class FusedBatchNormalization(keras.layers.BatchNormalization):
+class FusedBatchNormalization(keras.layers.BatchNormalization):  # type: ignore[misc]
     """Layer that normalizes its inputs, using a fused kernel where possible.
 
     A drop-in replacement for `keras.layers.BatchNormalization`: same

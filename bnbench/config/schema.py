@@ -7,24 +7,21 @@ are checked here against the registries, so a typo fails before anything trains.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bnbench.diagnostics import DiagnosticsSpec
-from bnbench.errors import SpecError
-from bnbench.registries import (
+from bnbench.config.diagnostics import DiagnosticsSpec
+from bnbench.config.registries import (
     ACTIVATIONS,
     DATASET_NAMES,
     INITIALIZERS,
     LOSSES,
     METRICS,
     OPTIMIZERS,
+    Backend,
     check_name,
 )
-from bnbench.specio import apply_overrides, load_yaml, validate
 
 
 class Strict(BaseModel):
@@ -35,7 +32,6 @@ class Strict(BaseModel):
 
 NormKind = Literal["none", "batch", "layer", "group"]
 Placement = Literal["before_activation", "after_activation"]
-Backend = Literal["auto", "tensorflow", "jax", "torch"]
 
 
 class NormSpec(Strict):
@@ -244,28 +240,3 @@ class RunSpec(Strict):
         if "/" in value or "\\" in value or value.startswith("."):
             raise ValueError(f"must not contain path separators or start with '.', got {value!r}")
         return value
-
-
-# Giving the length in one unit replaces the other, so `--set training.steps=500` works on a spec
-# that says `epochs: 10` (both at once is an error).
-EXCLUSIVE_KEYS = {"training.steps": "training.epochs", "training.epochs": "training.steps"}
-
-
-def load_run_spec(path: Path, overrides: Iterable[str | tuple[str, Any]] = ()) -> RunSpec:
-    """Read, override and validate a run spec file.
-
-    Args:
-        path: the YAML file.
-        overrides: 'dotted.key=value' strings (as from --set) or (key, value) pairs.
-
-    Raises:
-        SpecError: anything wrong with the file, an override or a value.
-    """
-    data, where = load_yaml(path)
-    if "arms" in data and "base" in data:
-        raise SpecError(
-            f"{path}: this is an ablation spec (it has base and arms); "
-            "use bnbench plan or bnbench ablate"
-        )
-    data = apply_overrides(data, overrides, RunSpec, EXCLUSIVE_KEYS, where)
-    return validate(RunSpec, data, where)

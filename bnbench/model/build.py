@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from bnbench.config import (
+from bnbench.config.registries import ACTIVATIONS, INITIALIZERS
+from bnbench.config.schema import (
     Conv2DBlock,
     DenseBlock,
     FlattenBlock,
@@ -20,7 +21,6 @@ from bnbench.config import (
     NormSpec,
 )
 from bnbench.errors import SpecError
-from bnbench.registries import ACTIVATIONS, INITIALIZERS
 
 if TYPE_CHECKING:
     import keras
@@ -35,7 +35,7 @@ def normalization_layer(norm: NormSpec, name: str, channels: int) -> keras.layer
     import keras
 
     if norm.kind == "batch":
-        from bnbench.fused_bn import batch_normalization_layer
+        from bnbench.model.fused_bn import batch_normalization_layer
 
         return batch_normalization_layer(
             fused=norm.fused,

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bnbench import rundir
+from bnbench.config.ablation import Ablation, PlannedRun
 from bnbench.errors import SpecError
-from bnbench.grid import Ablation, PlannedRun
+from bnbench.results import rundir
+from bnbench.results.files import read_mapping, write_json, write_yaml
+from bnbench.results.layout import ABLATION, MANIFEST, run_path
 
 LOCK = ".lock"
-ENTRY = "ablation.json"
 
 # (event, payload) -> None: 'start' / 'step' / 'done' events for the live display.
 Listener = Callable[[str, dict[str, Any]], None]
@@ -73,7 +74,7 @@ def plan_table(ablation: Ablation, results_dir: Path | None) -> list[dict[str, A
     """One row per planned run with its state in `results_dir` (or 'missing')."""
     rows = []
     for run in ablation.runs:
-        state = rundir.run_state(results_dir / "runs" / run.run_id) if results_dir else "missing"
+        state = rundir.run_state(run_path(results_dir, run.run_id)) if results_dir else "missing"
         rows.append({"index": run.index, "run_id": run.run_id, "arm": run.arm,
                      "cell": run.cell, "seed": run.seed, "backend": run.spec.backend,
                      "state": state})  # fmt: skip
@@ -112,7 +113,7 @@ def results_lock(results_dir: Path) -> Iterator[None]:
 
 
 def _init_worker(backend: str, threads: int, events: Any) -> None:
-    from bnbench.backend import activate, limit_threads
+    from bnbench.train.backend import activate, limit_threads
 
     limit_threads(threads)
     activate(backend)
@@ -126,12 +127,11 @@ _EVENTS: Any = None
 def _run_one(run_id: str, spec_data: dict[str, Any], entry: dict[str, Any], run_dir: str,
              save_model: bool) -> tuple[str, str, str | None]:  # fmt: skip
     """Train one run in a worker; never raises (a failure is recorded in its directory)."""
-    from bnbench.config import RunSpec
-    from bnbench.training import train
+    from bnbench.config.schema import RunSpec
+    from bnbench.train.loop import train
 
     path = Path(run_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    rundir.write_json(path / ENTRY, entry)
+    rundir.write_entry(path, entry)
 
     def progress(step: int, total: int, loss: float | None) -> None:
         if _EVENTS is not None:
@@ -142,13 +142,8 @@ def _run_one(run_id: str, spec_data: dict[str, Any], entry: dict[str, Any], run_
                        progress=progress)  # fmt: skip
         return run_id, result.status, None
     except Exception as err:  # recorded by train(); the grid carries on
-        if rundir.run_state(path) != "failed":
-            rundir.atomic_write_text(path / rundir.TRACEBACK, f"{type(err).__name__}: {err}\n")
-            rundir.write_json(
-                path / rundir.SUMMARY,
-                {"run_id": run_id, "status": "failed", "error": f"{type(err).__name__}: {err}"},
-            )
-            (path / rundir.INCOMPLETE).unlink(missing_ok=True)
+        if rundir.run_state(path) != "failed":  # it failed before training started
+            rundir.record_failure(path, err, brief=True)
         return run_id, "failed", f"{type(err).__name__}: {err}"
 
 
@@ -184,9 +179,9 @@ def run_ablation(
         outcome = Outcome(total=len(selected))
         todo = []
         for run in selected:
-            run_dir = results_dir / "runs" / run.run_id
+            run_dir = run_path(results_dir, run.run_id)
             state = rundir.run_state(run_dir)
-            if state in ("completed", "diverged") or (state == "failed" and not retry_failed):
+            if rundir.is_done(state) or (state == "failed" and not retry_failed):
                 outcome.skipped.append(run.run_id)
                 outcome.statuses[run.run_id] = state
                 continue
@@ -194,20 +189,18 @@ def run_ablation(
                 shutil.rmtree(run_dir)  # incomplete (or failed, being retried): start clean
             todo.append(run)
         _execute(todo, results_dir, jobs, save_model, outcome, listener)
-        manifest = rundir.read_json(results_dir / "manifest.json") or {}
+        manifest = read_mapping(results_dir / MANIFEST)
         manifest["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        rundir.write_json(results_dir / "manifest.json", manifest)
+        write_json(results_dir / MANIFEST, manifest)
     return outcome
 
 
 def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
-    import yaml
+    from bnbench.results.environment import library_versions, machine
 
-    from bnbench.environment import library_versions, machine
-
-    path = results_dir / "ablation.yaml"
+    path = results_dir / ABLATION
     if path.exists():
-        existing = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        existing = read_mapping(path)
         if existing != ablation.resolved:
             keys = set(existing) | set(ablation.resolved)
             changed = sorted(k for k in keys if existing.get(k) != ablation.resolved.get(k))
@@ -218,8 +211,8 @@ def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
             )
     elif any(entry.name != LOCK for entry in results_dir.iterdir()):
         raise SpecError(f"{results_dir}: is not empty and holds no ablation; choose another --out")
-    rundir.write_yaml(path, ablation.resolved)
-    rundir.write_json(results_dir / "manifest.json", {
+    write_yaml(path, ablation.resolved)
+    write_json(results_dir / MANIFEST, {
         "ablation": ablation.resolved["name"],
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "finished_at": None,
@@ -251,7 +244,7 @@ def _execute(todo: list[PlannedRun], results_dir: Path, jobs: int, save_model: b
                         run.run_id,
                         run.spec.model_dump(mode="json"),
                         run.entry(),
-                        str(results_dir / "runs" / run.run_id),
+                        str(run_path(results_dir, run.run_id)),
                         save_model,
                     )
                     futures[future] = run

@@ -1,4 +1,4 @@
-"""Panel primitives shared by the figures in `bnbench.plots`: one look for every figure.
+"""Panel primitives shared by the figures in `bnbench.analysis.plots`: one look for every figure.
 
 Each arm keeps one colour everywhere (its place in the ablation's arm order picks it from a
 qualitative palette); the mean over seeds is a line with a band; train is dashed, validation
@@ -10,19 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bnbench.results_tree import seed_band
+from bnbench.analysis.figures import DPI, plt
+from bnbench.results.tree import seed_band
 
-DPI = 130
 Diverged = Sequence[tuple[str, float]]  # (arm, x) of each diverged run drawn in a panel
 
 

@@ -8,89 +8,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from bnbench.config.registries import suggest
+from bnbench.config.schema import RunSpec
+from bnbench.config.yamlfile import SourceMap, load_yaml
 from bnbench.errors import SpecError
-from bnbench.registries import suggest
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class SourceMap:
-    """Line numbers of the keys of a YAML document, by dotted path."""
-
-    def __init__(self, node: yaml.Node | None, source: str) -> None:
-        self.source = source
-        self.overridden: set[tuple[str, ...]] = set()
-        self._lines: dict[tuple[Any, ...], int] = {}
-        if node is not None:
-            self._walk(node, ())
-
-    def _walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
-        self._lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key, value in node.value:
-                line = key.start_mark.line + 1
-                if key.value in seen:
-                    dotted = ".".join(str(p) for p in (*path, key.value))
-                    raise SpecError(
-                        f"{self.source}, line {line}: duplicate key {dotted!r} "
-                        f"(first given on line {seen[key.value]})"
-                    )
-                seen[key.value] = line
-                child = (*path, key.value)
-                self._walk(value, child)
-                self._lines[child] = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self._walk(item, (*path, index))
-
-    def where(self, path: Iterable[Any]) -> str:
-        """'file, line N' for the deepest known prefix of `path`, or the --set that gave it."""
-        path = tuple(path)
-        for key in self.overridden:
-            if tuple(str(p) for p in path[: len(key)]) == key:
-                return f"--set {'.'.join(key)}"
-        while path and path not in self._lines:
-            path = path[:-1]
-        line = self._lines.get(path)
-        return f"{self.source}, line {line}" if line else self.source
-
-
-def load_yaml(path: Path) -> tuple[dict[str, Any], SourceMap]:
-    """Safely read a YAML mapping from `path`.
-
-    Raises:
-        SpecError: the file is missing, empty, not YAML, uses tags, or is not a mapping.
-    """
-    if not path.is_file():
-        raise SpecError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.constructor.ConstructorError as err:
-        line = err.problem_mark.line + 1 if err.problem_mark else "?"
-        tag = err.problem.split()[-1] if err.problem else "this one"
-        raise SpecError(
-            f"{path}, line {line}: YAML tags such as {tag} are refused; "
-            "specs are plain data (safe loading only)"
-        ) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}" if mark else str(path)
-        problem = getattr(err, "problem", None) or str(err)
-        raise SpecError(f"{where}: invalid YAML: {problem}") from None
-    if data is None:
-        raise SpecError(f"{path}: the file is empty; expected a spec mapping")
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
-    return data, SourceMap(node, str(path))
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -120,7 +50,7 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any, schema: type[BaseM
     """
     parts = dotted.split(".")
     node: Any = data
-    fields: Mapping[str, Any] | None = schema_fields(schema)
+    shape: Shape = schema
     for depth, part in enumerate(parts):
         here = ".".join(parts[: depth + 1])
         last = depth == len(parts) - 1
@@ -131,12 +61,11 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any, schema: type[BaseM
             if last:
                 node[index] = value
                 return
-            node = node[index]
-            fields = None
+            node = node[index]  # a list's items share the list's shape
             continue
         if not isinstance(node, dict):
             raise SpecError(f"{here}: cannot set a key inside a {type(node).__name__} value")
-        valid = fields if fields is not None else _block_fields(node)
+        valid = fields_of(shape, node)
         if valid is not None and part not in valid:
             raise SpecError(
                 f"{here}: unknown key{suggest(part, valid)}; valid keys: {', '.join(valid)}"
@@ -144,45 +73,71 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any, schema: type[BaseM
         if last:
             node[part] = value
             return
-        sub = valid[part] if valid is not None else None
+        shape = valid[part] if valid is not None else None
         if part not in node or node[part] is None:
             node[part] = {}
         node = node[part]
-        fields = schema_fields(sub) if sub is not None else None
 
 
-def _block_fields(node: dict[str, Any]) -> Mapping[str, Any] | None:
-    from bnbench.config import Conv2DBlock, DenseBlock, FlattenBlock, GlobalAvgPoolBlock
+@dataclass(frozen=True)
+class Tagged:
+    """The members of a discriminated union, by the value of their tag field."""
 
-    kinds: dict[str, type[BaseModel]] = {
-        "dense": DenseBlock,
-        "conv2d": Conv2DBlock,
-        "flatten": FlattenBlock,
-        "global_avg_pool": GlobalAvgPoolBlock,
-    }
-    kind = kinds.get(str(node.get("type")))
-    return schema_fields(kind) if kind else None
+    tag: str
+    members: Mapping[Any, type[BaseModel]]
 
 
-def schema_fields(model: Any) -> Mapping[str, Any] | None:
-    """The field names of a pydantic model class mapped to their nested model class (or None)."""
+# What a dotted key can walk into: a model class, a discriminated union, or plain data (None).
+Shape = type[BaseModel] | Tagged | None
+
+
+def fields_of(shape: Shape, node: Any) -> Mapping[str, Shape] | None:
+    """The keys valid in `node` when it has `shape`, each mapped to its own shape.
+
+    A discriminated union resolves through the node's tag (`{type: dense, ...}` -> `DenseBlock`);
+    None when the shape is plain data or the tag names no member.
+    """
+    if isinstance(shape, Tagged):
+        tag = node.get(shape.tag) if isinstance(node, dict) else None
+        shape = shape.members.get(tag)
+    return schema_fields(shape)
+
+
+def schema_fields(model: Any) -> Mapping[str, Shape] | None:
+    """The field names of a pydantic model class mapped to the shape of their values."""
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return None
-    out: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        nested = None
-        for candidate in _annotation_models(field.annotation):
-            nested = candidate
-            break
-        out[name] = nested
-    return out
+    return {name: _shape(field.annotation) for name, field in model.model_fields.items()}
+
+
+def _shape(annotation: Any) -> Shape:
+    """The model class or discriminated union inside an annotation (through lists, Optional)."""
+    models = _annotation_models(annotation)
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        return None
+    tags = set.intersection(*(set(_literal_fields(m)) for m in models))
+    if len(tags) != 1:
+        return None  # a plain union: the members cannot be told apart from the data
+    tag = tags.pop()
+    return Tagged(tag, {value: m for m in models for value in _literal_fields(m)[tag]})
+
+
+def _literal_fields(model: type[BaseModel]) -> dict[str, tuple[Any, ...]]:
+    """Fields of `model` annotated with a `Literal`, with their allowed values."""
+    return {
+        name: get_args(field.annotation)
+        for name, field in model.model_fields.items()
+        if get_origin(field.annotation) is Literal
+    }
 
 
 def _annotation_models(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     found: list[type[BaseModel]] = []
-    for arg in getattr(annotation, "__args__", ()) or ():
+    for arg in get_args(annotation):
         found.extend(_annotation_models(arg))
     return found
 
@@ -279,16 +234,40 @@ def _user_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
 
 
 def _valid_keys_at(schema: type[BaseModel], loc: tuple[Any, ...], data: Any) -> list[str]:
-    fields = schema_fields(schema)
+    shape: Shape = schema
     node = data
     for part in loc:
         if isinstance(node, list) and isinstance(part, int):
             node = node[part] if part < len(node) else None
-            fields = _block_fields(node) if isinstance(node, dict) else None
             continue
+        fields = fields_of(shape, node)
         if fields is None or part not in fields:
             return []
-        sub = fields[part]
+        shape = fields[part]
         node = node.get(part) if isinstance(node, dict) else None
-        fields = schema_fields(sub) if sub is not None else None
-    return list(fields) if fields else []
+    return list(fields_of(shape, node) or [])
+
+
+# Giving the length in one unit replaces the other, so `--set training.steps=500` works on a spec
+# that says `epochs: 10` (both at once is an error).
+EXCLUSIVE_KEYS = {"training.steps": "training.epochs", "training.epochs": "training.steps"}
+
+
+def load_run_spec(path: Path, overrides: Iterable[str | tuple[str, Any]] = ()) -> RunSpec:
+    """Read, override and validate a run spec file.
+
+    Args:
+        path: the YAML file.
+        overrides: 'dotted.key=value' strings (as from --set) or (key, value) pairs.
+
+    Raises:
+        SpecError: anything wrong with the file, an override or a value.
+    """
+    data, where = load_yaml(path)
+    if "arms" in data and "base" in data:
+        raise SpecError(
+            f"{path}: this is an ablation spec (it has base and arms); "
+            "use bnbench plan or bnbench ablate"
+        )
+    data = apply_overrides(data, overrides, RunSpec, EXCLUSIVE_KEYS, where)
+    return validate(RunSpec, data, where)

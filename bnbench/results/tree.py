@@ -10,33 +10,22 @@ the config's `name`.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from bnbench.config.registries import lower_is_better
 from bnbench.errors import SpecError
-from bnbench.report import RUN_COLUMNS, run_row
+from bnbench.results import rundir
+from bnbench.results.files import read_mapping
+from bnbench.results.layout import ABLATION, RUNS_CSV, run_path
+from bnbench.results.rows import NUMERIC_COLUMNS, run_row
 
-DIAGNOSTICS = ("activation_percentiles", "bn_statistics", "train_inference_gap", "gradient_norms")
-# Every runs.csv column but the text ones, so the two files cannot drift apart.
-NUMERIC_COLUMNS = tuple(c for c in ("seed", *RUN_COLUMNS) if c not in ("metric", "target_metric"))
-# Metrics where smaller is better; anything else (accuracy, auc, ...) is maximized.
-_LOWER_IS_BETTER = frozenset(
-    {
-        "loss",
-        "mae",
-        "mse",
-        "rmse",
-        "mean_absolute_error",
-        "mean_squared_error",
-        "root_mean_squared_error",
-    }
-)
 _SHORT_KEYS = {"learning_rate": "lr", "batch_size": "batch size"}
 
 
@@ -69,16 +58,15 @@ class ResultsTree:
     @property
     def name(self) -> str:
         """The ablation's name from ablation.yaml, else the folder's name."""
-        path = self.root / "ablation.yaml"
-        spec = _load_yaml(path) if path.is_file() else None
-        return str(spec["name"]) if isinstance(spec, dict) and spec.get("name") else self.root.name
+        spec = read_mapping(self.root / ABLATION)
+        return str(spec["name"]) if spec.get("name") else self.root.name
 
     @property
     def score(self) -> tuple[str, str, bool]:
         """(runs column, axis label, higher is better) of the final test score."""
         if self.metric is None:
             return "final_test_loss", "final test loss", False
-        return "final_test_metric", f"final test {self.metric}", self.metric not in _LOWER_IS_BETTER
+        return "final_test_metric", f"final test {self.metric}", not lower_is_better(self.metric)
 
     def varies(self, key: str) -> bool:
         """Whether the grid takes more than one value of the dotted `key`."""
@@ -114,9 +102,9 @@ def load_results_tree(results_dir: Path) -> ResultsTree:
     root = Path(results_dir)
     if not root.is_dir():
         raise SpecError(f"results directory {str(root)!r} does not exist or is not a directory")
-    if (root / "runs.csv").is_file():
+    if (root / RUNS_CSV).is_file():
         runs, run_dirs, arm_order = _read_ablation(root)
-    elif (root / "summary.json").is_file():
+    elif rundir.has_summary(root):
         runs, run_dirs, arm_order = _read_single_run(root)
     else:
         raise SpecError(
@@ -136,9 +124,10 @@ def load_results_tree(results_dir: Path) -> ResultsTree:
     return ResultsTree(
         root=root,
         runs=runs,
-        histories=_read_all(run_dirs, "history.csv", keys),
+        histories=_read_all(run_dirs, lambda run_dir: run_dir / rundir.HISTORY, keys),
         diagnostics={
-            name: _read_all(run_dirs, f"diagnostics/{name}.csv", keys) for name in DIAGNOSTICS
+            name: _read_all(run_dirs, partial(rundir.diagnostics_path, name=name), keys)
+            for name in rundir.DIAGNOSTICS
         },
         arms=arms,
         grid_keys=grid_keys,
@@ -182,11 +171,12 @@ def seed_band(frame: pd.DataFrame, x: str, column: str, band: str = "std") -> pd
     if band == "std":
         spread = out["std"].fillna(0.0)
         out["low"], out["high"] = out["mean"] - spread, out["mean"] + spread
-    return out.drop(columns="std")
+    result: pd.DataFrame = out.drop(columns="std")
+    return result
 
 
 def _read_ablation(root: Path) -> tuple[pd.DataFrame, dict[str, Path], list[str]]:
-    path = root / "runs.csv"
+    path = root / RUNS_CSV
     try:
         runs = pd.read_csv(path, dtype={"run_id": str, "arm": str, "status": str, "metric": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
@@ -194,33 +184,25 @@ def _read_ablation(root: Path) -> tuple[pd.DataFrame, dict[str, Path], list[str]
     missing = {"run_id", "arm"} - set(runs.columns)
     if missing or runs.empty:
         raise SpecError(f"{str(path)!r} lists no runs (columns run_id and arm are required)")
-    arm_order: list[str] = []
-    spec_path = root / "ablation.yaml"
-    if spec_path.is_file():
-        spec = _load_yaml(spec_path)
-        arms = spec.get("arms") if isinstance(spec, dict) else None
-        arm_order = [str(a) for a in arms] if isinstance(arms, dict | list) else []
-    run_dirs = {run_id: root / "runs" / run_id for run_id in runs["run_id"]}
+    arms = read_mapping(root / ABLATION).get("arms")
+    arm_order = [str(a) for a in arms] if isinstance(arms, dict | list) else []
+    run_dirs = {run_id: run_path(root, run_id) for run_id in runs["run_id"]}
     return runs, run_dirs, arm_order
 
 
 def _read_single_run(root: Path) -> tuple[pd.DataFrame, dict[str, Path], list[str]]:
-    path = root / "summary.json"
-    try:
-        summary = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SpecError(f"cannot read {str(path)!r}: {error}") from error
-    if not isinstance(summary, dict):
-        raise SpecError(f"{str(path)!r} is not a run summary (expected a JSON object)")
+    rundir.check_summary(root)  # names the file if it cannot be read
     row = run_row(root)
     runs = pd.DataFrame([row])
     return runs, {row["run_id"]: root}, [row["arm"]]
 
 
-def _read_all(run_dirs: dict[str, Path], name: str, keys: pd.DataFrame) -> pd.DataFrame:
+def _read_all(
+    run_dirs: dict[str, Path], file: Callable[[Path], Path], keys: pd.DataFrame
+) -> pd.DataFrame:
     frames = []
     for run_id, run_dir in run_dirs.items():
-        path = run_dir / name
+        path = file(run_dir)
         if not path.is_file():
             continue  # failed runs have no history; diagnostics are optional
         try:
@@ -234,18 +216,13 @@ def _read_all(run_dirs: dict[str, Path], name: str, keys: pd.DataFrame) -> pd.Da
                 frame[column] = pd.to_numeric(frame[column], errors="coerce")
         frames.append(frame.assign(run_id=run_id))
     if not frames:
-        return pd.DataFrame(columns=[*keys.columns, "step"])
+        empty: pd.DataFrame = pd.DataFrame(columns=[*keys.columns, "step"])
+        return empty
     data = pd.concat(frames, ignore_index=True).replace([np.inf, -np.inf], np.nan)
     if "layer" in data:
         data["layer"] = data["layer"].astype(str)
-    return data.merge(keys, on="run_id", how="left")
-
-
-def _load_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise SpecError(f"cannot read {str(path)!r}: {error}") from error
+    merged: pd.DataFrame = data.merge(keys, on="run_id", how="left")
+    return merged
 
 
 def _fmt(value: Any) -> str:

@@ -4,46 +4,27 @@
 `summary.json`) and `ablation.yaml` when present, and writes `runs.csv` (one row per run) and
 `summary.{csv,md,json}` (one row per arm and grid cell; `summary.tex` on request). It never
 trains and never imports Keras, so the tables can be rebuilt at any time, even while runs go on.
-The statistics and their definitions live in `bnbench.stats`.
+The statistics and their definitions live in `bnbench.analysis.stats`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich import box
 from rich.console import Group
 from rich.table import Table
 
-from bnbench import rundir
+from bnbench.analysis.stats import DEFINITIONS, STATUSES, SUMMARY_STATS, summarize
 from bnbench.errors import SpecError
-from bnbench.stats import DEFINITIONS, STATUSES, SUMMARY_STATS, summarize
-
-RUN_COLUMNS = (
-    "metric",
-    "final_test_loss",
-    "final_test_metric",
-    "final_val_loss",
-    "final_val_metric",
-    "best_val_metric",
-    "target_metric",
-    "target_value",
-    "steps_to_target",
-    "seconds_to_target",
-    "diverged_step",
-    "total_steps",
-    "step_time_ms",
-    "params_trainable",
-    "params_non_trainable",
-    "batch_size",
-    "learning_rate",
-)
+from bnbench.results import rundir
+from bnbench.results.files import atomic_write_text, read_mapping, write_csv, write_json
+from bnbench.results.layout import ABLATION, RUNS_CSV, RUNS_DIR, TABLES
+from bnbench.results.rows import run_columns, run_row
 
 
 @dataclass(frozen=True)
@@ -77,8 +58,7 @@ class Report:
 
     @property
     def run_columns(self) -> list[str]:
-        grid = [f"grid.{key}" for key in self.grid_keys]
-        return ["run_id", "arm", "seed", "status", "backend", *grid, *RUN_COLUMNS]
+        return run_columns(self.grid_keys)
 
     @property
     def summary_columns(self) -> list[str]:
@@ -101,8 +81,8 @@ def build_report(results_dir: Path, *, latex: bool = False) -> Report:
             it cannot be parsed; the message names the path.
     """
     root = Path(results_dir)
-    spec = _read_spec(root)
-    found = [_read_run(path) for path in _run_dirs(root)]
+    spec = read_mapping(root / ABLATION)  # {} for a tree copied without its spec
+    found = [(path, rundir.read_entry(path)) for path in _run_dirs(root)]
     grid_spec = _mapping(spec.get("grid"))
     keys = [str(k) for k in grid_spec]
     for _, ablation in found:
@@ -164,94 +144,13 @@ def _terminal_table(
 
 
 def _run_dirs(root: Path) -> list[Path]:
-    runs = root / "runs"
+    runs = root / RUNS_DIR
     if not runs.is_dir():
         raise SpecError(f"{str(root)!r} is not an ablation results directory: it has no runs/")
     dirs = sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not dirs:
         raise SpecError(f"{str(runs)!r} holds no run directories")
     return dirs
-
-
-def _read_spec(root: Path) -> dict[str, Any]:
-    path = root / "ablation.yaml"
-    if not path.is_file():
-        return {}  # a tree copied without its spec: arms and grid are read off the runs
-    spec = _load(path, yaml.safe_load)
-    if not isinstance(spec, dict):
-        raise SpecError(f"{str(path)!r} is not an ablation spec (expected a mapping)")
-    return spec
-
-
-def _read_run(path: Path) -> tuple[Path, dict[str, Any]]:
-    """The run directory and its ablation.json ({} when the run was not part of an ablation)."""
-    file = path / "ablation.json"
-    ablation = _load(file, json.loads) if file.is_file() else {}
-    if not isinstance(ablation, dict):
-        raise SpecError(f"{str(file)!r} is not a JSON object")
-    return path, ablation
-
-
-def _load(path: Path, parse: Callable[[str], Any]) -> Any:
-    try:
-        return parse(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
-        raise SpecError(f"cannot read {str(path)!r}: {error}") from error
-
-
-def run_row(
-    path: Path, ablation: dict[str, Any] | None = None, grid_keys: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """The runs.csv row of one run directory, plus `cell` and `best_val_loss` for the summary.
-
-    Args:
-        path: the run directory.
-        ablation: its `ablation.json` entry (arm, grid, seed, cell); empty for a lone run,
-            whose arm is then its config name.
-        grid_keys: the ablation's grid keys, each read from the config into `grid.<key>`.
-    """
-    ablation = ablation or {}
-    config = _load(path / rundir.CONFIG, yaml.safe_load) if (path / rundir.CONFIG).is_file() else {}
-    config = _mapping(config)
-    status = rundir.run_state(path)
-    summary = (rundir.read_summary(path) or {}) if status != "incomplete" else {}
-    training, grid = _mapping(config.get("training")), _mapping(ablation.get("grid"))
-    final, best = _mapping(summary.get("final")), _mapping(summary.get("best"))
-    target, params = _mapping(summary.get("target")), _mapping(summary.get("params"))
-    metric = summary.get("metric") or None
-    # Outside an ablation a run is its own arm, named as `bnbench train` names it: by its config.
-    arm = ablation.get("arm") or config.get("name") or summary.get("name") or path.name
-    row: dict[str, Any] = {
-        "run_id": path.name,
-        "arm": str(arm),
-        "seed": _int(ablation.get("seed", config.get("seed", summary.get("seed")))),
-        "status": status,
-        "backend": summary.get("backend") or config.get("backend"),
-        "cell": ablation.get("cell"),
-        "metric": metric,
-        "final_test_loss": final.get("test_loss"),
-        "final_test_metric": final.get(f"test_{metric}") if metric else None,
-        "final_val_loss": final.get("val_loss"),
-        "final_val_metric": final.get(f"val_{metric}") if metric else None,
-        "best_val_metric": best.get(f"val_{metric}") if metric else None,
-        "best_val_loss": None if metric else best.get("val_loss"),
-        "target_metric": target.get("metric"),
-        "target_value": target.get("value"),
-        "steps_to_target": target.get("step"),
-        "seconds_to_target": target.get("seconds"),
-        "diverged_step": summary.get("diverged_step"),
-        "total_steps": summary.get("total_steps"),
-        "step_time_ms": summary.get("step_time_ms"),
-        "params_trainable": params.get("trainable"),
-        "params_non_trainable": params.get("non_trainable"),
-        "batch_size": summary.get("batch_size", training.get("batch_size")),
-        "learning_rate": summary.get("learning_rate", training.get("learning_rate")),
-    }
-    for key in grid_keys:
-        row[f"grid.{key}"] = grid[key] if key in grid else _dotted(config, key)
-    if row["cell"] is None:  # labelled as the runner labels cells (grid.PlannedRun.cell)
-        row["cell"] = ",".join(f"{key}={row[f'grid.{key}']}" for key in grid_keys)
-    return row
 
 
 def _run_order(
@@ -270,19 +169,20 @@ def _run_order(
 
 def _write(report: Report, name: str, latex: bool) -> None:
     root, paths = report.root, report.paths
-    paths.update({f: root / f for f in ("runs.csv", "summary.csv", "summary.json", "summary.md")})
-    rundir.write_csv(paths["runs.csv"], report.runs, report.run_columns)
-    rundir.write_csv(paths["summary.csv"], report.rows, report.summary_columns)
+    csv, js, md, tex = (TABLES[kind] for kind in ("csv", "json", "md", "tex"))
+    paths.update({f: root / f for f in (RUNS_CSV, csv, js, md)})
+    write_csv(paths[RUNS_CSV], report.runs, report.run_columns)
+    write_csv(paths[csv], report.rows, report.summary_columns)
     rows = [{k: row[k] for k in report.summary_columns} for row in report.rows]
     head: dict[str, Any] = {"name": name, "reference": report.reference, "metric": report.metric}
     head.update(score=report.score_label, grid_keys=list(report.grid_keys))
-    rundir.write_json(paths["summary.json"], {**head, "definitions": DEFINITIONS, "rows": rows})
-    rundir.atomic_write_text(paths["summary.md"], _markdown(report, name))
+    write_json(paths[js], {**head, "definitions": DEFINITIONS, "rows": rows})
+    atomic_write_text(paths[md], _markdown(report, name))
     if latex:
-        paths["summary.tex"] = root / "summary.tex"
-        rundir.atomic_write_text(paths["summary.tex"], _latex(report))
+        paths[tex] = root / tex
+        atomic_write_text(paths[tex], _latex(report))
     else:
-        (root / "summary.tex").unlink(missing_ok=True)
+        (root / tex).unlink(missing_ok=True)
 
 
 def _headers(report: Report) -> list[tuple[str, str]]:
@@ -367,20 +267,6 @@ def _pm(mean: float | None, std: float | None, spec: str) -> str:
 
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _dotted(config: dict[str, Any], key: str) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return None if value is None or isinstance(value, bool) else int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _text(value: Any) -> str:

@@ -14,13 +14,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bnbench import rundir
-from bnbench.backend import choose_backend
-from bnbench.config import EXCLUSIVE_KEYS, RunSpec
+from bnbench.config.backend_policy import choose_backend
+from bnbench.config.identity import config_hash, run_id
+from bnbench.config.loading import EXCLUSIVE_KEYS, apply_overrides, set_dotted, validate
+from bnbench.config.schema import RunSpec
+from bnbench.config.yamlfile import load_yaml
 from bnbench.errors import SpecError
-from bnbench.specio import apply_overrides, load_yaml, set_dotted, validate
-
-Scalar = bool | int | float | str | None
 
 
 class AblationSpec(BaseModel):
@@ -207,7 +206,7 @@ def expand(spec: AblationSpec, base: dict[str, Any], source: str = "base") -> li
                     raise SpecError(f"{source}: {where}: {err}") from None
                 runs.append(PlannedRun(len(runs), arm, cell, seed, run_spec, ""))
                 body = run_spec.model_dump(mode="json", exclude={"name"})
-                fingerprint = rundir.config_hash(body)
+                fingerprint = config_hash(body)
                 if fingerprint in seen:
                     raise SpecError(
                         f"{where} is identical to {seen[fingerprint]}; arms must differ"
@@ -227,7 +226,7 @@ def _run_id(run: PlannedRun) -> str:
     resolved = run.spec.model_dump(mode="json")
     values = "-".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in run.grid.items())
     label = "-".join(p for p in (run.arm, values, f"s{run.seed}") if p)
-    return rundir.run_id(resolved, label=label)
+    return run_id(resolved, label=label)
 
 
 def _same_backend(spec: AblationSpec, runs: list[PlannedRun]) -> list[PlannedRun]:

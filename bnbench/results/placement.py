@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bnbench import rundir
+from bnbench.config.identity import run_id
 from bnbench.errors import SpecError
+from bnbench.results import rundir
 
 
 def prepare_run_dir(out: Path | None, resolved: Mapping[str, Any], *, overwrite: bool) -> Path:
@@ -21,7 +22,7 @@ def prepare_run_dir(out: Path | None, resolved: Mapping[str, Any], *, overwrite:
     Raises:
         SpecError: `out` holds other files, or a finished run and `overwrite` is false.
     """
-    run_dir = out if out is not None else Path("results") / rundir.run_id(resolved)
+    run_dir = out if out is not None else Path("results") / run_id(resolved)
     if not run_dir.exists():
         return run_dir
     if not run_dir.is_dir():
@@ -33,7 +34,7 @@ def prepare_run_dir(out: Path | None, resolved: Mapping[str, Any], *, overwrite:
             f"{run_dir}: is not empty and is not a run directory; choose another --out "
             "(--overwrite only ever replaces a run directory)"
         )
-    if state in rundir.FINISHED_STATUSES and not overwrite:
+    if state in rundir.FINISHED and not overwrite:
         raise SpecError(
             f"{run_dir}: holds a finished run (status {state}); pass --overwrite to replace it "
             "or choose another --out"
@@ -46,10 +47,4 @@ def prepare_run_dir(out: Path | None, resolved: Mapping[str, Any], *, overwrite:
 def _looks_like_run(path: Path) -> bool:
     """Whether `path` holds a run and nothing else, so that removing it loses nothing else."""
     names = {entry.name for entry in path.iterdir() if not entry.name.startswith(".")}
-    return bool(names & {rundir.CONFIG, rundir.SUMMARY, rundir.INCOMPLETE}) and names <= RUN_FILES
-
-
-RUN_FILES = {
-    rundir.CONFIG, rundir.SUMMARY, rundir.INCOMPLETE, rundir.HISTORY, rundir.MODEL,
-    rundir.TRACEBACK, "diagnostics", "plots", "ablation.json",
-}  # fmt: skip
+    return bool(names & rundir.MARKERS) and names <= rundir.RUN_FILES

@@ -11,16 +11,16 @@ Reference:
 
 from __future__ import annotations
 
-import csv
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bnbench.config.diagnostics import ActivationPercentilesSpec, DiagnosticsSpec
+from bnbench.results import rundir
+from bnbench.results.files import write_csv
 
 _ACTIVATION_LAYER = re.compile(r"^(block(\d+))_act$")
 _METRICS = ("accuracy",)
@@ -35,50 +35,6 @@ _COLUMNS = {
 }  # fmt: skip
 
 
-class ActivationPercentilesSpec(BaseModel):
-    """Which pre-activations to summarise, how often, and with which percentiles."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    # None = the last hidden block with an activation, the one Figure 1 of the paper shows.
-    layers: list[str] | None = Field(default=None, min_length=1)
-    every: int = Field(default=100, ge=1)
-    percentiles: list[Annotated[float, Field(gt=0, lt=100)]] = Field(
-        default_factory=lambda: [15.0, 50.0, 85.0], min_length=1
-    )
-
-    @field_validator("layers", "percentiles")
-    @classmethod
-    def _unique(cls, value: list[Any] | None) -> list[Any] | None:
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError(f"entries must be unique, got {value}")
-        return value
-
-
-class DiagnosticsSpec(BaseModel):
-    """The ``diagnostics:`` section of a run spec; everything is off by default.
-
-    Activation percentiles are taken every ``every`` steps, the rest at step 0 and every
-    evaluation point. BN batch statistics and gradients are those of training mode; losses
-    and gradients are of the data loss alone (no regularisation penalties).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    activation_percentiles: ActivationPercentilesSpec | None = None
-    bn_statistics: bool = False
-    train_inference_gap: bool = False
-    gradient_norms: bool = False
-    probe_size: int = Field(default=256, ge=1)
-
-    @property
-    def enabled(self) -> bool:
-        """Whether any diagnostic is switched on."""
-        return self.activation_percentiles is not None or any(
-            (self.bn_statistics, self.train_inference_gap, self.gradient_norms)
-        )
-
-
 def make_recorder(
     spec: DiagnosticsSpec | None,
     model: Any,
@@ -86,7 +42,6 @@ def make_recorder(
     probe_y: np.ndarray,
     loss_fn: Callable[[Any, Any], Any],
     metric_name: str | None,
-    run_dir: str | Path,
 ) -> DiagnosticsRecorder | None:
     """Builds a recorder for ``model``, or returns None when no diagnostic is enabled.
 
@@ -98,7 +53,6 @@ def make_recorder(
         loss_fn: ``(y_true, y_pred) -> loss``, a Keras loss object or function; a
             per-example result is averaged over the probe batch.
         metric_name: ``"accuracy"`` (sparse categorical) or None for regression.
-        run_dir: Run directory; CSVs go to ``run_dir/diagnostics/``.
 
     Returns:
         A ``DiagnosticsRecorder``, or None when nothing is enabled.
@@ -109,7 +63,7 @@ def make_recorder(
     """
     if spec is None or not spec.enabled:
         return None
-    return DiagnosticsRecorder(spec, model, probe_x, probe_y, loss_fn, metric_name, Path(run_dir))
+    return DiagnosticsRecorder(spec, model, probe_x, probe_y, loss_fn, metric_name)
 
 
 class DiagnosticsRecorder:
@@ -123,7 +77,6 @@ class DiagnosticsRecorder:
         probe_y: np.ndarray,
         loss_fn: Callable[[Any, Any], Any],
         metric_name: str | None,
-        run_dir: Path,
     ) -> None:
         import keras
 
@@ -139,9 +92,8 @@ class DiagnosticsRecorder:
         self._x = keras.ops.convert_to_tensor(probe_x, dtype=model.inputs[0].dtype)
         self._y = np.asarray(probe_y)
         # A mean makes per-example loss functions (keras.losses.get("mse")) scalar too.
-        self._loss = lambda y_pred: keras.ops.mean(loss_fn(self._y, y_pred))
+        self._loss: Callable[[Any], Any] = lambda y_pred: keras.ops.mean(loss_fn(self._y, y_pred))
         self._metric_name = metric_name
-        self._out_dir = run_dir / "diagnostics"
         self._act_blocks = _chosen_blocks(model, spec.activation_percentiles)
         self._bn_layers = [
             layer
@@ -240,10 +192,12 @@ class DiagnosticsRecorder:
                     total = sum(squares[id(v)] for v in layer.trainable_variables)
                     self._rows["gradient_norms"].append([step, layer.name, float(np.sqrt(total))])
 
-    def finish(self) -> None:
+    def finish(self, run_dir: Path) -> None:
         """Writes one CSV per enabled diagnostic into ``run_dir/diagnostics/``, atomically."""
         for name, rows in self._rows.items():
-            _write_csv(self._out_dir / f"{name}.csv", self._columns[name], rows)
+            columns = self._columns[name]
+            records = [dict(zip(columns, row, strict=True)) for row in rows]
+            write_csv(rundir.diagnostics_path(run_dir, name), records, columns)
 
     def _record_bn(self, step: int, bn_inputs: list[np.ndarray]) -> None:
         import keras
@@ -326,18 +280,3 @@ def _gradients(loss: Callable[[list[Any]], Any], values: list[Any]) -> list[np.n
         np.zeros(v.shape) if g is None else keras.ops.convert_to_numpy(g)
         for v, g in zip(values, grads, strict=True)
     ]
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    """Writes a CSV via a temporary file and ``os.replace``; None is written as empty."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(["" if v is None else v for v in row] for row in rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,9 +1,12 @@
 """Figures drawn from a results tree, never from training: restyling a figure needs no retraining.
 
-`render_plots` reads the tree (`bnbench.results_tree`), draws every figure it has data for with
-the shared panel style (`bnbench.plot_panels`) and writes `plots/index.md`. Diagnostic figures
+`render_plots` reads the tree (`bnbench.results.tree`), draws every figure it has data for with
+the shared panel style (`bnbench.analysis.panels`) and writes `plots/index.md`. Diagnostic figures
 and the overview show each arm at its own best grid cell (best mean final test score), so a
 learning-rate grid compares arms each at their tuned rate, as DeepOBS does.
+
+One idea, one file: every figure is a short method of `_Figures` drawing from the same tree with
+the same panels; splitting the figures across files would only scatter that shared state.
 """
 
 from __future__ import annotations
@@ -13,22 +16,20 @@ from functools import partial
 from math import ceil
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
+from bnbench.analysis.figures import check_format, save_figure
+from bnbench.analysis.panels import Diverged, Panels, hide_unused, new_figure
 from bnbench.errors import SpecError
-from bnbench.plot_panels import DPI, Diverged, Panels, hide_unused, new_figure
-from bnbench.results_tree import ResultsTree, grid_labels, load_results_tree
+from bnbench.results.files import atomic_write_text
+from bnbench.results.layout import PLOTS_DIR
+from bnbench.results.tree import ResultsTree, grid_labels, load_results_tree
 
-__all__ = ["BANDS", "DPI", "FORMATS", "render_plots"]
+__all__ = ["BANDS", "render_plots"]
 
-FORMATS = ("png", "svg", "pdf")
 BANDS = ("std", "minmax")
 _BEST = "each arm at its best grid cell"
 _CAPTIONS = {
@@ -78,26 +79,23 @@ def render_plots(
         SpecError: (a ValueError) If `fmt` or `band` is unknown, or `results_dir` is missing or
             is not a results tree; the message names the path.
     """
-    if fmt not in FORMATS:
-        raise SpecError(f"unknown figure format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    check_format(fmt)
     if band not in BANDS:
         raise SpecError(f"unknown band {band!r}: expected one of {', '.join(BANDS)}")
     tree = load_results_tree(Path(results_dir))
-    out_dir = tree.root / "plots"
+    out_dir = tree.root / PLOTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     written, lines = [], []
     for name, caption, draw in _Figures(tree, Panels(tree.arms, band, log_loss)).found():
         path = out_dir / f"{name}.{fmt}"
-        fig = draw()
-        fig.savefig(path, format=fmt, dpi=DPI)
-        plt.close(fig)
+        save_figure(draw(), path, fmt)
         written.append(path)
         lines.append(f"- [{path.name}]({path.name}): {caption}")
     header = [f"# Figures for `{tree.name}`", ""]
     failed = tree.runs.loc[tree.runs["status"] == "failed", "run_id"]
     if len(failed):
         header += [f"Left out {len(failed)} failed run(s): {', '.join(failed)}.", ""]
-    (out_dir / "index.md").write_text("\n".join([*header, *lines, ""]))
+    atomic_write_text(out_dir / "index.md", "\n".join([*header, *lines, ""]))
     return written
 
 

@@ -9,6 +9,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import Literal, get_args
+
+# Keras backends a spec may name; "auto" lets `bnbench.config.backend_policy` choose.
+Backend = Literal["auto", "tensorflow", "jax", "torch"]
+BACKEND_CHOICES: tuple[str, ...] = get_args(Backend)
+
+FigureFormat = Literal["png", "svg", "pdf"]
+FIGURE_FORMATS: tuple[str, ...] = get_args(FigureFormat)
 
 ACTIVATIONS: Mapping[str, str] = MappingProxyType(
     {
@@ -61,7 +69,7 @@ LOSSES: Mapping[str, str] = MappingProxyType(
 
 METRICS: Mapping[str, str] = MappingProxyType({"accuracy": "accuracy", "mae": "mae", "mse": "mse"})
 
-# Kept here (not in bnbench.data) so that validating a spec never imports the data code.
+# Kept here (not in bnbench.data.datasets) so that validating a spec never imports the data code.
 DATASET_NAMES: tuple[str, ...] = (
     "mnist",
     "fashion_mnist",
@@ -72,6 +80,21 @@ DATASET_NAMES: tuple[str, ...] = (
     "blobs",
     "npz",
 )
+
+
+# Recorded quantities where smaller is better, by the end of their name; anything else
+# (accuracy, auc, ...) is maximized.
+_LOWER_IS_BETTER = ("loss", "error", "mae", "mse")
+
+
+def lower_is_better(name: str) -> bool:
+    """Whether smaller values of a metric or recorded quantity are better.
+
+    The one rule for every comparison bnbench makes (targets, best points, best cells): losses
+    and errors, by the end of the name, so `val_loss`, `mean_absolute_error`, `test_mae` and
+    `rmse` are minimized and `accuracy` is maximized.
+    """
+    return name.endswith(_LOWER_IS_BETTER)
 
 
 def suggest(value: str, choices: Iterable[str]) -> str:

@@ -1,0 +1,5 @@
+"""Layer 5, ablations: running expanded grids in worker processes, resume, lock, progress.
+
+A run is the same `bnbench.train.loop.train` wherever it runs; this layer only decides where
+and when.
+"""

@@ -1,0 +1,241 @@
+"""Dataset registry: one entry per dataset, each returning train/validation/test numpy arrays.
+
+The Keras datasets (MNIST, Fashion-MNIST, CIFAR-10/100) come through `bnbench.data.keras_sets`;
+the offline ones (scikit-learn's digits, synthetic sets, your own .npz) are here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bnbench.config.schema import DatasetSpec
+from bnbench.data import synthetic
+from bnbench.data.keras_sets import KERAS_SETS, Arrays, read_npz
+from bnbench.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Prepared arrays plus what the model builder needs to know about them."""
+
+    name: str
+    task: str  # "classification" or "regression"
+    num_classes: int | None
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def output_units(self) -> int:
+        return self.num_classes if self.num_classes else int(np.prod(self.y_train.shape[1:]) or 1)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registry entry."""
+
+    source: str
+    task: str
+    num_classes: int | None
+    max_value: float  # what 'normalize: scale' divides by
+    offline: bool
+    load: Callable[[DatasetSpec], Arrays]
+    cached: Callable[[], bool]
+
+
+# --- offline datasets -------------------------------------------------------------------------
+
+
+def _digits(spec: DatasetSpec) -> Arrays:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)  # (1797, 8, 8), values 0..16
+    y = bunch.target.astype(np.int64)
+    # A fixed, seed-independent split so every run sees the same test set.
+    order = np.random.default_rng(0).permutation(len(x))
+    test = order[:360]
+    train = order[360:]
+    return x[train], y[train], x[test], y[test]
+
+
+def _split_synthetic(x: np.ndarray, y: np.ndarray) -> Arrays:
+    cut = int(len(x) * 0.8)
+    return x[:cut], y[:cut], x[cut:], y[cut:]
+
+
+def _two_scale(spec: DatasetSpec) -> Arrays:
+    return _split_synthetic(*synthetic.two_scale(spec.num_samples or 2000, seed=0))
+
+
+def _blobs(spec: DatasetSpec) -> Arrays:
+    return _split_synthetic(*synthetic.blobs(spec.num_samples or 2000, seed=0))
+
+
+def _npz(spec: DatasetSpec) -> Arrays:
+    if spec.path is None:
+        raise SpecError(
+            "dataset 'npz' needs dataset.path: a .npz with x_train, y_train, x_test, y_test"
+        )
+    return read_npz(Path(spec.path))
+
+
+def _always() -> bool:
+    return True
+
+
+def _keras_info(name: str, source: str, num_classes: int) -> DatasetInfo:
+    entry = KERAS_SETS[name]
+    return DatasetInfo(
+        source=source,
+        task="classification",
+        num_classes=num_classes,
+        max_value=255.0,
+        offline=False,
+        load=entry.load,
+        cached=entry.cached,
+    )
+
+
+REGISTRY: dict[str, DatasetInfo] = {
+    "mnist": _keras_info(
+        "mnist", "keras.datasets.mnist (download, cached as datasets/mnist.npz)", 10
+    ),
+    "fashion_mnist": _keras_info(
+        "fashion_mnist",
+        "keras.datasets.fashion_mnist (download, cached in datasets/fashion-mnist/)",
+        10,
+    ),
+    "cifar10": _keras_info(
+        "cifar10",
+        "keras.datasets.cifar10 (download, cached in datasets/cifar-10-batches-py-target/)",
+        10,
+    ),
+    "cifar100": _keras_info(
+        "cifar100",
+        "keras.datasets.cifar100 (download, cached in datasets/cifar-100-python-target/)",
+        100,
+    ),
+    "digits": DatasetInfo(
+        source="scikit-learn's bundled 8x8 digits (1,797 images; no download)",
+        task="classification",
+        num_classes=10,
+        max_value=16.0,
+        offline=True,
+        load=_digits,
+        cached=_always,
+    ),
+    "two_scale": DatasetInfo(
+        source="synthetic regression y = 2A + 3B + noise, A~U(1,10), B~U(1,200)",
+        task="regression",
+        num_classes=None,
+        max_value=1.0,
+        offline=True,
+        load=_two_scale,
+        cached=_always,
+    ),
+    "blobs": DatasetInfo(
+        source="synthetic Gaussian blobs, 3 classes in 2-D",
+        task="classification",
+        num_classes=3,
+        max_value=1.0,
+        offline=True,
+        load=_blobs,
+        cached=_always,
+    ),
+    "npz": DatasetInfo(
+        source="your own .npz (x_train, y_train, x_test, y_test) via dataset.path",
+        task="classification",
+        num_classes=None,
+        max_value=1.0,
+        offline=True,
+        load=_npz,
+        cached=_always,
+    ),
+}
+
+
+def load_dataset(spec: DatasetSpec) -> Dataset:
+    """Load, subset, split, normalize and reshape a dataset as the spec asks.
+
+    The held-out examples are always the last ones, so every seed and every arm sees the same
+    validation set.
+
+    Args:
+        spec: the dataset section of a run spec.
+
+    Raises:
+        SpecError: the data cannot be found, downloaded or read.
+    """
+    info = REGISTRY[spec.name]
+    if spec.path is not None and not Path(spec.path).exists():
+        raise SpecError(f"dataset.path: {spec.path} does not exist")
+    x_train, y_train, x_test, y_test = info.load(spec)
+    x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
+    task, num_classes = info.task, info.num_classes
+    if spec.name == "npz":
+        task, num_classes = _infer_task(y_train, y_test)
+    if task == "classification":
+        y_train, y_test = y_train.astype(np.int64).ravel(), y_test.astype(np.int64).ravel()
+    else:
+        y_train, y_test = y_train.astype(np.float32), y_test.astype(np.float32)
+    if spec.subset is not None:
+        x_train, y_train = x_train[: spec.subset], y_train[: spec.subset]
+    if spec.validation_split == "test":
+        x_val, y_val = x_test, y_test
+    else:
+        held = max(1, round(len(x_train) * spec.validation_split))
+        cut = len(x_train) - held
+        if cut < 1:
+            raise SpecError(f"dataset: no training examples left after holding out {held}")
+        x_val, y_val = x_train[cut:], y_train[cut:]
+        x_train, y_train = x_train[:cut], y_train[:cut]
+    if x_train.ndim == 3:  # grayscale images get a channel axis for Conv2D
+        x_train, x_val, x_test = (a[..., None] for a in (x_train, x_val, x_test))
+    x_train, x_val, x_test = _normalize(spec, info, x_train, x_val, x_test)
+    if spec.flatten:
+        x_train, x_val, x_test = (a.reshape(len(a), -1) for a in (x_train, x_val, x_test))
+    return Dataset(spec.name, task, num_classes, x_train, y_train, x_val, y_val, x_test, y_test)
+
+
+def _infer_task(y_train: np.ndarray, y_test: np.ndarray) -> tuple[str, int | None]:
+    if np.issubdtype(y_train.dtype, np.integer) and y_train.squeeze().ndim == 1:
+        return "classification", int(max(y_train.max(), y_test.max())) + 1
+    return "regression", None
+
+
+def _normalize(spec: DatasetSpec, info: DatasetInfo, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    if spec.normalize == "scale":
+        return tuple(a / np.float32(info.max_value) for a in arrays)
+    if spec.normalize == "standardize":
+        # Statistics from the training split only, per feature (per channel for images).
+        axes = tuple(range(arrays[0].ndim - 1)) if arrays[0].ndim > 2 else (0,)
+        mean = arrays[0].mean(axis=axes, keepdims=True)
+        std = arrays[0].std(axis=axes, keepdims=True) + np.float32(1e-7)
+        return tuple(((a - mean) / std).astype(np.float32) for a in arrays)
+    return arrays
+
+
+def describe() -> list[dict[str, str]]:
+    """One row per dataset for `bnbench datasets`."""
+    return [
+        {
+            "name": name,
+            "task": info.task,
+            "source": info.source,
+            "offline": "yes" if info.offline else "no",
+            "available": "yes" if info.cached() else "no (downloads on first use)",
+        }
+        for name, info in REGISTRY.items()
+    ]

@@ -1,0 +1,232 @@
+"""The Keras datasets (MNIST, Fashion-MNIST, CIFAR-10/100): Keras' cache, readers, downloads.
+
+Each is read from Keras' own cache under `KERAS_HOME` when present, or from a local copy named by
+`dataset.path`; otherwise Keras' loader downloads it into that cache. A download that fails (no
+network) becomes a `SpecError` that says where to put the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bnbench.config.schema import DatasetSpec
+from bnbench.errors import SpecError
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def keras_home() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
+
+
+def _cache(*parts: str) -> Path:
+    return keras_home().joinpath("datasets", *parts)
+
+
+# --- readers for the formats Keras caches --------------------------------------------------
+
+
+def read_npz(path: Path) -> Arrays:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    except KeyError as err:
+        raise SpecError(
+            f"{path}: expected arrays x_train, y_train, x_test, y_test; missing {err}"
+        ) from None
+    except (OSError, ValueError) as err:
+        raise SpecError(f"{path}: not a readable .npz file ({err})") from None
+
+
+def _read_idx_gz(folder: Path) -> Arrays:
+    names = [
+        "train-labels-idx1-ubyte.gz",
+        "train-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+    ]
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise SpecError(f"{folder}: missing {', '.join(missing)}")
+    arrays = []
+    for name in names:
+        with gzip.open(folder / name, "rb") as f:
+            raw = f.read()
+        if "labels" in name:
+            arrays.append(np.frombuffer(raw, np.uint8, offset=8))
+        else:
+            arrays.append(np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28))
+    y_train, x_train, y_test, x_test = arrays
+    return x_train, y_train, x_test, y_test
+
+
+def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    # The CIFAR archives are pickles of plain dicts, the format Keras itself reads.
+    with path.open("rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    labels = np.asarray(batch[label_key.encode()], dtype=np.int64)
+    return data.transpose(0, 2, 3, 1), labels
+
+
+def _read_cifar(root: Path, inner: str, train: list[str], test: str, label_key: str) -> Arrays:
+    folder = root / inner if (root / inner).is_dir() else root
+    missing = [n for n in [*train, test] if not (folder / n).is_file()]
+    if missing:
+        raise SpecError(f"{folder}: missing {', '.join(missing)}")
+    parts = [_read_cifar_batch(folder / name, label_key) for name in train]
+    x_test, y_test = _read_cifar_batch(folder / test, label_key)
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        x_test,
+        y_test,
+    )
+
+
+def _from_archive_or_dir(path: Path, read: Callable[[Path], Arrays]) -> Arrays:
+    if path.is_dir():
+        return read(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with tarfile.open(path) as archive:
+                archive.extractall(tmp, filter="data")
+        except tarfile.TarError as err:
+            raise SpecError(f"{path}: not a tar archive or folder ({err})") from None
+        return read(Path(tmp))
+
+
+def _download_error(name: str, cache: Path, err: Exception, how: str) -> SpecError:
+    return SpecError(
+        f"dataset {name!r}: not in the Keras cache and the download failed ({err}). "
+        f"Without network access, place {how} at {cache} (KERAS_HOME={keras_home()}), "
+        f"or point dataset.path at a local copy; the 'digits', 'two_scale' and 'blobs' "
+        f"datasets work offline."
+    )
+
+
+def _download_mnist() -> Arrays:
+    import keras
+
+    (x, y), (xt, yt) = keras.datasets.mnist.load_data()
+    return x, y, xt, yt
+
+
+def _download_fashion() -> Arrays:
+    import keras
+
+    (x, y), (xt, yt) = keras.datasets.fashion_mnist.load_data()
+    return x, y, xt, yt
+
+
+def _download_cifar10() -> Arrays:
+    import keras
+
+    (x, y), (xt, yt) = keras.datasets.cifar10.load_data()
+    return x, y.ravel(), xt, yt.ravel()
+
+
+def _download_cifar100() -> Arrays:
+    import keras
+
+    (x, y), (xt, yt) = keras.datasets.cifar100.load_data()
+    return x, y.ravel(), xt, yt.ravel()
+
+
+_CIFAR10 = dict(
+    inner="cifar-10-batches-py",
+    train=[f"data_batch_{i}" for i in range(1, 6)],
+    test="test_batch",
+    label_key="labels",
+)
+_CIFAR100 = dict(inner="cifar-100-python", train=["train"], test="test", label_key="fine_labels")
+
+
+def _cifar10(root: Path) -> Arrays:
+    return _read_cifar(root, **_CIFAR10)  # type: ignore[arg-type]
+
+
+def _cifar100(root: Path) -> Arrays:
+    return _read_cifar(root, **_CIFAR100)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class KerasSet:
+    """One Keras dataset: where Keras caches it, how to read it, how to download it.
+
+    Attributes:
+        name: The dataset's registry name.
+        cache_name: Its file or folder under `$KERAS_HOME/datasets/`.
+        read_cache: Reads the cached copy.
+        read_path: Reads a local copy named by `dataset.path` (a folder or an archive).
+        download: Downloads through Keras' loader, into the cache.
+        how: What to place in the cache by hand, for the error message.
+    """
+
+    name: str
+    cache_name: str
+    read_cache: Callable[[Path], Arrays]
+    read_path: Callable[[Path], Arrays]
+    download: Callable[[], Arrays]
+    how: str
+
+    @property
+    def cache(self) -> Path:
+        return _cache(self.cache_name)
+
+    def cached(self) -> bool:
+        """Whether Keras' cache holds the dataset."""
+        return self.cache.exists()
+
+    def load(self, spec: DatasetSpec) -> Arrays:
+        """The arrays: from `dataset.path`, else the cache, else a download.
+
+        Raises:
+            SpecError: the local copy cannot be read, or the download failed.
+        """
+        if spec.path is not None:
+            return self.read_path(Path(spec.path))
+        if self.cached():
+            return self.read_cache(self.cache)
+        try:
+            return self.download()
+        except Exception as err:  # Keras raises several kinds on network failure.
+            raise _download_error(self.name, self.cache, err, self.how) from None
+
+
+KERAS_SETS = {
+    "mnist": KerasSet("mnist", "mnist.npz", read_npz, read_npz, _download_mnist, "mnist.npz"),
+    "fashion_mnist": KerasSet(
+        name="fashion_mnist",
+        cache_name="fashion-mnist",
+        read_cache=_read_idx_gz,
+        read_path=_read_idx_gz,
+        download=_download_fashion,
+        how="the four *-ubyte.gz files",
+    ),
+    "cifar10": KerasSet(
+        name="cifar10",
+        cache_name="cifar-10-batches-py-target",
+        read_cache=_cifar10,
+        read_path=lambda p: _from_archive_or_dir(p, _cifar10),
+        download=_download_cifar10,
+        how="the extracted cifar-10-batches-py folder",
+    ),
+    "cifar100": KerasSet(
+        name="cifar100",
+        cache_name="cifar-100-python-target",
+        read_cache=_cifar100,
+        read_path=lambda p: _from_archive_or_dir(p, _cifar100),
+        download=_download_cifar100,
+        how="the extracted cifar-100-python folder",
+    ),
+}

@@ -1,0 +1,121 @@
+"""One row of `runs.csv` per run directory, read through the run-directory contract.
+
+Both the tables (`bnbench.analysis.tables`) and the figures (`bnbench.results.tree`) read runs
+through `run_row`, so the two never disagree about what a run holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bnbench.results import rundir
+
+RUN_COLUMNS = (
+    "metric",
+    "final_test_loss",
+    "final_test_metric",
+    "final_val_loss",
+    "final_val_metric",
+    "best_val_metric",
+    "target_metric",
+    "target_value",
+    "steps_to_target",
+    "seconds_to_target",
+    "diverged_step",
+    "total_steps",
+    "step_time_ms",
+    "params_trainable",
+    "params_non_trainable",
+    "batch_size",
+    "learning_rate",
+)
+# Every runs.csv column but the text ones, so readers parse exactly these as numbers.
+NUMERIC_COLUMNS = tuple(c for c in ("seed", *RUN_COLUMNS) if c not in ("metric", "target_metric"))
+
+
+def run_columns(grid_keys: tuple[str, ...]) -> list[str]:
+    """The header of `runs.csv` for an ablation whose grid varies `grid_keys`."""
+    grid = [f"grid.{key}" for key in grid_keys]
+    return ["run_id", "arm", "seed", "status", "backend", *grid, *RUN_COLUMNS]
+
+
+def run_row(
+    path: Path, entry: dict[str, Any] | None = None, grid_keys: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The runs.csv row of one run directory, plus `cell` and `best_val_loss` for the summary.
+
+    Args:
+        path: the run directory.
+        entry: its `ablation.json` entry (arm, grid, seed, cell); empty for a lone run,
+            whose arm is then its config name.
+        grid_keys: the ablation's grid keys, each read from the config into `grid.<key>`.
+
+    Raises:
+        SpecError: the run's config cannot be parsed.
+    """
+    entry = entry or {}
+    config = rundir.read_config(path)
+    status = rundir.run_state(path)
+    summary = rundir.read_summary(path) if status != rundir.UNFINISHED else None
+    if summary is None:
+        summary = rundir.RunSummary(run_id=path.name, status="failed")  # only defaults are read
+    training, grid = _mapping(config.get("training")), _mapping(entry.get("grid"))
+    final, best, target, params = summary.final, summary.best, summary.target, summary.params
+    metric = summary.metric or None
+    # Outside an ablation a run is its own arm, named as `bnbench train` names it: by its config.
+    arm = entry.get("arm") or config.get("name") or summary.name or path.name
+    row: dict[str, Any] = {
+        "run_id": path.name,
+        "arm": str(arm),
+        "seed": _int(entry.get("seed", config.get("seed", summary.seed))),
+        "status": status,
+        "backend": summary.backend or config.get("backend"),
+        "cell": entry.get("cell"),
+        "metric": metric,
+        "final_test_loss": final.get("test_loss"),
+        "final_test_metric": final.get(f"test_{metric}") if metric else None,
+        "final_val_loss": final.get("val_loss"),
+        "final_val_metric": final.get(f"val_{metric}") if metric else None,
+        "best_val_metric": best.get(f"val_{metric}") if metric else None,
+        "best_val_loss": None if metric else best.get("val_loss"),
+        "target_metric": target.metric,
+        "target_value": target.value,
+        "steps_to_target": target.step,
+        "seconds_to_target": target.seconds,
+        "diverged_step": summary.diverged_step,
+        "total_steps": summary.total_steps,
+        "step_time_ms": summary.step_time_ms,
+        "params_trainable": params.trainable,
+        "params_non_trainable": params.non_trainable,
+        "batch_size": _first(summary.batch_size, training.get("batch_size")),
+        "learning_rate": _first(summary.learning_rate, training.get("learning_rate")),
+    }
+    for key in grid_keys:
+        row[f"grid.{key}"] = grid[key] if key in grid else _dotted(config, key)
+    if row["cell"] is None:  # labelled as the runner labels cells (ablation.PlannedRun.cell)
+        row["cell"] = ",".join(f"{key}={row[f'grid.{key}']}" for key in grid_keys)
+    return row
+
+
+def _first(recorded: Any, configured: Any) -> Any:
+    """The summary's value when it recorded one, else the config's."""
+    return configured if recorded is None else recorded
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dotted(config: dict[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return None if value is None or isinstance(value, bool) else int(value)
+    except (TypeError, ValueError):
+        return None

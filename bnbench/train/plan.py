@@ -1,0 +1,111 @@
+"""The pure part of training: lengths in steps, evaluation points, the batch order, and the
+optimizer, loss and metric choices. No Keras here; `bnbench.train.prepare` turns the choices into
+Keras objects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bnbench.config.schema import RunSpec, TrainingSpec
+from bnbench.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The length of a run in the one unit the code speaks: optimizer steps.
+
+    Attributes:
+        total_steps: Optimizer steps of the whole run.
+        steps_per_epoch: Steps that make up one pass, rounded up (`ceil(num_train / batch)`).
+        eval_steps: The steps after which the model is evaluated; the last is `total_steps`.
+        num_train: Training examples.
+        batch_size: Examples per step.
+    """
+
+    total_steps: int
+    steps_per_epoch: int
+    eval_steps: tuple[int, ...]
+    num_train: int
+    batch_size: int
+
+    @classmethod
+    def from_spec(cls, training: TrainingSpec, num_train: int) -> Plan:
+        """Convert epochs (or steps) and the evaluation cadence to steps, once.
+
+        Every batch is full: the data order runs on across epoch boundaries, so batch norm
+        always sees `batch_size` examples (a ragged last batch would change its statistics).
+        """
+        steps_per_epoch = max(1, math.ceil(num_train / training.batch_size))
+        if training.steps is not None:
+            total = training.steps
+        else:
+            total = max(1, math.ceil((training.epochs or 10.0) * num_train / training.batch_size))
+        every = training.eval_every or steps_per_epoch
+        points = [*list(range(every, total, every)), total]
+        return cls(total, steps_per_epoch, tuple(points), num_train, training.batch_size)
+
+    def epoch(self, step: int) -> float:
+        """Passes over the training set after `step` steps, in the unit `epochs` is given in.
+
+        The examples seen over the training-set size, so a run of `epochs: 8` ends at 8.0
+        (the total steps come from `epochs * num_train / batch_size`, rounded up).
+        """
+        return step * self.batch_size / self.num_train
+
+
+def batch_order(num_train: int, total_steps: int, batch_size: int, seed: int) -> np.ndarray:
+    """Indices of the examples of every step, one shuffled pass after another.
+
+    Depends only on the seed and the sizes, so paired runs of different arms (and different
+    backends) see exactly the same batches in the same order.
+    """
+    rng = np.random.default_rng(seed)
+    needed = total_steps * batch_size
+    passes = [rng.permutation(num_train) for _ in range(math.ceil(needed / num_train))]
+    return np.concatenate(passes)[:needed]
+
+
+def resolved_config(spec: RunSpec) -> dict[str, Any]:
+    """The spec with every default filled in, as plain data."""
+    return spec.model_dump(mode="json")
+
+
+def loss_and_metrics(training: TrainingSpec, task: str) -> tuple[str, list[str]]:
+    """The loss and metric names, with the task's defaults filled in."""
+    default_loss = "sparse_categorical_crossentropy" if task == "classification" else "mse"
+    default_metrics = ["accuracy"] if task == "classification" else ["mae"]
+    return training.loss or default_loss, list(training.metrics or default_metrics)
+
+
+def check_batch_size(training: TrainingSpec, num_train: int) -> None:
+    """Every batch is full, so a batch cannot be larger than the training set.
+
+    Raises:
+        SpecError: it is.
+    """
+    if training.batch_size > num_train:
+        raise SpecError(
+            f"training.batch_size: {training.batch_size} is larger than the {num_train} "
+            "training examples (after dataset.subset and validation_split)"
+        )
+
+
+def check_target(training: TrainingSpec, metrics: list[str]) -> None:
+    """The target metric must be one that the run records.
+
+    Raises:
+        SpecError: it is not.
+    """
+    if training.target_metric is None:
+        return
+    valid = [f"{split}_{m}" for split in ("val", "train") for m in ["loss", *metrics]]
+    if training.target_metric not in valid:
+        raise SpecError(
+            f"training.target_metric: {training.target_metric!r} is not recorded; "
+            f"available: {', '.join(valid)}"
+        )

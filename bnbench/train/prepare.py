@@ -1,0 +1,159 @@
+"""One setup path for `bnbench validate` and `bnbench train`: a spec in, everything a run needs out.
+
+`prepare` makes every check training makes (data, blocks fitting the data, batch size, target
+metric, diagnostics block names), so `validate` accepts exactly what `train` accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bnbench.config.backend_policy import choose_backend
+from bnbench.config.registries import LOSSES, METRICS, OPTIMIZERS
+from bnbench.config.schema import RunSpec, TrainingSpec
+from bnbench.data.datasets import Dataset
+from bnbench.errors import SpecError
+from bnbench.train.plan import Plan, batch_order, check_batch_size, check_target, loss_and_metrics
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run ready to train: seeded, built and compiled; nothing written yet.
+
+    Attributes:
+        spec: The validated run spec.
+        backend: The Keras backend the run uses (the spec's, or the `auto` policy's choice).
+        data: The prepared arrays.
+        plan: Steps, evaluation points and epochs.
+        model: The compiled Keras model, with the seed's initial weights.
+        loss_name: The loss, with the task's default filled in.
+        metric_names: The metrics, with the task's default filled in.
+        order: The training examples of every step, in order (`batch_order`).
+        recorder: The diagnostics recorder, or None when every diagnostic is off.
+    """
+
+    spec: RunSpec
+    backend: str
+    data: Dataset
+    plan: Plan
+    model: Any
+    loss_name: str
+    metric_names: list[str]
+    order: np.ndarray
+    recorder: Any
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    """Activate the backend, load the data, seed, build and compile the model of `spec`.
+
+    Raises:
+        SpecError: the spec cannot be trained (backend missing, data missing, blocks not fitting
+            the data, a batch larger than the training set, a target that is not recorded,
+            diagnostics naming blocks the model does not have).
+    """
+    from bnbench.train.backend import activate
+
+    backend = choose_backend(spec)
+    activate(backend)
+    import keras
+
+    from bnbench.data.datasets import load_dataset
+    from bnbench.model.build import build_model
+
+    data = load_dataset(spec.dataset)
+    loss_name, metric_names = loss_and_metrics(spec.training, data.task)
+    check_target(spec.training, metric_names)
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(spec.seed)
+    if spec.training.deterministic and backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    model = build_model(spec.model, data.input_shape, data.output_units, data.task)
+    plan = Plan.from_spec(spec.training, len(data.x_train))
+    check_batch_size(spec.training, len(data.x_train))
+    model.compile(
+        optimizer=make_optimizer(spec.training, plan.total_steps),
+        loss=LOSSES[loss_name],
+        metrics=[METRICS[m] for m in metric_names],
+    )
+    order = batch_order(len(data.x_train), plan.total_steps, spec.training.batch_size, spec.seed)
+    recorder = _recorder(spec, model, data, order, loss_name, metric_names)
+    return Prepared(spec, backend, data, plan, model, loss_name, metric_names, order, recorder)
+
+
+def make_optimizer(training: TrainingSpec, total_steps: int) -> Any:
+    """The Keras optimizer and learning-rate schedule that `training` names."""
+    import keras
+
+    schedule: Any = training.learning_rate
+    if training.schedule.kind == "step":
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            training.learning_rate,
+            decay_steps=training.schedule.decay_every,
+            decay_rate=training.schedule.decay_rate,
+            staircase=True,
+        )
+    elif training.schedule.kind == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(
+            training.learning_rate, decay_steps=total_steps, alpha=training.schedule.alpha
+        )
+    name = OPTIMIZERS[training.optimizer]
+    if name == "SGD":
+        return keras.optimizers.SGD(
+            schedule, momentum=training.momentum, nesterov=training.nesterov
+        )
+    if name == "RMSprop":
+        return keras.optimizers.RMSprop(schedule, momentum=training.momentum)
+    return keras.optimizers.Adam(schedule)
+
+
+def _recorder(
+    spec: RunSpec,
+    model: Any,
+    data: Dataset,
+    order: np.ndarray,
+    loss_name: str,
+    metric_names: list[str],
+) -> Any:
+    """The diagnostics recorder (None when all are off); its probe is the first batches' examples.
+
+    Raises:
+        SpecError: the diagnostics name blocks the model does not have.
+    """
+    import keras
+
+    from bnbench.train.diagnostics import make_recorder
+
+    probe = order[: spec.diagnostics.probe_size]
+    metric = metric_names[0] if metric_names and metric_names[0] == "accuracy" else None
+    loss = keras.losses.get(LOSSES[loss_name])
+    try:
+        return make_recorder(
+            spec.diagnostics, model, data.x_train[probe], data.y_train[probe], loss, metric
+        )
+    except ValueError as err:
+        raise SpecError(f"diagnostics: {err}") from None
+
+
+def describe(prepared: Prepared) -> dict[str, str]:
+    """What `bnbench validate` prints about a prepared run: data, layers, sizes, length."""
+    from bnbench.model.build import parameter_counts
+
+    spec, data, plan = prepared.spec, prepared.data, prepared.plan
+    params = parameter_counts(prepared.model)
+    return {
+        "backend": prepared.backend + (" (auto)" if spec.backend == "auto" else ""),
+        "dataset": f"{spec.dataset.name}: {len(data.x_train)} train / {len(data.x_val)} "
+        f"validation / {len(data.x_test)} test, input {list(data.input_shape)}",
+        "layers": " → ".join(layer.name for layer in prepared.model.layers),
+        "parameters": (
+            f"{params['trainable']:,} trainable, {params['non_trainable']:,} non-trainable"
+        ),
+        "training": f"{plan.total_steps:,} steps ({plan.steps_per_epoch} per epoch) at batch "
+        f"{spec.training.batch_size}, evaluation every {plan.eval_steps[0]} steps",
+        "loss / metrics": f"{prepared.loss_name} / {', '.join(prepared.metric_names)}",
+    }

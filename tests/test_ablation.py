@@ -1,4 +1,5 @@
-"""Ablation specs: expansion, pairing, exclusions, run ids, shards, and every bad input."""
+"""Ablation specs: expansion, pairing, exclusions, run ids, shards, budget warnings, and every
+bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from bnbench.ablate.runner import parse_shard, shard_runs
 from bnbench.cli import app
-from bnbench.config.ablation import AblationSpec, expand, load_ablation
+from bnbench.config.ablation import AblationSpec, budget_warnings, expand, load_ablation
 from tests.conftest import TINY_SPEC, files_under
 
 runner = CliRunner()
@@ -168,3 +169,48 @@ def test_arms_of_one_comparison_share_a_backend(ablation_file):
 def test_arms_may_not_set_what_the_grid_or_seeds_own(ablation_file, arms, fragment):
     result = runner.invoke(app, ["plan", str(ablation_file({**ABLATION, "arms": arms}))])
     assert result.exit_code == 2 and fragment in result.output
+
+
+def _batch_grid(**overrides: object) -> dict:
+    spec = copy.deepcopy(ABLATION)
+    spec["overrides"] = {"training.epochs": 2, **overrides}  # replaces the base's steps
+    spec["grid"] = {"training.batch_size": [2, 8, 32]}
+    return spec
+
+
+def test_budget_warnings_for_a_batch_size_grid_under_epochs(ablation_file):
+    messages = budget_warnings(load_ablation(ablation_file(_batch_grid())))
+    assert len(messages) == 2
+    epochs, rate = messages
+    assert "fixed epoch budget (training.epochs: 2)" in epochs
+    assert "batch 2 takes about 16× the optimizer steps of batch 32" in epochs
+    assert "training.steps" in epochs and "training.lr_scaling" in epochs
+    assert "same learning rate (0.1)" in rate and "training.lr_scaling: linear" in rate
+
+
+def test_budget_warnings_stay_quiet_when_the_budget_is_chosen(ablation_file):
+    steps = _batch_grid(**{"training.steps": 8})  # replaces the epochs again
+    scaled = {**steps["overrides"], "training.lr_scaling": "sqrt",
+              "training.reference_batch_size": 8}  # fmt: skip
+    assert budget_warnings(load_ablation(ablation_file({**steps, "overrides": scaled}))) == []
+    # A learning rate swept at each batch size is tuned, not left unscaled.
+    swept = {**steps, "grid": {**steps["grid"], "training.learning_rate": [0.01, 0.1]}}
+    assert budget_warnings(load_ablation(ablation_file(swept))) == []
+    (only,) = budget_warnings(load_ablation(ablation_file(steps)))
+    assert "same learning rate" in only
+    assert budget_warnings(load_ablation(ablation_file(ABLATION))) == []  # one batch size
+
+
+def test_batch_sizes_in_arms_are_noticed_too(ablation_file):
+    spec = _batch_grid()
+    spec.pop("grid")
+    spec["arms"] = {"small": {"training.batch_size": 4}, "large": {"training.batch_size": 16}}
+    (epochs, _) = budget_warnings(load_ablation(ablation_file(spec)))
+    assert "varies from 4 to 16" in epochs
+
+
+def test_plan_prints_the_budget_warnings(ablation_file):
+    result = runner.invoke(app, ["plan", str(ablation_file(_batch_grid()))])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("warning:") == 2
+    assert "training.lr_scaling" in result.output

@@ -1,4 +1,5 @@
-"""Model building: layer order, bias rule and weight counts for every block × norm × placement."""
+"""Model building: layer order, bias rule and weight counts for every block × norm × placement,
+and initializers with their arguments."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 from bnbench.config.schema import ModelSpec
 from bnbench.errors import SpecError
-from bnbench.model.build import build_model, parameter_counts
+from bnbench.model.build import build_model, kernel_initializer, parameter_counts
 from bnbench.train.backend import installed
 
 NORMS = ["none", "batch", "layer", "group"]
@@ -122,7 +124,7 @@ from bnbench.train.backend import activate
 activate(os.environ["BACKEND"])
 import keras
 from bnbench.config.schema import ModelSpec
-from bnbench.model.build import build_model, parameter_counts
+from bnbench.model.build import build_model, kernel_initializer, parameter_counts
 spec = ModelSpec.model_validate({"blocks": [
     {"type": "conv2d", "filters": 4, "pool": "avg"}, {"type": "flatten"},
     {"type": "dense", "units": 8, "norm": {"kind": "layer"}}]})
@@ -165,3 +167,63 @@ def test_fused_flag_picks_the_batch_norm_layer():
     assert isinstance(norm_layer(True), FusedBatchNormalization)
     stock = norm_layer(False)
     assert type(stock) is keras.layers.BatchNormalization
+
+
+def _weights(model_spec: dict, input_shape: tuple[int, ...] = (200,), outputs: int = 10) -> dict:
+    """Every layer's kernel, built under the same global seed as a run would be."""
+    keras.utils.set_random_seed(7)
+    model = build_model(ModelSpec.model_validate(model_spec), input_shape, outputs, "regression")
+    return {layer.name: layer.kernel.numpy() for layer in model.layers if hasattr(layer, "kernel")}
+
+
+def test_random_normal_with_a_stddev_reaches_every_layer_and_the_head():
+    spec = {"initializer": {"kind": "random_normal", "stddev": 0.1},
+            "blocks": [{"type": "dense", "units": 400}]}  # fmt: skip
+    kernels = _weights(spec, outputs=200)
+    for name in ("block1_dense", "head"):  # 80,000 weights each: the std is within ~0.5%
+        assert kernels[name].std() == pytest.approx(0.1, rel=0.02), name
+        assert abs(float(kernels[name].mean())) < 0.002
+
+
+def test_head_and_block_initializers_override_the_models():
+    spec = {"initializer": {"kind": "random_normal", "stddev": 0.1},
+            "blocks": [{"type": "dense", "units": 300,
+                        "initializer": {"kind": "random_uniform", "minval": 0.5, "maxval": 0.6}},
+                       {"type": "dense", "units": 300}],
+            "head": {"initializer": "zeros"}}  # fmt: skip
+    kernels = _weights(spec)
+    assert kernels["block1_dense"].min() >= 0.5 and kernels["block1_dense"].max() < 0.6
+    assert kernels["block2_dense"].std() == pytest.approx(0.1, rel=0.02)
+    assert not kernels["head"].any()
+
+
+@pytest.mark.parametrize("name", ["glorot_uniform", "glorot_normal", "he_normal", "lecun_uniform",
+                                  "random_normal", "random_uniform"])  # fmt: skip
+def test_a_kind_without_arguments_builds_the_plain_names_weights(name):
+    blocks = [{"type": "conv2d", "filters": 4, "dropout": 0.1}, {"type": "flatten"},
+              {"type": "dense", "units": 30, "dropout": 0.1}]  # fmt: skip
+    plain = _weights({"initializer": name, "blocks": blocks}, (6, 6, 1))
+    mapping = _weights({"initializer": {"kind": name}, "blocks": blocks}, (6, 6, 1))
+    assert plain.keys() == mapping.keys()
+    for layer in plain:
+        np.testing.assert_array_equal(plain[layer], mapping[layer])
+
+
+def test_a_plain_name_reaches_keras_unchanged():
+    # The plain form is what every config used before initializer arguments existed; passing
+    # the same string keeps its seeds, and so its weights, exactly as they were.
+    for name in ("glorot_uniform", "he_normal", "random_normal", "zeros"):
+        assert kernel_initializer(name) == name
+
+
+def test_scale_keeps_the_kinds_fan_and_distribution():
+    blocks = [{"type": "dense", "units": 50}]
+    he = _weights({"initializer": "he_normal", "blocks": blocks})
+    scaled = _weights({"initializer": {"kind": "he_normal", "scale": 8.0}, "blocks": blocks})
+    np.testing.assert_allclose(scaled["block1_dense"], 2.0 * he["block1_dense"], rtol=1e-5)
+    general = {"kind": "variance_scaling", "mode": "fan_avg", "distribution": "uniform"}
+    glorot = _weights({"initializer": "glorot_uniform", "blocks": blocks})
+    np.testing.assert_array_equal(
+        _weights({"initializer": general, "blocks": blocks})["block1_dense"],
+        glorot["block1_dense"],
+    )

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from typer.testing import CliRunner
 
 from bnbench.cli import app
 from bnbench.config.loading import load_run_spec
-from bnbench.config.schema import RunSpec
+from bnbench.config.registries import INITIALIZERS
+from bnbench.config.schema import (
+    InitializerArgs,
+    RandomNormalInit,
+    RunSpec,
+    ScaledInit,
+    TrainingSpec,
+)
 from bnbench.errors import SpecError
 from tests.conftest import files_under
 
@@ -232,3 +240,101 @@ def test_an_out_that_cannot_be_created_is_a_clear_error(write_spec, tiny_spec, t
 def test_non_finite_values_are_refused(write_spec, tiny_spec, tmp_path):
     result = _train(write_spec(tiny_spec), tmp_path / "out", "--set", "training.learning_rate=.inf")
     _assert_refused(result, tmp_path / "out", "training.learning_rate")
+
+
+def _validate(spec_path: Path, *extra: str):
+    return runner.invoke(app, ["validate", str(spec_path), *extra])
+
+
+@pytest.mark.parametrize(
+    ("where", "initializer", "fragments"),
+    [
+        ("model", {"kind": "glorot_uniform", "stddev": 0.1},
+         ["model.initializer.stddev", "unknown key", "valid keys here: kind, scale"]),
+        ("block", {"kind": "random_normal", "stddev": 0},
+         ["model.blocks.0.initializer.stddev", "greater than 0", "(got 0)"]),
+        ("head", {"kind": "random_uniform", "minval": 0.1, "maxval": 0.1},
+         ["model.head.initializer.maxval", "must be above minval (0.1)"]),
+        ("model", {"kind": "random_normall"},
+         ["model.initializer", "unknown initializer 'random_normall'",
+          "did you mean 'random_normal'"]),
+        ("model", {"stddev": 0.1}, ["model.initializer", "needs a kind", "got stddev"]),
+        ("head", "he_normall", ["model.head.initializer", "did you mean 'he_normal'"]),
+        ("model", {"kind": "he_uniform", "scale": -2},
+         ["model.initializer.scale", "greater than 0"]),
+        ("model", {"kind": "variance_scaling", "mode": "fan"}, ["model.initializer.mode", "'fan'"]),
+    ],
+)  # fmt: skip
+def test_bad_initializers_name_the_key(write_spec, tiny_spec, tmp_path, where, initializer,
+                                       fragments):  # fmt: skip
+    if where == "model":
+        tiny_spec["model"]["initializer"] = initializer
+    elif where == "block":
+        tiny_spec["model"]["blocks"][0]["initializer"] = initializer
+    else:
+        tiny_spec["model"]["head"] = {"initializer": initializer}
+    result = _validate(write_spec(tiny_spec))
+    _assert_refused(result, tmp_path / "out", *fragments)
+
+
+def test_initializer_mapping_and_plain_forms(write_spec, tiny_spec):
+    tiny_spec["model"]["initializer"] = {"kind": "random_normal", "stddev": 0.1}
+    tiny_spec["model"]["blocks"][1]["initializer"] = {"kind": "he_normal"}
+    spec = load_run_spec(write_spec(tiny_spec))
+    assert spec.model.initializer == RandomNormalInit(kind="random_normal", stddev=0.1)
+    assert spec.model.blocks[1].initializer == ScaledInit(kind="he_normal", scale=2.0)  # type: ignore[union-attr]
+    assert spec.model.head.initializer is None  # the model's
+    dumped = spec.model_dump(mode="json")["model"]
+    assert dumped["initializer"] == {"kind": "random_normal", "mean": 0.0, "stddev": 0.1}
+    tiny_spec["model"]["initializer"] = "lecun_normal"
+    plain = load_run_spec(write_spec(tiny_spec)).model_dump(mode="json")["model"]
+    assert plain["initializer"] == "lecun_normal"  # the plain form stays a plain name
+
+
+def test_set_reaches_into_or_replaces_an_initializer(write_spec, tiny_spec, tmp_path):
+    tiny_spec["model"]["initializer"] = {"kind": "random_normal", "stddev": 0.1}
+    path = write_spec(tiny_spec)
+    spec = load_run_spec(path, ["model.initializer.stddev=0.2", "model.head.initializer=zeros"])
+    assert spec.model.initializer == RandomNormalInit(kind="random_normal", stddev=0.2)
+    assert spec.model.head.initializer == "zeros"
+    assert load_run_spec(path, ["model.initializer=he_normal"]).model.initializer == "he_normal"
+    result = _validate(path, "--set", "model.initializer.stdev=0.2")
+    _assert_refused(result, tmp_path / "out", "model.initializer.stdev", "did you mean 'stddev'")
+    # Changing the kind keeps the other arguments, which then must fit the new kind.
+    result = _validate(path, "--set", "model.initializer.kind=he_normal")
+    _assert_refused(result, tmp_path / "out", "model.initializer.stddev", "unknown key")
+
+
+def test_every_registered_initializer_has_a_mapping_form():
+    kinds = {kind for member in get_args(InitializerArgs)
+             for kind in get_args(member.model_fields["kind"].annotation)}  # fmt: skip
+    assert kinds == set(INITIALIZERS)
+
+
+@pytest.mark.parametrize(
+    ("scaling", "batch_size", "expected"),
+    [("none", 256, 0.1), ("linear", 256, 0.4), ("linear", 16, 0.025), ("sqrt", 256, 0.2),
+     ("sqrt", 16, 0.05), ("linear", 64, 0.1)],
+)  # fmt: skip
+def test_effective_learning_rate(scaling, batch_size, expected):
+    reference = None if scaling == "none" else 64
+    training = TrainingSpec(learning_rate=0.1, batch_size=batch_size, lr_scaling=scaling,
+                            reference_batch_size=reference)  # fmt: skip
+    assert training.effective_learning_rate == pytest.approx(expected)
+
+
+def test_lr_scaling_and_reference_batch_size_go_together(write_spec, tiny_spec, tmp_path):
+    tiny_spec["training"]["lr_scaling"] = "linear"
+    _assert_refused(_validate(write_spec(tiny_spec)), tmp_path / "out",
+                    "training:", "lr_scaling 'linear' needs reference_batch_size")  # fmt: skip
+    tiny_spec["training"]["lr_scaling"] = "none"
+    tiny_spec["training"]["reference_batch_size"] = 64
+    _assert_refused(_validate(write_spec(tiny_spec)), tmp_path / "out",
+                    "reference_batch_size (64) only applies")  # fmt: skip
+    tiny_spec["training"]["lr_scaling"] = "cubic"
+    _assert_refused(_validate(write_spec(tiny_spec)), tmp_path / "out",
+                    "training.lr_scaling", "'cubic'")  # fmt: skip
+    tiny_spec["training"]["lr_scaling"] = "sqrt"
+    tiny_spec["training"]["reference_batch_size"] = 0
+    _assert_refused(_validate(write_spec(tiny_spec)), tmp_path / "out",
+                    "training.reference_batch_size", "greater than or equal to 1")  # fmt: skip

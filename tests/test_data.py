@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bnbench.config.loading import validate
 from bnbench.config.registries import DATASET_NAMES
-from bnbench.config.schema import DatasetSpec
+from bnbench.config.schema import DatasetSpec, RunSpec
 from bnbench.data.datasets import REGISTRY, describe, load_dataset
 from bnbench.errors import SpecError
+
+_MODEL = {"blocks": [{"type": "dense", "units": 4}]}
 
 
 @pytest.fixture
@@ -160,3 +163,88 @@ def test_offline_sets():
     assert np.allclose(std.x_train.mean(axis=0), 0, atol=1e-5)
     blobs = load_dataset(DatasetSpec(name="blobs"))
     assert blobs.num_classes == 3
+
+
+# --- normalize: scale divides by the range the data comes in ----------------------------------
+
+
+def _write_npz(path: Path, x_train: np.ndarray, x_test: np.ndarray) -> Path:
+    np.savez(
+        path,
+        x_train=x_train,
+        y_train=np.arange(len(x_train)) % 2,
+        x_test=x_test,
+        y_test=np.arange(len(x_test)) % 2,
+    )
+    return path
+
+
+def test_npz_uint8_pixels_are_divided_by_255(tmp_path):
+    """uint8 pixels end in [0, 1], not left at 0..255 (which stalls a network without BN)."""
+    pixels = np.arange(256, dtype=np.uint8).reshape(32, 8)
+    path = _write_npz(tmp_path / "u8.npz", pixels, pixels[:4])
+    data = load_dataset(DatasetSpec(name="npz", path=str(path), validation_split="test"))
+    assert data.scale_divisor == 255.0
+    assert data.x_train.max() == 1.0 and data.x_train.min() == 0.0
+    assert np.allclose(data.x_test, pixels[:4] / 255)
+
+
+def test_npz_uint16_and_unit_floats_keep_their_range(tmp_path):
+    wide = np.linspace(0, 65535, 40).astype(np.uint16).reshape(10, 4)
+    data = load_dataset(
+        DatasetSpec(name="npz", path=str(_write_npz(tmp_path / "a.npz", wide, wide)))
+    )
+    assert data.scale_divisor == 65535.0 and data.x_test.max() == 1.0
+    unit = np.linspace(-1, 1, 40).reshape(10, 4)
+    data = load_dataset(
+        DatasetSpec(name="npz", path=str(_write_npz(tmp_path / "b.npz", unit, unit)))
+    )
+    assert data.scale_divisor == 1.0 and np.allclose(data.x_test, unit)
+
+
+@pytest.mark.parametrize(
+    ("x", "found"),
+    [
+        (np.linspace(0, 200, 40).reshape(10, 4), "floats from 0 to 200, outside [-1, 1]"),
+        (np.arange(40).reshape(10, 4), "int64"),  # numpy's default int says nothing of the range
+        (np.arange(40, dtype=np.uint8).reshape(10, 4) % 2, "only reach 1 of the 255"),
+    ],
+    ids=["float-beyond-1", "signed-int", "uint8-mask"],
+)
+def test_npz_scale_refuses_a_range_it_cannot_tell(tmp_path, x, found):
+    path = _write_npz(tmp_path / "x.npz", x, x)
+    with pytest.raises(SpecError) as err:
+        load_dataset(DatasetSpec(name="npz", path=str(path)))
+    message = str(err.value)
+    assert found in message and "dataset.scale_by" in message
+    assert "normalize: standardize" in message and str(path) in message
+
+
+def test_npz_scale_by_is_used_and_other_modes_need_no_range(tmp_path):
+    x = np.linspace(0, 200, 40).reshape(10, 4)
+    path = str(_write_npz(tmp_path / "x.npz", x, x))
+    data = load_dataset(DatasetSpec(name="npz", path=path, scale_by=200.0))
+    assert data.scale_divisor == 200.0 and np.allclose(data.x_test, x / 200)
+    data = load_dataset(DatasetSpec(name="npz", path=path, normalize="standardize", scale_by=7.0))
+    assert data.scale_divisor is None
+    data = load_dataset(DatasetSpec(name="npz", path=path, normalize="none"))
+    assert data.scale_divisor is None and np.allclose(data.x_test, x)
+
+
+def test_registry_datasets_keep_their_divisor():
+    """digits is stored as floats 0..16: the registry's 16 wins over any rule on its dtype."""
+    spec = DatasetSpec(name="digits", validation_split="test")
+    x_train, _, x_test, _ = REGISTRY["digits"].load(spec)
+    data = load_dataset(spec)
+    assert data.scale_divisor == 16.0
+    assert np.array_equal(data.x_train[..., 0], (x_train / np.float32(16)).astype(np.float32))
+    assert np.array_equal(data.x_test[..., 0], (x_test / np.float32(16)).astype(np.float32))
+    halved = load_dataset(DatasetSpec(name="digits", validation_split="test", scale_by=8.0))
+    assert halved.scale_divisor == 8.0 and np.allclose(halved.x_test, 2 * data.x_test)
+    assert load_dataset(DatasetSpec(name="blobs")).scale_divisor == 1.0
+
+
+@pytest.mark.parametrize("value", [0, -255, "inf"])
+def test_scale_by_must_be_positive_and_finite(value):
+    with pytest.raises(SpecError, match=r"dataset\.scale_by"):
+        validate(RunSpec, {"dataset": {"name": "npz", "scale_by": value}, "model": _MODEL}, None)

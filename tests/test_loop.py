@@ -67,6 +67,8 @@ def test_train_writes_a_complete_run_directory(tiny_spec, write_spec, tmp_path):
         "train_accuracy",
         "val_loss",
         "val_accuracy",
+        "val_train_mode_loss",
+        "val_train_mode_accuracy",
     ]
     assert int(rows[-1]["examples_seen"]) == 12 * 16
     summary = json.loads((out / rundir.SUMMARY).read_text())

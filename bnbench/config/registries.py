@@ -37,6 +37,9 @@ ACTIVATIONS: Mapping[str, str] = MappingProxyType(
     }
 )
 
+# Plain names pass to Keras as they are, so `initializer: glorot_uniform` builds exactly the
+# weights it always has; the mapping form (`{kind: random_normal, stddev: 0.1}`) is built from
+# the arguments in `bnbench.model.build`.
 INITIALIZERS: Mapping[str, str] = MappingProxyType(
     {
         name: name
@@ -47,9 +50,26 @@ INITIALIZERS: Mapping[str, str] = MappingProxyType(
             "he_normal",
             "lecun_uniform",
             "lecun_normal",
+            "variance_scaling",
             "random_normal",
+            "random_uniform",
             "zeros",
         )
+    }
+)
+
+# The named variance-scaling initializers as Keras defines them: (scale, mode, distribution).
+# Giving `scale` keeps the mode and distribution (He et al. 2015 use scale 2 for ReLU; Glorot &
+# Bengio 2010 and LeCun et al. 1998 use 1); `variance_scaling` lets all three be chosen.
+VARIANCE_SCALING: Mapping[str, tuple[float, str, str]] = MappingProxyType(
+    {
+        "glorot_uniform": (1.0, "fan_avg", "uniform"),
+        "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
+        "he_uniform": (2.0, "fan_in", "uniform"),
+        "he_normal": (2.0, "fan_in", "truncated_normal"),
+        "lecun_uniform": (1.0, "fan_in", "uniform"),
+        "lecun_normal": (1.0, "fan_in", "truncated_normal"),
+        "variance_scaling": (1.0, "fan_in", "truncated_normal"),
     }
 )
 

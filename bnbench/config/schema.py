@@ -7,9 +7,20 @@ are checked here against the registries, so a typo fails before anything trains.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bnbench.config.diagnostics import DiagnosticsSpec
 from bnbench.config.registries import (
@@ -19,6 +30,7 @@ from bnbench.config.registries import (
     LOSSES,
     METRICS,
     OPTIMIZERS,
+    VARIANCE_SCALING,
     Backend,
     check_name,
 )
@@ -48,21 +60,128 @@ class NormSpec(Strict):
     fused: bool = Field(True, description="use the fused TensorFlow kernel for 4-D batch norm")
 
 
+class RandomNormalInit(Strict):
+    """Weights drawn from N(mean, stddev²); the plain name `random_normal` is N(0, 0.05²)."""
+
+    kind: Literal["random_normal"]
+    mean: float = 0.0
+    stddev: float = Field(0.05, gt=0.0)
+
+
+class RandomUniformInit(Strict):
+    """Weights drawn uniformly from [minval, maxval); the plain name is [-0.05, 0.05)."""
+
+    kind: Literal["random_uniform"]
+    minval: float = -0.05
+    # Validated even when left at its default, so that `{minval: 0.1}` alone is refused.
+    maxval: float = Field(0.05, validate_default=True)
+
+    @field_validator("maxval")
+    @classmethod
+    def _above_minval(cls, value: float, info: ValidationInfo) -> float:
+        minval = info.data.get("minval")  # absent when minval itself failed validation
+        if minval is not None and value <= minval:
+            raise ValueError(f"must be above minval ({minval}), got {value}")
+        return value
+
+
+class ScaledInit(Strict):
+    """A named variance-scaling initializer with its own scale: weights of variance scale/fan.
+
+    The kind keeps its fan (fan_in, or fan_avg for glorot_*) and its distribution; only the
+    scale changes. Left out, it is the kind's own (2 for he_*, 1 otherwise), so
+    `{kind: he_normal}` is `he_normal`.
+    """
+
+    kind: Literal[
+        "glorot_uniform",
+        "glorot_normal",
+        "he_uniform",
+        "he_normal",
+        "lecun_uniform",
+        "lecun_normal",
+    ]
+    scale: float = Field(gt=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_scale(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "scale" not in data and data.get("kind") in VARIANCE_SCALING:
+            return {**data, "scale": VARIANCE_SCALING[data["kind"]][0]}
+        return data
+
+
+class VarianceScalingInit(Strict):
+    """Keras' VarianceScaling, every choice open; the defaults are Keras' (LeCun's normal)."""
+
+    kind: Literal["variance_scaling"]
+    scale: float = Field(1.0, gt=0.0)
+    mode: Literal["fan_in", "fan_out", "fan_avg"] = "fan_in"
+    distribution: Literal["truncated_normal", "untruncated_normal", "uniform"] = "truncated_normal"
+
+
+class ZerosInit(Strict):
+    """All weights zero; it takes no arguments."""
+
+    kind: Literal["zeros"]
+
+
+InitializerArgs = (
+    RandomNormalInit | RandomUniformInit | ScaledInit | VarianceScalingInit | ZerosInit
+)
+
+
+def _initializer_form(value: Any) -> str:
+    return "name" if isinstance(value, str) else "args"
+
+
+def _known_initializer(value: Any) -> Any:
+    """Check a plain name, or the kind of the mapping form, against the registry first.
+
+    Done before the union dispatches on `kind`, so a typo gets the registry's message (with a
+    suggestion and the list) rather than pydantic's tag-mismatch error.
+    """
+    if isinstance(value, str):
+        check_name(value, INITIALIZERS, "initializer")
+    elif isinstance(value, dict):
+        names = ", ".join(INITIALIZERS)
+        if "kind" not in value:
+            keys = ", ".join(map(str, value)) or "no keys"
+            raise ValueError(f"the mapping form needs a kind (one of {names}); got {keys}")
+        if not isinstance(value["kind"], str):
+            raise ValueError(f"kind must be one of {names}, got {value['kind']!r}")
+        check_name(value["kind"], INITIALIZERS, "initializer")
+    elif not isinstance(value, BaseModel):
+        raise ValueError(
+            f"must be an initializer name or a mapping such as {{kind: random_normal, "
+            f"stddev: 0.1}}, got {value!r}"
+        )
+    return value
+
+
+# A weight initializer: a plain registry name, passed to Keras as it is (so its weights are
+# exactly those of the name alone), or `{kind: ..., <arguments>}` when the arguments matter, as
+# for the N(0, 0.1²) weights of configs/mlp_mnist.yaml. Arguments that do not belong to the kind
+# are unknown keys. The name-or-mapping choice is made up front, so that an error reports on the
+# form given rather than on both.
+Initializer = Annotated[
+    Annotated[str, Tag("name")]
+    | Annotated[InitializerArgs, Field(discriminator="kind"), Tag("args")],
+    Discriminator(_initializer_form),
+    BeforeValidator(_known_initializer),
+]
+
+
 class _Block(Strict):
     activation: str | None = None
     norm: NormSpec | None = None
-    initializer: str | None = None
+    initializer: Initializer | None = Field(None, description="default: model.initializer")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
     @field_validator("activation")
     @classmethod
     def _known_activation(cls, value: str | None) -> str | None:
         return None if value is None else check_name(value, ACTIVATIONS, "activation")
-
-    @field_validator("initializer")
-    @classmethod
-    def _known_initializer(cls, value: str | None) -> str | None:
-        return None if value is None else check_name(value, INITIALIZERS, "initializer")
 
 
 class DenseBlock(_Block):
@@ -102,10 +221,12 @@ Block = Annotated[
 
 
 class HeadSpec(Strict):
-    """The output layer; units and activation are inferred from the dataset when omitted."""
+    """The output layer; units and activation are inferred from the dataset when omitted, the
+    initializer is the model's unless given."""
 
     units: int | None = Field(None, ge=1)
     activation: str | None = None
+    initializer: Initializer | None = Field(None, description="default: model.initializer")
 
     @field_validator("activation")
     @classmethod
@@ -118,7 +239,7 @@ class ModelSpec(Strict):
 
     input_shape: list[int] | None = None
     activation: str = "relu"
-    initializer: str = "glorot_uniform"
+    initializer: Initializer = "glorot_uniform"  # every block's and the head's, unless they say
     norm: NormSpec = NormSpec()
     blocks: list[Block] = Field(min_length=1)
     head: HeadSpec = HeadSpec()
@@ -127,11 +248,6 @@ class ModelSpec(Strict):
     @classmethod
     def _known_activation(cls, value: str) -> str:
         return check_name(value, ACTIVATIONS, "activation")
-
-    @field_validator("initializer")
-    @classmethod
-    def _known_initializer(cls, value: str) -> str:
-        return check_name(value, INITIALIZERS, "initializer")
 
     @field_validator("input_shape")
     @classmethod
@@ -149,7 +265,16 @@ class DatasetSpec(Strict):
     # to evaluate on the test split during training (as Ioffe & Szegedy plot test accuracy).
     validation_split: float | Literal["test"] = 0.1
     subset: int | None = Field(None, ge=1, description="keep only the first N training examples")
+    # 'scale' divides by the range the data comes in: the registry's for a named dataset (255 for
+    # the Keras image sets, 16 for digits), the dtype's for an .npz (uint8 -> 255), or `scale_by`.
     normalize: Literal["none", "scale", "standardize"] = "scale"
+    scale_by: float | None = Field(
+        None,
+        gt=0.0,
+        description="divisor for normalize: scale, overriding the dataset's known range "
+        "(needed for an .npz of floats beyond [-1, 1] or of signed integers); "
+        "ignored by the other normalize modes, so one spec can compare them",
+    )
     flatten: bool = False
     path: str | None = None
     num_samples: int | None = Field(None, ge=10, description="size of a synthetic set")
@@ -185,6 +310,13 @@ class TrainingSpec(Strict):
     nesterov: bool = False
     schedule: ScheduleSpec = ScheduleSpec()
     batch_size: int = Field(32, ge=1)
+    # How learning_rate follows batch_size, so that a grid over batch sizes need not keep one
+    # rate for all: "linear" is Goyal et al.'s (2017) rule, "sqrt" keeps the gradient noise
+    # scale (Krizhevsky 2014; Hoffer et al. 2017). "none" uses learning_rate as given.
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    reference_batch_size: int | None = Field(
+        None, ge=1, description="the batch size at which learning_rate applies (with lr_scaling)"
+    )
     epochs: float | None = Field(None, gt=0.0)
     steps: int | None = Field(None, ge=1)
     eval_every: int | None = Field(None, ge=1, description="steps between evaluations")
@@ -193,6 +325,10 @@ class TrainingSpec(Strict):
     target_metric: str | None = None
     target_value: float | None = None
     deterministic: bool = False
+    # A run diverges when its loss turns non-finite, or when the mean training loss at an
+    # evaluation point exceeds this multiple of the loss at step 0 (Keras clips cross-entropy,
+    # so a blown-up classifier sits at a finite ~14.5 instead of NaN).
+    divergence_factor: float = Field(3.0, gt=1.0)
 
     @field_validator("optimizer")
     @classmethod
@@ -220,7 +356,46 @@ class TrainingSpec(Strict):
             raise ValueError("target_metric and target_value go together: give both or neither")
         if self.schedule.kind == "step" and self.schedule.decay_every is None:
             raise ValueError("schedule.kind 'step' needs schedule.decay_every (in steps)")
+        if self.lr_scaling != "none" and self.reference_batch_size is None:
+            raise ValueError(
+                f"lr_scaling {self.lr_scaling!r} needs reference_batch_size, the batch size at "
+                "which learning_rate applies"
+            )
+        if self.lr_scaling == "none" and self.reference_batch_size is not None:
+            raise ValueError(
+                f"reference_batch_size ({self.reference_batch_size}) only applies with "
+                "lr_scaling 'linear' or 'sqrt'; lr_scaling is 'none'"
+            )
         return self
+
+    @property
+    def effective_learning_rate(self) -> float:
+        """The rate the optimizer starts from: learning_rate scaled from reference_batch_size
+        to batch_size.
+
+        `linear`: learning_rate × batch_size / reference_batch_size; `sqrt`: × the square root
+        of that ratio; `none`: learning_rate itself. A schedule decays from this rate.
+        """
+        if self.lr_scaling == "none" or self.reference_batch_size is None:
+            return self.learning_rate
+        ratio = self.batch_size / self.reference_batch_size
+        return self.learning_rate * (ratio if self.lr_scaling == "linear" else math.sqrt(ratio))
+
+
+class EvaluationSpec(Strict):
+    """How the model is evaluated on the held-out and test splits.
+
+    Inference mode normalizes with BN's moving statistics, which lag the weights (with momentum
+    0.99, for hundreds of steps). `bn_statistics: recalibrated` re-estimates every BN layer's
+    population mean and variance on `recalibration_batches` training batches before each
+    evaluation (PreciseBN, Wu & Johnson 2021), in a copy of the state: training is unchanged.
+    """
+
+    bn_statistics: Literal["moving", "recalibrated"] = "moving"
+    recalibration_batches: int = Field(20, ge=1)
+    # Also evaluate the held-out split in training mode (BN normalizing each batch of the run's
+    # own batch size with its own statistics), so curves can show the train/inference gap.
+    train_mode_metrics: bool = True
 
 
 class RunSpec(Strict):
@@ -232,6 +407,7 @@ class RunSpec(Strict):
     dataset: DatasetSpec
     model: ModelSpec
     training: TrainingSpec = TrainingSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
     diagnostics: DiagnosticsSpec = DiagnosticsSpec()
 
     @field_validator("name")

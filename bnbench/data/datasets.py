@@ -1,7 +1,8 @@
 """Dataset registry: one entry per dataset, each returning train/validation/test numpy arrays.
 
 The Keras datasets (MNIST, Fashion-MNIST, CIFAR-10/100) come through `bnbench.data.keras_sets`;
-the offline ones (scikit-learn's digits, synthetic sets, your own .npz) are here.
+the offline ones (scikit-learn's digits, synthetic sets) are here and your own .npz comes through
+`bnbench.data.npz`. `load_dataset` checks the arrays (`bnbench.data.checks`) before preparing them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from bnbench.config.schema import DatasetSpec
-from bnbench.data import synthetic
-from bnbench.data.keras_sets import KERAS_SETS, Arrays, read_npz
+from bnbench.data import npz, synthetic
+from bnbench.data.checks import ARRAY_NAMES, check_arrays, check_labels
+from bnbench.data.keras_sets import KERAS_SETS, Arrays
 from bnbench.errors import SpecError
 
 
@@ -31,6 +33,9 @@ class Dataset:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    # What 'normalize: scale' divided the inputs by (None for the other modes); the run records
+    # it, since for an .npz it comes from the data's dtype rather than from the spec.
+    scale_divisor: float | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -48,7 +53,9 @@ class DatasetInfo:
     source: str
     task: str
     num_classes: int | None
-    max_value: float  # what 'normalize: scale' divides by
+    # What 'normalize: scale' divides by. None for an .npz, whose range only its dtype can tell:
+    # a float array such as digits' 0..16 carries no range of its own, so a known one wins.
+    max_value: float | None
     offline: bool
     load: Callable[[DatasetSpec], Arrays]
     cached: Callable[[], bool]
@@ -81,14 +88,6 @@ def _two_scale(spec: DatasetSpec) -> Arrays:
 
 def _blobs(spec: DatasetSpec) -> Arrays:
     return _split_synthetic(*synthetic.blobs(spec.num_samples or 2000, seed=0))
-
-
-def _npz(spec: DatasetSpec) -> Arrays:
-    if spec.path is None:
-        raise SpecError(
-            "dataset 'npz' needs dataset.path: a .npz with x_train, y_train, x_test, y_test"
-        )
-    return read_npz(Path(spec.path))
 
 
 def _always() -> bool:
@@ -158,66 +157,119 @@ REGISTRY: dict[str, DatasetInfo] = {
         source="your own .npz (x_train, y_train, x_test, y_test) via dataset.path",
         task="classification",
         num_classes=None,
-        max_value=1.0,
+        max_value=None,
         offline=True,
-        load=_npz,
+        load=npz.read,
         cached=_always,
     ),
 }
 
 
 def load_dataset(spec: DatasetSpec) -> Dataset:
-    """Load, subset, split, normalize and reshape a dataset as the spec asks.
+    """Load, check, subset, split, normalize and reshape a dataset as the spec asks.
 
-    The held-out examples are always the last ones, so every seed and every arm sees the same
-    validation set.
+    The arrays are checked as read, before anything trains or is written (see
+    `bnbench.data.checks`). The held-out examples are always the last ones, so every seed and
+    every arm sees the same validation set.
 
     Args:
         spec: the dataset section of a run spec.
 
+    Returns:
+        The prepared arrays; `scale_divisor` says what 'normalize: scale' divided them by.
+
     Raises:
-        SpecError: the data cannot be found, downloaded or read.
+        SpecError: the data cannot be found, downloaded or read, cannot give a meaningful
+            number (NaN inputs, mismatched shapes, bad labels), or 'normalize: scale' cannot tell
+            its range.
     """
     info = REGISTRY[spec.name]
     if spec.path is not None and not Path(spec.path).exists():
         raise SpecError(f"dataset.path: {spec.path} does not exist")
     x_train, y_train, x_test, y_test = info.load(spec)
+    source = f"dataset {spec.name!r}" + (f" ({spec.path})" if spec.path else "")
+    arrays = (x_train, y_train, x_test, y_test)
+    task, num_classes = _checked_task(source, spec.name, info, *arrays)
+    divisor = _scale_divisor(source, spec, info, x_train, x_test)  # the raw dtype tells the range
     x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
-    task, num_classes = info.task, info.num_classes
-    if spec.name == "npz":
-        task, num_classes = _infer_task(y_train, y_test)
     if task == "classification":
         y_train, y_test = y_train.astype(np.int64).ravel(), y_test.astype(np.int64).ravel()
     else:
         y_train, y_test = y_train.astype(np.float32), y_test.astype(np.float32)
     if spec.subset is not None:
         x_train, y_train = x_train[: spec.subset], y_train[: spec.subset]
-    if spec.validation_split == "test":
-        x_val, y_val = x_test, y_test
-    else:
-        held = max(1, round(len(x_train) * spec.validation_split))
-        cut = len(x_train) - held
-        if cut < 1:
-            raise SpecError(f"dataset: no training examples left after holding out {held}")
-        x_val, y_val = x_train[cut:], y_train[cut:]
-        x_train, y_train = x_train[:cut], y_train[:cut]
+    (x_train, y_train), (x_val, y_val) = _hold_out(spec, x_train, y_train, x_test, y_test)
     if x_train.ndim == 3:  # grayscale images get a channel axis for Conv2D
         x_train, x_val, x_test = (a[..., None] for a in (x_train, x_val, x_test))
-    x_train, x_val, x_test = _normalize(spec, info, x_train, x_val, x_test)
+    x_train, x_val, x_test = _normalize(spec, divisor, x_train, x_val, x_test)
     if spec.flatten:
         x_train, x_val, x_test = (a.reshape(len(a), -1) for a in (x_train, x_val, x_test))
-    return Dataset(spec.name, task, num_classes, x_train, y_train, x_val, y_val, x_test, y_test)
+    return Dataset(
+        spec.name, task, num_classes, x_train, y_train, x_val, y_val, x_test, y_test, divisor
+    )
+
+
+def _checked_task(
+    source: str, name: str, info: DatasetInfo, *arrays: np.ndarray
+) -> tuple[str, int | None]:
+    """The task and class count, once the arrays are known to give a meaningful number."""
+    check_arrays(source, dict(zip(ARRAY_NAMES, arrays, strict=True)))
+    _, y_train, _, y_test = arrays
+    task, num_classes = info.task, info.num_classes
+    if name == "npz":  # the labels' dtype and shape tell the task
+        task, num_classes = _infer_task(y_train, y_test)
+    if task == "classification":
+        check_labels(source, y_train, y_test, info.num_classes)
+    return task, num_classes
+
+
+def _hold_out(
+    spec: DatasetSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Split the validation set off the end of the training set, or use the test split."""
+    if spec.validation_split == "test":
+        return (x_train, y_train), (x_test, y_test)
+    held = max(1, round(len(x_train) * spec.validation_split))
+    cut = len(x_train) - held
+    if cut < 1:
+        raise SpecError(f"dataset: no training examples left after holding out {held}")
+    return (x_train[:cut], y_train[:cut]), (x_train[cut:], y_train[cut:])
 
 
 def _infer_task(y_train: np.ndarray, y_test: np.ndarray) -> tuple[str, int | None]:
-    if np.issubdtype(y_train.dtype, np.integer) and y_train.squeeze().ndim == 1:
+    # Integer (or boolean) labels, one per example, are class indices; anything else is a target.
+    one_per_example = y_train.ndim == 1 or y_train.shape[1:] == (1,)
+    if y_train.dtype.kind in "biu" and one_per_example:
         return "classification", int(max(y_train.max(), y_test.max())) + 1
     return "regression", None
 
 
-def _normalize(spec: DatasetSpec, info: DatasetInfo, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    if spec.normalize == "scale":
-        return tuple(a / np.float32(info.max_value) for a in arrays)
+def _scale_divisor(
+    source: str, spec: DatasetSpec, info: DatasetInfo, x_train: np.ndarray, x_test: np.ndarray
+) -> float | None:
+    """What 'normalize: scale' divides by: dataset.scale_by, the registry's range, or the dtype's.
+
+    Raises:
+        SpecError: an .npz whose dtype does not say its range, without dataset.scale_by.
+    """
+    if spec.normalize != "scale":
+        return None
+    if spec.scale_by is not None:
+        return spec.scale_by
+    if info.max_value is not None:
+        return info.max_value
+    return npz.dtype_range(source, x_train, x_test)
+
+
+def _normalize(
+    spec: DatasetSpec, divisor: float | None, *arrays: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    if divisor is not None:
+        return tuple(a / np.float32(divisor) for a in arrays)
     if spec.normalize == "standardize":
         # Statistics from the training split only, per feature (per channel for images).
         axes = tuple(range(arrays[0].ndim - 1)) if arrays[0].ndim > 2 else (0,)

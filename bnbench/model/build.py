@@ -11,14 +11,19 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from bnbench.config.registries import ACTIVATIONS, INITIALIZERS
+from bnbench.config.registries import ACTIVATIONS, INITIALIZERS, VARIANCE_SCALING
 from bnbench.config.schema import (
     Conv2DBlock,
     DenseBlock,
     FlattenBlock,
     GlobalAvgPoolBlock,
+    InitializerArgs,
     ModelSpec,
     NormSpec,
+    RandomNormalInit,
+    RandomUniformInit,
+    ScaledInit,
+    VarianceScalingInit,
 )
 from bnbench.errors import SpecError
 
@@ -63,6 +68,36 @@ def normalization_layer(norm: NormSpec, name: str, channels: int) -> keras.layer
             name=name,
         )
     return None
+
+
+def kernel_initializer(spec: str | InitializerArgs) -> str | keras.initializers.Initializer:
+    """The `kernel_initializer` argument for a spec's initializer.
+
+    A plain name goes to Keras as the string it always was, so those weights stay exactly what
+    they were. The mapping form builds the Keras initializer from its arguments; call this just
+    before the layer it is for, because its seed is drawn when it is made (as Keras draws a
+    name's when the layer is made), and that order is what `keras.utils.set_random_seed` fixes.
+
+    Args:
+        spec: a registry name, or one of the initializer argument specs.
+
+    Returns:
+        A Keras initializer name or object.
+    """
+    import keras
+
+    if isinstance(spec, str):
+        return INITIALIZERS[spec]
+    if isinstance(spec, RandomNormalInit):
+        return keras.initializers.RandomNormal(mean=spec.mean, stddev=spec.stddev)
+    if isinstance(spec, RandomUniformInit):
+        return keras.initializers.RandomUniform(minval=spec.minval, maxval=spec.maxval)
+    if isinstance(spec, ScaledInit):
+        _, mode, distribution = VARIANCE_SCALING[spec.kind]
+        return keras.initializers.VarianceScaling(spec.scale, mode, distribution)
+    if isinstance(spec, VarianceScalingInit):
+        return keras.initializers.VarianceScaling(spec.scale, spec.mode, spec.distribution)
+    return INITIALIZERS[spec.kind]  # zeros: nothing to configure
 
 
 def block_layers(
@@ -145,7 +180,7 @@ def build_model(
         if isinstance(block, DenseBlock | Conv2DBlock):
             norm = block.norm or spec.norm
             activation = block.activation or spec.activation
-            initializer = INITIALIZERS[block.initializer or spec.initializer]
+            initializer = kernel_initializer(block.initializer or spec.initializer)
             if isinstance(block, Conv2DBlock):
                 if rank != 3:
                     raise SpecError(
@@ -199,7 +234,7 @@ def build_model(
         keras.layers.Dense(
             spec.head.units or output_units,
             activation=ACTIVATIONS[head_activation],
-            kernel_initializer=INITIALIZERS[spec.initializer],
+            kernel_initializer=kernel_initializer(spec.head.initializer or spec.initializer),
             name="head",
         )
     )

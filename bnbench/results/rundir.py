@@ -101,6 +101,8 @@ class RunSummary(_Record):
     steps_per_epoch: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
+    # After `training.lr_scaling` (the rate the optimizer used); equals learning_rate without it.
+    effective_learning_rate: float | None = None
     started_at: str | None = None
     versions: dict[str, str] = {}
     diverged_step: int | None = None
@@ -117,6 +119,17 @@ class RunSummary(_Record):
     train_seconds: float | None = None
     finished_at: str | None = None
     error: str | None = None
+    # Which BN statistics the val_/test_ numbers used: "moving" (inference mode, the only mode
+    # before this field existed) or "recalibrated" (re-estimated before each evaluation).
+    bn_statistics: str | None = None
+    # The divergence rule's inputs and, for a diverged run, which part of it fired.
+    initial_loss: float | None = None
+    divergence_factor: float | None = None
+    diverged_reason: str | None = None
+    # Classification: the majority-class rate of the validation split, and whether the run's
+    # best validation accuracy stayed within half a class share (1 / (2 k)) of it.
+    chance_accuracy: float | None = None
+    stalled: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -144,11 +157,20 @@ class HistoryRow:
         return {**head, "wall_seconds": self.wall_seconds, **self.values}
 
 
-def history_columns(metric_names: Sequence[str]) -> list[str]:
-    """The header of `history.csv` for runs recording `metric_names`."""
+# Extra evaluations of the held-out split, recorded as `val_<view>_<loss or metric>`:
+# BN in training mode at the run's batch size, and (under recalibrated BN statistics) the moving
+# statistics, so that both numbers are on record.
+VIEWS = ("train_mode", "moving")
+
+
+def history_columns(metric_names: Sequence[str], views: Sequence[str] = ()) -> list[str]:
+    """The header of `history.csv` for runs recording `metric_names` and the extra `views`."""
     columns = ["step", "epoch", "examples_seen", "wall_seconds", "train_loss"]
     columns += [f"train_{m}" for m in metric_names] + ["val_loss"]
-    return columns + [f"val_{m}" for m in metric_names]
+    columns += [f"val_{m}" for m in metric_names]
+    for view in views:
+        columns += [f"val_{view}_{name}" for name in ("loss", *metric_names)]
+    return columns
 
 
 # --- writing (training and the runner) -------------------------------------------------------
@@ -166,9 +188,15 @@ def mark_interrupted(run_dir: Path) -> None:
     atomic_write_text(run_dir / INCOMPLETE, "interrupted by the user\n")
 
 
-def write_history(run_dir: Path, rows: Iterable[HistoryRow], metric_names: Sequence[str]) -> None:
+def write_history(
+    run_dir: Path,
+    rows: Iterable[HistoryRow],
+    metric_names: Sequence[str],
+    views: Sequence[str] = (),
+) -> None:
     """Write `history.csv` (rewritten whole at each evaluation point, atomically)."""
-    write_csv(run_dir / HISTORY, [row.record() for row in rows], history_columns(metric_names))
+    columns = history_columns(metric_names, views)
+    write_csv(run_dir / HISTORY, [row.record() for row in rows], columns)
 
 
 def finish(run_dir: Path, summary: RunSummary) -> None:

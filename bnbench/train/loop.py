@@ -65,7 +65,7 @@ def train(
     """
     prepared = prepare(spec)
     # From here on the directory exists; the marker says so until the summary is written.
-    resolved = resolved_config(spec)
+    resolved = _as_trained(resolved_config(spec), prepared)
     rundir.begin(run_dir, resolved)
     loop: _Loop | None = None
     try:
@@ -90,6 +90,7 @@ class _Loop:
         progress: ProgressHook | None,
         fast_feeding: bool,
     ) -> None:
+        from bnbench.train.evaluation import Evaluator
         from bnbench.train.feeding import Feeder
 
         self.prep = prepared
@@ -103,9 +104,14 @@ class _Loop:
         self.feeder = Feeder(
             prepared.model, training.batch_size, eval_batch_size, fast=fast_feeding
         )
+        self.evaluator = Evaluator(prepared, self.feeder.evaluate)
+        self.views = _views(prepared)
         self.history: list[HistoryRow] = []
         self.chunk_times: list[float] = []  # seconds per step of each fit chunk
+        self.steady = (0, 0.0)  # (steps, seconds) of fitting after each chunk's first step
         self.target: tuple[int, float] | None = None  # (step, seconds) when first reached
+        self.initial_loss: float | None = None
+        self.diverged_reason: str | None = None
         self.t0 = time.perf_counter()
         # Train loss/metrics at an evaluation point: the mean over the steps since the previous
         # one, pooled over the chunks in between (diagnostics can split an interval).
@@ -126,11 +132,13 @@ class _Loop:
     def run(self, save_model: bool) -> RunResult:
         """Train to the end (or to divergence), then write the summary and the model."""
         run, monitor = self.prep, self.monitor
+        self.initial_loss = self._initial_loss()
         step = 0
         callback = keras_callback(monitor)
         for stop in self.stops():
             step = self._fit_chunk(step, stop, callback)
             if monitor.diverged_at is not None:
+                self.diverged_reason = "non-finite training loss"
                 break
             if run.recorder is not None:
                 run.recorder.record(step)
@@ -142,30 +150,35 @@ class _Loop:
         if run.recorder is not None:
             run.recorder.finish(self.run_dir)
         diverged = monitor.diverged_at is not None
-        final: dict[str, float] = {}
-        if not diverged:
-            test = self.feeder.evaluate(run.data.x_test, run.data.y_test)
-            final = {f"test_{k}": float(v) for k, v in test.items() if k != "compile_metrics"}
+        final = {} if diverged else self._test()
         if self.history:
             last_row = self.history[-1].values
             final.update({k: float(v) for k, v in last_row.items() if k.startswith("val_")})
         else:
-            rundir.write_history(self.run_dir, [], run.metric_names)
+            rundir.write_history(self.run_dir, [], run.metric_names, self.views)
         summary = self.summary("diverged" if diverged else "completed", final)
         if save_model and not diverged:
             _save_model(run.model, self.run_dir / rundir.MODEL)
         rundir.finish(self.run_dir, summary)
         return RunResult(self.run_dir, summary, self.history)
 
+    def _initial_loss(self) -> float:
+        """The loss at step 0 on the first training batch, normalized as training will."""
+        run = self.prep
+        first = run.order[: run.plan.batch_size]
+        return self.evaluator.train_mode(run.data.x_train[first], run.data.y_train[first])["loss"]
+
     def _fit_chunk(self, step: int, stop: int, callback: Any) -> int:
         """Fit the steps from `step` to `stop`; returns the step reached."""
         run, monitor = self.prep, self.monitor
         batch_size = run.spec.training.batch_size
         idx = run.order[step * batch_size : stop * batch_size]
-        monitor.chunk_start = step
+        monitor.begin_chunk(step)
         fit_start = time.perf_counter()
         logs = self.feeder.fit(run.data.x_train[idx], run.data.y_train[idx], [callback])
         self.chunk_times.append((time.perf_counter() - fit_start) / max(1, stop - step))
+        steps, seconds = monitor.steady()
+        self.steady = (self.steady[0] + steps, self.steady[1] + seconds)
         chunk_steps = monitor.step - step
         for key in ["loss", *run.metric_names]:
             pooled = self.since_eval.get(key, 0.0) + float(logs[key][-1]) * chunk_steps
@@ -173,16 +186,28 @@ class _Loop:
         self.steps_since_eval += chunk_steps
         return monitor.step
 
+    def _split(self, x: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, float]:
+        """Every evaluation of one split the run records, keyed `<prefix>[_<view>]_<name>`."""
+        names = ("loss", *self.prep.metric_names)
+        chosen = self.evaluator.chosen(x, y)
+        values = {f"{prefix}_{name}": float(chosen[name]) for name in names}
+        for view in self.views:
+            evaluate = self.evaluator.train_mode if view == "train_mode" else self.evaluator.moving
+            result = evaluate(x, y)
+            values |= {f"{prefix}_{view}_{name}": float(result[name]) for name in names}
+        return values
+
+    def _test(self) -> dict[str, float]:
+        return self._split(self.prep.data.x_test, self.prep.data.y_test, "test")
+
     def _evaluate(self, step: int) -> bool:
         """Evaluate on the validation split and record a history row; False when it diverged."""
         run = self.prep
-        val = self.feeder.evaluate(run.data.x_val, run.data.y_val)
         values = {"train_loss": self.since_eval["loss"] / self.steps_since_eval}
-        values |= {"val_loss": val["loss"]}
         for m in run.metric_names:
             values[f"train_{m}"] = self.since_eval[m] / self.steps_since_eval
-            values[f"val_{m}"] = val[m]
-        columns = rundir.history_columns(run.metric_names)[4:]
+        values |= self._split(run.data.x_val, run.data.y_val, "val")
+        columns = rundir.history_columns(run.metric_names, self.views)[4:]
         row = HistoryRow(
             step=step,
             epoch=run.plan.epoch(step),
@@ -192,8 +217,9 @@ class _Loop:
         )
         self.since_eval, self.steps_since_eval = {}, 0
         self.history.append(row)
-        rundir.write_history(self.run_dir, self.history, run.metric_names)
-        if not math.isfinite(float(val["loss"])):
+        rundir.write_history(self.run_dir, self.history, run.metric_names, self.views)
+        self.diverged_reason = self._divergence(values["train_loss"], values["val_loss"])
+        if self.diverged_reason is not None:
             self.monitor.diverged_at = step
             return False
         name, goal = run.spec.training.target_metric, run.spec.training.target_value
@@ -201,14 +227,25 @@ class _Loop:
             self.target = (step, row.wall_seconds)
         return True
 
+    def _divergence(self, train_loss: float, val_loss: float) -> str | None:
+        """Why the run has diverged at this evaluation point, or None (README: Divergence)."""
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            return "non-finite loss"
+        factor = self.prep.spec.training.divergence_factor
+        initial = self.initial_loss
+        if initial is not None and math.isfinite(initial) and train_loss > factor * initial:
+            return f"training loss {train_loss:.4g} above {factor:g} × the initial {initial:.4g}"
+        return None
+
     def summary(self, status: str = "failed", final: dict[str, float] | None = None) -> RunSummary:
         """The run's summary as it stands; `status` and `final` as given."""
         from bnbench.model.build import parameter_counts
         from bnbench.results.environment import library_versions
 
         run, training = self.prep, self.prep.spec.training
-        steady = self.chunk_times[1:] if len(self.chunk_times) > 1 else self.chunk_times
         target_step, target_seconds = self.target or (None, None)
+        best = _best(self.history, run.metric_names)
+        chance = _chance(run) if run.data.task == "classification" else None
         return RunSummary.model_validate({
             "run_id": self.run_dir.name,
             "status": status,
@@ -220,6 +257,7 @@ class _Loop:
             "steps_per_epoch": run.plan.steps_per_epoch,
             "batch_size": training.batch_size,
             "learning_rate": training.learning_rate,
+            "effective_learning_rate": training.effective_learning_rate,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
             "versions": library_versions(),
             "diverged_step": self.monitor.diverged_at,
@@ -227,14 +265,68 @@ class _Loop:
             "metric": run.metric_names[0] if run.metric_names else None,
             "metrics": run.metric_names,
             "final": final or {},
-            "best": _best(self.history, run.metric_names),
+            "best": best,
             "target": Target(metric=training.target_metric, value=training.target_value,
                              step=target_step, seconds=target_seconds),
             "params": Params(**parameter_counts(run.model)),
-            "step_time_ms": float(np.median(steady)) * 1000 if steady else None,
+            "step_time_ms": self._step_time_ms(),
             "train_seconds": time.perf_counter() - self.t0,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "bn_statistics": run.spec.evaluation.bn_statistics if self.evaluator.bn_layers
+            else "moving",
+            "initial_loss": self.initial_loss,
+            "divergence_factor": training.divergence_factor,
+            "diverged_reason": self.diverged_reason,
+            "chance_accuracy": chance,
+            "stalled": _stalled(best, run, chance) if status == "completed" else None,
         })  # fmt: skip
+
+    def _step_time_ms(self) -> float | None:
+        """Milliseconds per step, without each chunk's first step (set-up, compilation)."""
+        steps, seconds = self.steady
+        if steps > 0:
+            return seconds / steps * 1000
+        # Only one-step chunks: their times include the set-up; the later ones at least no
+        # compilation.
+        times = self.chunk_times[1:] or self.chunk_times
+        return float(np.median(times)) * 1000 if times else None
+
+
+def _as_trained(resolved: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
+    """The config as trained: with the divisor `normalize: scale` resolved from the data.
+
+    Written to config.yaml (and hashed as the summary's config_hash) so that a reader sees what
+    the inputs were divided by, and a re-run of that file divides by the same number.
+    """
+    divisor = prepared.data.scale_divisor
+    if divisor is None:
+        return resolved
+    dataset = {**resolved["dataset"], "scale_by": divisor}
+    return {**resolved, "dataset": dataset}
+
+
+def _views(prepared: Prepared) -> tuple[str, ...]:
+    """The extra evaluations recorded beside the chosen one (`rundir.VIEWS`)."""
+    views = []
+    if prepared.spec.evaluation.train_mode_metrics:
+        views.append("train_mode")
+    if prepared.spec.evaluation.bn_statistics == "recalibrated":
+        views.append("moving")  # both numbers on record
+    return tuple(views)
+
+
+def _chance(run: Prepared) -> float:
+    """The accuracy of always predicting the validation split's most common class."""
+    counts = np.bincount(np.asarray(run.data.y_val, dtype=np.int64).ravel())
+    return float(counts.max() / counts.sum()) if counts.size else 0.0
+
+
+def _stalled(best: dict[str, Any], run: Prepared, chance: float | None) -> bool | None:
+    """Whether a classifier's best validation accuracy never left chance (1 / (2 k) of it)."""
+    value = best.get("val_accuracy")
+    if chance is None or value is None or run.data.num_classes is None:
+        return None
+    return bool(value <= chance + 1 / (2 * run.data.num_classes))
 
 
 def _reached(name: str, value: float, target: float) -> bool:

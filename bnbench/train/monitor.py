@@ -21,6 +21,10 @@ class StepMonitor:
     cost ~20% of a small MLP's step time on JAX.) Calls may arrive out of order, hence the lock
     and the step computed from the batch index. The loss in the logs is the running mean since
     the chunk began, so it turns non-finite at the very step that diverged, and stays so.
+
+    It also times each chunk from the end of its first step to the end of its last: the first
+    step of a chunk carries the `fit` call's set-up (and on the first chunk the compilation),
+    so the steady step time leaves it out.
     """
 
     def __init__(self, total: int, hook: ProgressHook | None) -> None:
@@ -31,6 +35,21 @@ class StepMonitor:
         self.diverged_at: int | None = None
         self._lock = threading.Lock()
         self._last_report = 0.0
+        self._first_end: float | None = None  # when the chunk's first step ended
+        self._last_end: tuple[int, float] | None = None  # (batch, time) of its latest step
+
+    def begin_chunk(self, start: int) -> None:
+        """A `fit` call starts at step `start`."""
+        with self._lock:
+            self.chunk_start = start
+            self._first_end = self._last_end = None
+
+    def steady(self) -> tuple[int, float]:
+        """(steps, seconds) of the current chunk after its first step; (0, 0.0) if unknown."""
+        with self._lock:
+            if self._first_end is None or self._last_end is None or self._last_end[0] == 0:
+                return 0, 0.0
+            return self._last_end[0], self._last_end[1] - self._first_end
 
     def on_batch_end(self, batch: int, logs: dict[str, Any] | None) -> bool:
         """Record the end of a chunk's `batch`-th step; True when training must stop."""
@@ -39,6 +58,10 @@ class StepMonitor:
         now = time.perf_counter()
         with self._lock:
             self.step = max(self.step, step)
+            if batch == 0:
+                self._first_end = now
+            if self._last_end is None or batch > self._last_end[0]:
+                self._last_end = (batch, now)
             if loss is not None and not math.isfinite(loss):
                 if self.diverged_at is None or step < self.diverged_at:
                     self.diverged_at = step

@@ -89,17 +89,17 @@ def make_optimizer(training: TrainingSpec, total_steps: int) -> Any:
     """The Keras optimizer and learning-rate schedule that `training` names."""
     import keras
 
-    schedule: Any = training.learning_rate
+    schedule: Any = training.effective_learning_rate
     if training.schedule.kind == "step":
         schedule = keras.optimizers.schedules.ExponentialDecay(
-            training.learning_rate,
+            training.effective_learning_rate,
             decay_steps=training.schedule.decay_every,
             decay_rate=training.schedule.decay_rate,
             staircase=True,
         )
     elif training.schedule.kind == "cosine":
         schedule = keras.optimizers.schedules.CosineDecay(
-            training.learning_rate, decay_steps=total_steps, alpha=training.schedule.alpha
+            training.effective_learning_rate, decay_steps=total_steps, alpha=training.schedule.alpha
         )
     name = OPTIMIZERS[training.optimizer]
     if name == "SGD":

@@ -158,10 +158,35 @@ def test_percentiles_reproduce_numpy_on_identity_layer(tmp_path: Path) -> None:
     recorder.record(3)  # not scheduled: ignored
     recorder.finish(tmp_path)
     columns, rows = _read_csv(tmp_path / "diagnostics" / "activation_percentiles.csv")
-    assert columns == ["step", "layer", "p2.5", "p50", "p85"]
-    assert [(r["step"], r["layer"]) for r in rows] == [("0", "block1")]
-    got = [float(rows[0][c]) for c in columns[2:]]
+    assert columns == ["step", "layer", "units", "p2.5", "p50", "p85"]
+    assert [(r["step"], r["layer"], r["units"]) for r in rows] == [("0", "block1", "pooled")]
+    got = [float(rows[0][c]) for c in columns[3:]]
     np.testing.assert_allclose(got, np.percentile(x, [2.5, 50, 85]), rtol=1e-6)
+
+
+def test_percentiles_of_one_unit(tmp_path: Path) -> None:
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            layers.Dense(4, kernel_initializer="identity", name="block1_dense"),
+            layers.Activation("sigmoid", name="block1_act"),
+            layers.Dense(3, activation="softmax", name="head"),
+        ]
+    )
+    x, y = _probe(size=256)
+    x[:, 2] *= 10.0  # unit 2 spreads much wider than the pool
+    spec = {"activation_percentiles": {"every": 5, "percentiles": [15, 50, 85], "units": 2}}
+    recorder = _recorder(spec, model, probe=(x, y))
+    recorder.steps(5, [5])
+    recorder.record(0)
+    recorder.finish(tmp_path)
+    _, rows = _read_csv(tmp_path / "diagnostics" / "activation_percentiles.csv")
+    assert rows[0]["units"] == "2"
+    got = [float(rows[0][c]) for c in ("p15", "p50", "p85")]
+    np.testing.assert_allclose(got, np.percentile(x[:, 2], [15, 50, 85]), rtol=1e-6)
+    too_far = {"activation_percentiles": {"units": 4}}
+    with pytest.raises(ValueError, match="units: 4 is not a unit of block1, which has 4"):
+        _recorder(too_far, model, probe=(x, y))
 
 
 def test_default_block_is_last_with_activation(tmp_path: Path) -> None:
@@ -252,7 +277,7 @@ def test_train_inference_gap_matches_direct_computation(tmp_path: Path) -> None:
     columns, rows = _read_csv(tmp_path / "diagnostics" / "train_inference_gap.csv")
     assert columns == [
         "step", "train_mode_loss", "inference_mode_loss", "train_mode_metric",
-        "inference_mode_metric",
+        "inference_mode_metric", "train_mode_batch_size",
     ]  # fmt: skip
     got = {k: float(v) for k, v in rows[0].items()}
     for mode, training in (("inference", False), ("train", True)):  # training=True updates BN
@@ -261,6 +286,30 @@ def test_train_inference_gap_matches_direct_computation(tmp_path: Path) -> None:
         assert got[f"{mode}_mode_loss"] == pytest.approx(expected_loss, rel=1e-5)
         assert got[f"{mode}_mode_metric"] == pytest.approx(np.mean(probs.argmax(-1) == y))
     assert got["train_mode_loss"] != pytest.approx(got["inference_mode_loss"])
+
+
+def test_train_mode_of_the_gap_uses_batches_of_the_runs_size(tmp_path: Path) -> None:
+    """BN's small-batch behaviour shows only when the probe is cut into the run's batches."""
+    model = _dense_model()
+    x, y = _probe(size=32)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    recorder = _recorder({"train_inference_gap": True}, model, probe=(x, y), batch_size=4)
+    recorder.steps(10, [10])
+    recorder.record(0)
+    recorder.finish(tmp_path)
+    _, rows = _read_csv(tmp_path / "diagnostics" / "train_inference_gap.csv")
+    assert rows[0]["train_mode_batch_size"] == "4"
+    losses, hits = [], []
+    for start in range(0, 32, 4):
+        xb, yb = x[start : start + 4], y[start : start + 4]
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        probs, _ = model.stateless_call(trainable, non_trainable, xb, training=True)
+        probs = keras.ops.convert_to_numpy(probs)
+        losses.append(float(loss_fn(yb, probs)))
+        hits.append(np.mean(probs.argmax(-1) == yb))
+    assert float(rows[0]["train_mode_loss"]) == pytest.approx(np.mean(losses), rel=1e-5)
+    assert float(rows[0]["train_mode_metric"]) == pytest.approx(np.mean(hits))
 
 
 def test_per_example_loss_function_is_averaged(tmp_path: Path) -> None:
@@ -420,7 +469,7 @@ def test_jax_backend_matches_tensorflow(tmp_path: Path) -> None:
         tf_columns, tf_rows = _read_csv(tf_dir / "diagnostics" / f"{name}.csv")
         assert jax_columns == tf_columns
         assert [r.get("layer") for r in jax_rows] == [r.get("layer") for r in tf_rows]
-        numbers = [c for c in tf_columns if c not in ("step", "layer")]
+        numbers = [c for c in tf_columns if c not in ("step", "layer", "units")]
         for jax_row, tf_row in zip(jax_rows, tf_rows, strict=True):
             np.testing.assert_allclose(
                 [float(jax_row[c]) for c in numbers], [float(tf_row[c]) for c in numbers],

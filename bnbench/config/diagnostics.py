@@ -6,7 +6,7 @@ so validating a spec never imports the training code.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,6 +22,9 @@ class ActivationPercentilesSpec(BaseModel):
     percentiles: list[Annotated[float, Field(gt=0, lt=100)]] = Field(
         default_factory=lambda: [15.0, 50.0, 85.0], min_length=1
     )
+    # "pooled": every unit of the layer together (the distribution a typical unit sees); an
+    # index: that one unit (channel, for conv blocks), as the paper's Figure 1 shows one unit.
+    units: Literal["pooled"] | Annotated[int, Field(ge=0)] = "pooled"
 
     @field_validator("layers", "percentiles")
     @classmethod

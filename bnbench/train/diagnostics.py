@@ -30,7 +30,7 @@ _COLUMNS = {
                       "gamma_mean", "gamma_std", "beta_mean", "beta_std",
                       "batch_mean_gap", "batch_var_gap"],
     "train_inference_gap": ["step", "train_mode_loss", "inference_mode_loss",
-                            "train_mode_metric", "inference_mode_metric"],
+                            "train_mode_metric", "inference_mode_metric", "train_mode_batch_size"],
     "gradient_norms": ["step", "layer", "grad_norm"],
 }  # fmt: skip
 
@@ -42,6 +42,7 @@ def make_recorder(
     probe_y: np.ndarray,
     loss_fn: Callable[[Any, Any], Any],
     metric_name: str | None,
+    batch_size: int | None = None,
 ) -> DiagnosticsRecorder | None:
     """Builds a recorder for ``model``, or returns None when no diagnostic is enabled.
 
@@ -53,6 +54,9 @@ def make_recorder(
         loss_fn: ``(y_true, y_pred) -> loss``, a Keras loss object or function; a
             per-example result is averaged over the probe batch.
         metric_name: ``"accuracy"`` (sparse categorical) or None for regression.
+        batch_size: The run's batch size: training mode is measured on probe batches of this
+            size, so that BN normalizes over as many examples as in training (None: the whole
+            probe as one batch).
 
     Returns:
         A ``DiagnosticsRecorder``, or None when nothing is enabled.
@@ -63,7 +67,7 @@ def make_recorder(
     """
     if spec is None or not spec.enabled:
         return None
-    return DiagnosticsRecorder(spec, model, probe_x, probe_y, loss_fn, metric_name)
+    return DiagnosticsRecorder(spec, model, probe_x, probe_y, loss_fn, metric_name, batch_size)
 
 
 class DiagnosticsRecorder:
@@ -77,6 +81,7 @@ class DiagnosticsRecorder:
         probe_y: np.ndarray,
         loss_fn: Callable[[Any, Any], Any],
         metric_name: str | None,
+        batch_size: int | None = None,
     ) -> None:
         import keras
 
@@ -92,9 +97,17 @@ class DiagnosticsRecorder:
         self._x = keras.ops.convert_to_tensor(probe_x, dtype=model.inputs[0].dtype)
         self._y = np.asarray(probe_y)
         # A mean makes per-example loss functions (keras.losses.get("mse")) scalar too.
+        self._loss_fn = loss_fn
         self._loss: Callable[[Any], Any] = lambda y_pred: keras.ops.mean(loss_fn(self._y, y_pred))
         self._metric_name = metric_name
+        # Training-mode batches of the probe: full batches of the run's batch size (or the
+        # whole probe when it is smaller than one batch).
+        size = min(batch_size or len(self._y), len(self._y))
+        self._train_batches = [
+            slice(start, start + size) for start in range(0, len(self._y) - size + 1, size)
+        ]
         self._act_blocks = _chosen_blocks(model, spec.activation_percentiles)
+        self._unit = _chosen_unit(model, self._act_blocks, spec.activation_percentiles)
         self._bn_layers = [
             layer
             for layer in model.layers
@@ -120,7 +133,7 @@ class DiagnosticsRecorder:
         if spec.activation_percentiles is not None:
             self._percentiles = spec.activation_percentiles.percentiles
             columns = [f"p{p:g}" for p in self._percentiles]
-            self._columns["activation_percentiles"] = ["step", "layer", *columns]
+            self._columns["activation_percentiles"] = ["step", "layer", "units", *columns]
         self._rows: dict[str, list[list[Any]]] = {name: [] for name in self._columns}
 
     def steps(self, total_steps: int, eval_steps: Iterable[int]) -> set[int]:
@@ -162,19 +175,24 @@ class DiagnosticsRecorder:
                 training=True,
             )
             arrays = {name: keras.ops.convert_to_numpy(v) for name, v in outputs.items()}
-            # Pooled over examples and units: the distribution a "typical" unit sees.
+            # Pooled over examples and units (the distribution a "typical" unit sees), or over
+            # the examples (and positions) of one unit.
             for block in self._act_blocks if want_percentiles else []:
-                summary = np.percentile(arrays[f"{block}_act"].ravel(), self._percentiles)
-                self._rows["activation_percentiles"].append([step, block, *map(float, summary)])
+                values = arrays[f"{block}_act"]
+                values = values.ravel() if self._unit == "pooled" else values[..., self._unit]
+                summary = np.percentile(values, self._percentiles)
+                row = [step, block, self._unit, *map(float, summary)]
+                self._rows["activation_percentiles"].append(row)
             if want_bn:
                 self._record_bn(step, [arrays[layer.name] for layer in self._bn_layers])
         if step not in self._eval_steps:
             return
         if self._spec.train_inference_gap:
-            train_loss, train_metric = self._evaluate(trainable, non_trainable, training=True)
+            train_loss, train_metric = self._train_mode(trainable, non_trainable)
             infer_loss, infer_metric = self._evaluate(trainable, non_trainable, training=False)
+            size = self._train_batches[0].stop - self._train_batches[0].start
             self._rows["train_inference_gap"].append(
-                [step, train_loss, infer_loss, train_metric, infer_metric]
+                [step, train_loss, infer_loss, train_metric, infer_metric, size]
             )
         if self._spec.gradient_norms:
 
@@ -221,18 +239,51 @@ class DiagnosticsRecorder:
                      batch_mean_gap, batch_var_gap)  # fmt: skip
             self._rows["bn_statistics"].append([step, layer.name, *map(float, stats)])
 
-    def _evaluate(
-        self, trainable: list[Any], non_trainable: list[Any], training: bool
+    def _train_mode(
+        self, trainable: list[Any], non_trainable: list[Any]
     ) -> tuple[float, float | None]:
-        """Probe loss and metric (None for regression) in the given mode."""
+        """Probe loss and metric in training mode, averaged over batches of the run's size."""
+        results = [
+            self._evaluate(trainable, non_trainable, training=True, part=part)
+            for part in self._train_batches
+        ]
+        loss = float(np.mean([r[0] for r in results]))
+        metrics = [r[1] for r in results if r[1] is not None]
+        return loss, float(np.mean(metrics)) if metrics else None
+
+    def _evaluate(
+        self,
+        trainable: list[Any],
+        non_trainable: list[Any],
+        training: bool,
+        part: slice = slice(None),
+    ) -> tuple[float, float | None]:
+        """Loss and metric (None for regression) of the probe's `part` in the given mode."""
         import keras
 
-        y_pred, _ = self._model.stateless_call(trainable, non_trainable, self._x, training=training)
-        loss = float(keras.ops.convert_to_numpy(self._loss(y_pred)))
+        x, y = self._x[part], self._y[part]
+        y_pred, _ = self._model.stateless_call(trainable, non_trainable, x, training=training)
+        loss = float(keras.ops.convert_to_numpy(keras.ops.mean(self._loss_fn(y, y_pred))))
         if self._metric_name is None:
             return loss, None
         predicted = np.argmax(keras.ops.convert_to_numpy(y_pred), axis=-1)  # sparse categorical
-        return loss, float(np.mean(predicted == self._y.reshape(predicted.shape)))
+        return loss, float(np.mean(predicted == y.reshape(predicted.shape)))
+
+
+def _chosen_unit(
+    model: Any, blocks: list[str], spec: ActivationPercentilesSpec | None
+) -> str | int:
+    """The unit whose percentiles are recorded ('pooled' for all), checked against the blocks."""
+    if spec is None or spec.units == "pooled":
+        return "pooled"
+    for block in blocks:
+        width = int(model.get_layer(f"{block}_act").input.shape[-1])
+        if spec.units >= width:
+            raise ValueError(
+                f"activation_percentiles.units: {spec.units} is not a unit of {block}, which "
+                f"has {width} (indices 0 to {width - 1})"
+            )
+    return spec.units
 
 
 def _chosen_blocks(model: Any, spec: ActivationPercentilesSpec | None) -> list[str]:

@@ -133,7 +133,13 @@ def _recorder(
     loss = keras.losses.get(LOSSES[loss_name])
     try:
         return make_recorder(
-            spec.diagnostics, model, data.x_train[probe], data.y_train[probe], loss, metric
+            spec.diagnostics,
+            model,
+            data.x_train[probe],
+            data.y_train[probe],
+            loss,
+            metric,
+            batch_size=spec.training.batch_size,
         )
     except ValueError as err:
         raise SpecError(f"diagnostics: {err}") from None

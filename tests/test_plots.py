@@ -13,8 +13,9 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
-from bnbench.analysis.figures import DPI
-from bnbench.analysis.plots import render_plots
+from bnbench.analysis.figures import DPI, plt
+from bnbench.analysis.panels import Panels
+from bnbench.analysis.plots import _Figures, render_plots
 from bnbench.errors import SpecError
 from bnbench.results.tree import load_results_tree, seed_band
 from tests.conftest import write_summary
@@ -134,6 +135,8 @@ def _run(
     row.update(
         final_test_loss=last["val_loss"],
         final_test_metric=last.get(column) if metric else None,
+        final_val_loss=last["val_loss"],
+        final_val_metric=last.get(column) if metric else None,
         steps_to_target=None if hit.empty or status == "diverged" else int(hit.iloc[0]),
         diverged_step=DIVERGED_STEP if status == "diverged" else None,
         total_steps=int(STEPS[-1]),
@@ -285,8 +288,12 @@ def test_tree_reading(tree: Path) -> None:
     # The failed run has no history; every other run does.
     assert loaded.histories["run_id"].nunique() == len(loaded.runs) - 1
     best = loaded.best_cells()
-    assert best["batch_norm"] == "lr=0.1"
-    assert best["exploding"] in loaded.cells  # all diverged: any cell, no crash
+    assert best["batch_norm"].cell == "lr=0.1" and best["batch_norm"].scored
+    assert best["batch_norm"].label == "batch_norm at lr=0.1"
+    assert best["no_norm"].label == "no_norm at lr=0.1"  # its failed run is at lr=0.01
+    # all diverged: shown at its first cell, and the label says why
+    assert best["exploding"].cell == "lr=0.01" and not best["exploding"].scored
+    assert "no completed run with a final validation accuracy" in best["exploding"].label
     assert loaded.runs.loc[loaded.runs["arm"] == "exploding", "steps_to_target"].isna().all()
 
 
@@ -350,3 +357,76 @@ def test_plotting_never_imports_a_training_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _figures(root: Path, select_by: str = "final") -> _Figures:
+    loaded = load_results_tree(root)
+    return _Figures(loaded, Panels(loaded.arms, "std", False), select_by)  # type: ignore[arg-type]
+
+
+def _texts(fig) -> list[str]:
+    """Every title, suptitle and legend text of a figure."""
+    texts = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    texts += [fig.get_suptitle()]
+    texts += [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    plt.close(fig)
+    return texts
+
+
+def test_best_cell_is_chosen_on_validation_and_named(tree: Path) -> None:
+    runs = pd.read_csv(tree / "runs.csv")
+    # batch_norm: lr 0.01 now has the better validation score, lr 0.1 keeps the better test one
+    low = (runs["arm"] == "batch_norm") & (runs["grid.training.learning_rate"] == 0.01)
+    runs.loc[low, "final_val_metric"] = 0.999
+    runs.to_csv(tree / "runs.csv", index=False)
+    loaded = load_results_tree(tree)
+    means = loaded.runs.groupby(["arm", "cell"])["final_test_metric"].mean()
+    assert means["batch_norm", "lr=0.1"] > means["batch_norm", "lr=0.01"]
+    assert loaded.best_cells()["batch_norm"].cell == "lr=0.01"
+    unscored = loaded.best_cells("best")["batch_norm"]  # runs.csv has no best_val_metric here
+    assert unscored.cell == "lr=0.01" and not unscored.scored
+    texts = _texts(_figures(tree).overview())
+    assert "batch_norm at lr=0.01" in texts
+    assert any("best mean final validation accuracy" in t for t in texts)
+    render_plots(tree)
+    index = (tree / "plots" / "index.md").read_text()
+    assert "- batch_norm at lr=0.01" in index and "never chosen on the test score" in index
+    assert "never on test" in index  # in the captions of the best-cell figures
+    with pytest.raises(SpecError, match="'test'"):
+        render_plots(tree, select_by="test")  # type: ignore[arg-type]
+
+
+def test_train_inference_gap_shows_every_grid_cell(tree: Path) -> None:
+    texts = _texts(_figures(tree).gap())
+    assert sorted(t for t in texts if t.startswith("lr=")) == ["lr=0.01"] * 2 + ["lr=0.1"] * 2
+    assert "batch_norm" in texts
+
+
+def test_percentiles_say_they_pool_units_unless_the_file_names_one(tree: Path) -> None:
+    texts = _texts(_figures(tree).percentiles())
+    assert any("percentiles pooled over all units of a layer" in t for t in texts)
+    assert any(t.endswith("layer dense_1, pooled over all units") for t in texts)
+    for path in (tree / "runs").glob("batch_norm-*/diagnostics/activation_percentiles.csv"):
+        frame = pd.read_csv(path)
+        frame["units"] = np.where(frame["layer"] == "dense_1", "pooled", "3")
+        frame.to_csv(path, index=False)
+    loaded = load_results_tree(tree)
+    assert set(loaded.diagnostics["activation_percentiles"]["units"].dropna()) == {"pooled", "3"}
+    texts = _texts(_figures(tree).percentiles())
+    assert any("batch_norm" in t and t.endswith("layer dense_2, unit 3") for t in texts)
+    assert any("no_norm" in t and t.endswith("layer dense_2, pooled over all units") for t in texts)
+    assert any("per unit shown" in t for t in texts)
+
+
+def test_sensitivity_ticks_show_steps_when_the_batch_size_varies(tree: Path) -> None:
+    runs = pd.read_csv(tree / "runs.csv")
+    runs["grid.training.batch_size"] = np.where(runs["seed"] == 0, 32, 128)
+    runs["total_steps"] = np.where(runs["seed"] == 0, 400, 100)  # same epochs, fewer steps
+    runs.to_csv(tree / "runs.csv", index=False)
+    fig = _figures(tree).sensitivity("batch_size", 2)
+    ticks = {t.get_text() for t in fig.axes[0].get_xticklabels()}
+    plt.close(fig)
+    assert ticks == {"32\n400 steps", "128\n100 steps"}
+    render_plots(tree)
+    index = (tree / "plots" / "index.md").read_text()
+    assert "training steps, which differ across the grid" in index

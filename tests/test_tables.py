@@ -14,7 +14,7 @@ import yaml
 from rich.console import Console
 from scipy import stats as scipy_stats
 
-from bnbench.analysis.stats import paired_difference, paired_speedup
+from bnbench.analysis.paired import paired_difference
 from bnbench.analysis.tables import build_report, render_table
 from bnbench.errors import SpecError
 from bnbench.results.rows import RUN_COLUMNS
@@ -187,11 +187,22 @@ def test_summary_statistics_match_numpy(tree):
         assert row["final_test_mean"] == pytest.approx(values.mean())
         assert row["final_test_std"] == pytest.approx(values.std(ddof=1))
         assert row["best_val_mean"] == pytest.approx(values.mean() + 0.01)
-        steps = [s for s in _completed(runs, arm, learning_rate, "steps").values() if s]
-        assert row["steps_to_target_mean"] == pytest.approx(np.mean(steps))
+        assert row["final_test_n"] == len(values)
+        assert row["final_val_mean"] == pytest.approx(values.mean() - 0.01)
+        times = list(_completed(runs, arm, learning_rate, "steps").values())
+        steps = [s for s in times if s]
+        # a completed run that never reached the target counts at its last step (500)
+        assert row["steps_to_target_mean"] == pytest.approx(np.mean([s or 500 for s in times]))
+        assert row["steps_to_target_reached_mean"] == pytest.approx(np.mean(steps))
+        assert row["steps_to_target_n"] == len(times)
+        assert row["steps_to_target_censored"] == len(times) - len(steps)
         assert row["reached"] == len(steps)
         assert row["score"] == "test_accuracy"
-    assert _row(report, "bn_after", 0.01)["reached"] == 2  # seed 2 never reached the target
+        assert (row["steps"], row["examples"]) == (500, 500 * 32)
+    censored = _row(report, "bn_after", 0.01)  # seed 2 never reached the target
+    assert censored["reached"] == 2 and censored["steps_to_target_censored"] == 1
+    assert censored["steps_to_target_mean"] == pytest.approx((230 + 240 + 500) / 3)
+    assert censored["steps_to_target_std"] is None  # a spread of lower bounds means nothing
 
 
 def test_paired_comparison_matches_scipy_and_skips_unfinished_seeds(tree):
@@ -240,16 +251,161 @@ def test_speedup_is_mean_of_paired_step_ratios(tree):
     report = build_report(root)
     for arm in ("bn_before", "bn_after"):
         for learning_rate in LEARNING_RATES:
+            if (arm, learning_rate) == ("bn_after", 0.01):
+                continue  # a censored run: below
             mine = _completed(runs, arm, learning_rate, "steps")
             ref = _completed(runs, REFERENCE, learning_rate, "steps")
-            seeds = [s for s in sorted(mine.keys() & ref.keys()) if mine[s] and ref[s]]
+            seeds = sorted(mine.keys() & ref.keys())
+            assert all(mine[s] and ref[s] for s in seeds)  # every completed run reached it
             row = _row(report, arm, learning_rate)
-            assert row["speedup_pairs"] == len(seeds)
+            assert row["speedup_pairs"] == len(seeds) and row["speedup_bound"] == "exact"
             assert row["speedup"] == pytest.approx(np.mean([ref[s] / mine[s] for s in seeds]))
-    # seed 2 of bn_after missed the target: 2 of its 3 pairs count; no_norm takes 300+ steps
+    # seed 2 of bn_after missed the target within its 500 steps: its pair's ratio is at most
+    # 350 / 500, so the mean is an upper bound
     row = _row(report, "bn_after", 0.01)
-    assert row["speedup_pairs"] == 2
-    assert row["speedup"] == pytest.approx(np.mean([330 / 230, 340 / 240]))
+    assert row["speedup_pairs"] == 3 and row["speedup_bound"] == "upper"
+    assert row["speedup"] == pytest.approx(np.mean([330 / 230, 340 / 240, 350 / 500]))
+    markdown = report.paths["summary.md"].read_text()
+    assert f"≤ {row['speedup']:.2f}× (3 pairs)" in markdown
+    assert "| ≥ 323 | 2/3 |" in markdown  # mean with seed 2 at its last step: a lower bound
+
+
+def _never_reaches(root: Path, arm: str) -> None:
+    """Rewrite `arm`'s summaries as if it never reached the target."""
+    for run_dir in (root / "runs").iterdir():
+        summary_path = run_dir / "summary.json"
+        if not run_dir.name.startswith(f"{arm}-") or not summary_path.is_file():
+            continue
+        summary = json.loads(summary_path.read_text())
+        if "target" in summary:
+            summary["target"].update(step=None, seconds=None)
+            summary_path.write_text(json.dumps(summary))
+
+
+def test_a_reference_that_never_reaches_the_target_gives_a_lower_bound(tree):
+    root, _ = tree
+    _never_reaches(root, REFERENCE)
+    report = build_report(root)
+    row = _row(report, "bn_before", 0.1)  # seeds 0 and 1 paired: no_norm seed 2 failed
+    assert row["speedup_bound"] == "lower" and row["speedup_pairs"] == 2
+    assert row["speedup"] == pytest.approx(np.mean([500 / 100, 500 / 110]))
+    ref = _row(report, REFERENCE, 0.01)
+    assert ref["reached"] == 0 and ref["steps_to_target_censored"] == 3
+    assert ref["steps_to_target_mean"] == 500 and ref["steps_to_target_reached_mean"] is None
+    # the arm missing it too (bn_after seed 2 at lr 0.01): both censored, no pair
+    row = _row(report, "bn_after", 0.01)
+    assert row["speedup_bound"] == "lower" and row["speedup_pairs"] == 2
+    markdown = report.paths["summary.md"].read_text()
+    assert f"≥ {_row(report, 'bn_before', 0.1)['speedup']:.2f}× (2 pairs)" in markdown
+    assert "| ≥ 500 | 0/3 |" in markdown
+    console = Console(record=True, width=250)
+    console.print(render_table(report))
+    assert "≥ 500 (0/3 reached)" in console.export_text()
+    summary_csv = pd.read_csv(report.paths["summary.csv"])
+    assert set(summary_csv["speedup_bound"].dropna()) == {"lower"}
+    assert pd.api.types.is_numeric_dtype(summary_csv["speedup"])
+
+
+def test_means_over_fewer_runs_show_their_count_and_fewer_pairs_are_marked(tree):
+    root, _ = tree
+    report = build_report(root)
+    row = _row(report, "bn_after", 0.1)  # seed 1 diverged
+    assert row["final_test_n"] == 2 and row["n"] == 3
+    assert (row["n_pairs"], row["n_seeds"]) == (1, 3)
+    markdown = report.paths["summary.md"].read_text()
+    line = next(line for line in markdown.splitlines() if line.startswith("| bn_after ★ | 0.1 |"))
+    assert "(n=2/3)" in line and "| 1/3 |" in line and "+0.1 †" in line
+    full = next(line for line in markdown.splitlines() if line.startswith("| bn_after | 0.01 |"))
+    assert "(n=" not in full and "†" not in full  # 3 of 3: nothing to flag
+    assert "- †: Δ and p from fewer pairs than seeds" in markdown
+    summary_csv = pd.read_csv(report.paths["summary.csv"])
+    assert summary_csv["final_test_n"].tolist() == [2, 3, 3, 2, 3, 2]
+
+
+def test_best_cell_is_chosen_on_validation_not_test(tree):
+    root, _ = tree
+    # bn_before: lr 0.01 gets the better validation score, lr 0.1 keeps the better test score
+    for run_dir in (root / "runs").glob("bn_before-lr0.01-*"):
+        summary_path = run_dir / "summary.json"
+        if summary_path.is_file():
+            summary = json.loads(summary_path.read_text())
+            summary["final"]["val_accuracy"] = 0.99
+            summary_path.write_text(json.dumps(summary))
+    report = build_report(root)
+    low, high = _row(report, "bn_before", 0.01), _row(report, "bn_before", 0.1)
+    assert high["final_test_mean"] > low["final_test_mean"]
+    assert low["best_cell"] and not high["best_cell"]
+    assert sum(r["best_cell"] for r in report.rows) == len(ARMS)  # one per arm
+    # by the best validation score over training instead, lr 0.1 wins again
+    best = build_report(root, select_by="best")
+    assert _row(best, "bn_before", 0.1)["best_cell"]
+    assert "best validation accuracy" in best.paths["summary.md"].read_text()
+    with pytest.raises(SpecError, match=r"'test'.*final, best"):
+        build_report(root, select_by="test")
+
+
+def test_budgets_are_shown_per_cell_with_a_range_when_seeds_differ(tree):
+    root, _ = tree
+    for run_dir in (root / "runs").iterdir():
+        summary_path = run_dir / "summary.json"
+        if not summary_path.is_file() or "-lr0.1-" not in run_dir.name:
+            continue
+        summary = json.loads(summary_path.read_text())
+        seed = summary.get("seed")
+        summary.update(batch_size=128, total_steps=125 if seed != 2 else 100)
+        summary_path.write_text(json.dumps(summary))
+    report = build_report(root)
+    assert (
+        _row(report, "bn_before", 0.01)["steps"],
+        _row(report, "bn_before", 0.01)["examples"],
+    ) == (
+        500,
+        16000,
+    )
+    row = _row(report, "bn_before", 0.1)
+    assert (row["steps"], row["examples"]) == ("100–125", "12800–16000")
+    markdown = report.paths["summary.md"].read_text()
+    assert "| steps | examples |" in markdown and "| 100–125 | 12800–16000 |" in markdown
+    console = Console(record=True, width=250)
+    console.print(render_table(report))
+    assert "100–125" in console.export_text()  # unequal budgets get a terminal column
+
+
+def test_summary_says_which_choices_were_made(tree):
+    root, _ = tree
+    for run_id, mode in (("bn_before-lr0.1-s0", "recalibrated"), ("bn_after-lr0.1-s0", "moving")):
+        summary_path = root / "runs" / run_id / "summary.json"
+        summary = json.loads(summary_path.read_text())
+        summary_path.write_text(json.dumps({**summary, "bn_statistics": mode}))
+    report = build_report(root)
+    runs_csv = pd.read_csv(report.paths["runs.csv"]).set_index("run_id")
+    assert runs_csv.loc["bn_before-lr0.1-s0", "bn_statistics"] == "recalibrated"
+    assert np.isnan(runs_csv.loc["bn_before-lr0.1-s1", "bn_statistics"])  # not recorded
+    markdown = report.paths["summary.md"].read_text()
+    head = markdown.split("| arm |")[0]
+    assert "Best cell: chosen by mean final validation accuracy" in head and "never by test" in head
+    assert "Means: over completed runs" in head and "censored at its last step" in head
+    assert "BN statistics at evaluation: moving in 15 runs, recalibrated in 1 run" in head
+    assert "14 runs predate the record" in head
+    data = json.loads(report.paths["summary.json"].read_text())
+    assert data["select_by"] == "final"
+    assert set(data["choices"]) == {
+        "best cell",
+        "means",
+        "time to target",
+        "BN statistics at evaluation",
+    }
+    console = Console(record=True, width=250)
+    console.print(render_table(report))
+    text = console.export_text()
+    assert "Best cell: chosen by mean final validation accuracy" in text
+    assert "Budget: 500 steps (16000 examples) per run." in text
+
+
+def test_runs_without_a_bn_statistics_record_were_evaluated_with_moving_statistics(tree):
+    root, _ = tree
+    head = build_report(root).paths["summary.md"].read_text().split("| arm |")[0]
+    assert "BN statistics at evaluation: moving (16 runs predate the record" in head
 
 
 def test_markdown_json_and_latex_outputs(tree):
@@ -267,6 +423,9 @@ def test_markdown_json_and_latex_outputs(tree):
     tex = report.paths["summary.tex"].read_text()
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"bn\_before" in tex
     assert r"$\pm$" in tex and "±" not in tex
+    # bounds, the fewer-pairs mark and the best-cell star are TeX too
+    assert r"$\geq$ 323" in tex and r"$\leq$" in tex and r"\dag{}" in tex and r"$\star$" in tex
+    assert not set("≥≤†★–") & set(tex)
     build_report(root)
     assert not (root / "summary.tex").exists()  # a stale table does not outlive its runs
 
@@ -366,8 +525,6 @@ def test_paired_difference_handles_few_pairs_and_zero_variance():
     flat = paired_difference({0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.4, 1: 0.5, 2: 0.6})
     assert flat.n_pairs == 3 and flat.p_value is None and flat.ci_high is None
     assert flat.mean == pytest.approx(0.1)
-    assert paired_speedup({0: 100, 1: None, 2: 50}, {0: 200, 1: 100, 2: 100}) == (2.0, 2)
-    assert paired_speedup({0: None}, {0: 100}) == (None, 0)
 
 
 def test_report_does_not_import_keras():

@@ -8,7 +8,7 @@ hides the others nor disappears.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,8 +93,10 @@ class Panels:
     def bars(self, ax: Axes, groups: Sequence[tuple[str, pd.DataFrame]], ylabel: str) -> Diverged:
         """Steps to target per group and arm: bar = mean over the runs that reached it.
 
-        Dots are the seeds that reached it; "k/n" counts them; hatched (drawn up to the step
-        budget) means none did. With one group the arms label the x axis.
+        Dots are the seeds that reached it; "k/n" counts them; open triangles are completed runs
+        that never reached it while others did, drawn at their last step (their time is at least
+        that: censored); hatched (drawn up to the step budget) means none did. With one group
+        the arms label the x axis.
         """
         width = 0.8 / len(self.arms)
         rng = np.random.default_rng(0)  # fixed jitter: re-rendering gives the same picture
@@ -114,6 +116,14 @@ class Panels:
                 else:
                     top = float(np.nan_to_num(mine["total_steps"].max()))
                     ax.bar(pos, top, width * 0.9, fill=False, hatch="//", edgecolor=colour)
+                censored = mine.loc[
+                    (mine["status"] == "completed") & mine["steps_to_target"].isna(), "total_steps"
+                ].dropna()
+                if len(reached) and len(censored):  # with none reached, the hatched bar says it
+                    top = max(top, float(censored.max()))
+                    ax.plot(
+                        np.full(len(censored), pos), censored, "^", mfc="none", mec="black", ms=5
+                    )
                 ax.annotate(
                     f"{len(reached)}/{len(mine)}",
                     (pos, top),
@@ -184,17 +194,29 @@ class Panels:
         arms: Sequence[str] | None = None,
         styles: Sequence[tuple[str, str]] = (),
         diverged: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
-        """One legend below all panels, so it never covers data."""
+        """One legend below all panels, so it never covers data.
+
+        Args:
+            fig: The figure.
+            arms: The arms to list; all by default.
+            styles: (line style, meaning) entries after the arms.
+            diverged: Add the diverged-run marker.
+            labels: Arm -> its legend text (e.g. "bn_before at lr=0.1"); the arm's name if absent.
+        """
         shown = self.arms if arms is None else arms
-        handles = [Line2D([], [], color=self.colours[a], lw=6, label=a) for a in shown]
+        names = {a: (labels or {}).get(a, a) for a in shown}
+        handles = [Line2D([], [], color=self.colours[a], lw=6, label=names[a]) for a in shown]
         handles += [Line2D([], [], color="grey", ls=s, label=label) for s, label in styles]
         if diverged:
             handles.append(Line2D([], [], color="grey", marker="x", ls="", mew=2, label="diverged"))
+        # About 90 characters of 8-point text fit across the narrowest figure.
+        widest = max((len(str(h.get_label())) + 6 for h in handles), default=1)
         fig.legend(
             handles=handles,
             loc="outside lower center",
-            ncols=min(len(handles), 6),
+            ncols=max(1, min(len(handles), 6, 90 // widest)),
             fontsize=8,
             frameon=False,
         )

@@ -1,9 +1,11 @@
 """Figures drawn from a results tree, never from training: restyling a figure needs no retraining.
 
 `render_plots` reads the tree (`bnbench.results.tree`), draws every figure it has data for with
-the shared panel style (`bnbench.analysis.panels`) and writes `plots/index.md`. Diagnostic figures
-and the overview show each arm at its own best grid cell (best mean final test score), so a
-learning-rate grid compares arms each at their tuned rate, as DeepOBS does.
+the shared panel style (`bnbench.analysis.panels`) and writes `plots/index.md`. The activation,
+BN-statistics and overview figures show each arm at its own best grid cell, so a learning-rate grid
+compares arms each at their tuned rate, as DeepOBS does. That cell is chosen by the mean
+*validation* score (final by default), never by the test score the overview then shows, and every
+such figure names the cell it shows and how it was chosen.
 
 One idea, one file: every figure is a short method of `_Figures` drawing from the same tree with
 the same panels; splitting the figures across files would only scatter that shared state.
@@ -26,28 +28,34 @@ from bnbench.analysis.panels import Diverged, Panels, hide_unused, new_figure
 from bnbench.errors import SpecError
 from bnbench.results.files import atomic_write_text
 from bnbench.results.layout import PLOTS_DIR
+from bnbench.results.rows import Selection, validation_score
 from bnbench.results.tree import ResultsTree, grid_labels, load_results_tree
 
 __all__ = ["BANDS", "render_plots"]
 
 BANDS = ("std", "minmax")
-_BEST = "each arm at its best grid cell"
+# {where} is ", each arm at its grid cell with the best <validation score> ..." with a grid.
 _CAPTIONS = {
     "curves": "{what} vs {unit}, one panel per grid cell: seed mean with {band}; train dashed, "
     "validation solid; x on the bottom strip = a run diverged there",
     "time_to_target": "training steps until the target is reached, per arm and grid cell: bar = "
-    "mean over the runs that reached it, dots = seeds, k/n = runs that reached it, hatched = none",
+    "mean over the runs that reached it, dots = seeds, k/n = runs that reached it, open "
+    "triangle = a completed run that never did, at its last step (its time is at least that), "
+    "hatched = none did",
     "sensitivity": "{score} vs {key} per arm (line = mean over seeds, dots = seeds); "
     "x on the bottom strip = diverged runs",
     "activation_percentiles": "15th/50th/85th percentiles of recorded activations over training, "
-    f"after Ioffe & Szegedy (2015) Fig. 1(b,c); one column per arm, {_BEST}",
+    "pooled over all units of a layer unless a panel names one unit, after Ioffe & Szegedy "
+    "(2015) Fig. 1(b,c); one column per arm{where}",
     "train_inference_gap": "the same model evaluated in training mode (batch statistics, dashed) "
-    f"and inference mode (moving statistics, solid), {_BEST}",
-    "bn_statistics": f"BN moving statistics, γ, β and batch-vs-moving gaps over training, {_BEST}; "
+    "and inference mode (moving statistics, solid), one panel per grid cell and quantity: every "
+    "cell, not only the best",
+    "bn_statistics": "BN moving statistics, γ, β and batch-vs-moving gaps over training{where}; "
     "line style = layer",
     "overview": "one page: validation curves, final test score, time to target and activation "
-    f"percentiles, {_BEST}",
+    "percentiles{where}",
 }
+_UNEQUAL_BUDGETS = "; tick labels give each cell's training steps, which differ across the grid"
 # bn_statistics.csv column -> (panel title, y label)
 _BN_STATS = {
     "moving_mean_mean": ("moving mean, averaged over channels", "moving mean"),
@@ -60,38 +68,48 @@ _BN_STATS = {
 
 
 def render_plots(
-    results_dir: Path, fmt: str = "png", log_loss: bool = False, *, band: str = "std"
+    results_dir: Path,
+    fmt: str = "png",
+    log_loss: bool = False,
+    *,
+    band: str = "std",
+    select_by: Selection = "final",
 ) -> list[Path]:
     """Draw every figure the results tree has data for into `results_dir/plots/`.
 
-    Also writes `plots/index.md`: one line per figure with its file name and caption.
+    Also writes `plots/index.md`: which cell each arm is shown at and why, then one line per
+    figure with its file name and caption.
 
     Args:
         results_dir: An ablation directory (with runs.csv) or a single run directory.
         fmt: Figure format: png, svg or pdf.
         log_loss: Draw losses on a log axis.
         band: Band around the seed mean: "std" (± one standard deviation) or "minmax".
+        select_by: Which mean validation score picks each arm's best grid cell: "final" (at the
+            end of training, where the test score is read) or "best" (over training).
 
     Returns:
         The figure files written, in index order.
 
     Raises:
-        SpecError: (a ValueError) If `fmt` or `band` is unknown, or `results_dir` is missing or
-            is not a results tree; the message names the path.
+        SpecError: (a ValueError) If `fmt`, `band` or `select_by` is unknown, or `results_dir`
+            is missing or is not a results tree; the message names the path.
     """
     check_format(fmt)
     if band not in BANDS:
         raise SpecError(f"unknown band {band!r}: expected one of {', '.join(BANDS)}")
+    validation_score(None, select_by)  # rejects an unknown selection before any reading
     tree = load_results_tree(Path(results_dir))
     out_dir = tree.root / PLOTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
+    figures = _Figures(tree, Panels(tree.arms, band, log_loss), select_by)
     written, lines = [], []
-    for name, caption, draw in _Figures(tree, Panels(tree.arms, band, log_loss)).found():
+    for name, caption, draw in figures.found():
         path = out_dir / f"{name}.{fmt}"
         save_figure(draw(), path, fmt)
         written.append(path)
         lines.append(f"- [{path.name}]({path.name}): {caption}")
-    header = [f"# Figures for `{tree.name}`", ""]
+    header = [f"# Figures for `{tree.name}`", "", *figures.choice_lines()]
     failed = tree.runs.loc[tree.runs["status"] == "failed", "run_id"]
     if len(failed):
         header += [f"Left out {len(failed)} failed run(s): {', '.join(failed)}.", ""]
@@ -102,15 +120,32 @@ def render_plots(
 class _Figures:
     """The figures of one tree; each builder returns a Figure for `render_plots` to save."""
 
-    def __init__(self, tree: ResultsTree, panels: Panels) -> None:
+    def __init__(self, tree: ResultsTree, panels: Panels, select_by: Selection) -> None:
         self.tree, self.panels = tree, panels
         # A failed run is a crash, not a result: index.md lists it and no figure draws it.
         self.runs = tree.runs[tree.runs["status"] != "failed"]
         self.histories = tree.histories[tree.histories["status"] != "failed"]
         self.diagnostics = {k: v[v["status"] != "failed"] for k, v in tree.diagnostics.items()}
-        self.best = tree.best_cells()
+        self.choice = tree.best_cells(select_by)
+        self.best = {arm: chosen.cell for arm, chosen in self.choice.items()}
         self.quantity = tree.metric or "loss"
         self.any_diverged = bool((self.runs["status"] == "diverged").any())
+        words = validation_score(tree.metric, select_by)[1]
+        gridded = len(tree.cells) > 1
+        # How the best-cell figures chose their cells, in words for titles and captions.
+        self.chosen_by = f"each arm at its grid cell with the best {words}" if gridded else ""
+        self.where = f", {self.chosen_by} (chosen on validation, never on test)" if gridded else ""
+
+    def choice_lines(self) -> list[str]:
+        """For index.md: the cell each arm is shown at in the best-cell figures, and why."""
+        if not self.chosen_by:
+            return []
+        head = f"Best-cell figures show {self.chosen_by}, never chosen on the test score:"
+        return [head, *(f"- {chosen.label}" for chosen in self.choice.values()), ""]
+
+    def labels(self) -> dict[str, str]:
+        """Legend label of each arm in a best-cell figure: the arm and the cell it is shown at."""
+        return {arm: chosen.label for arm, chosen in self.choice.items()}
 
     def found(self) -> list[tuple[str, str, Callable[[], Figure]]]:
         """(file stem, caption, builder) of every figure the tree has data for."""
@@ -127,6 +162,7 @@ class _Figures:
         for key, name, base in (("learning_rate", "lr", 10), ("batch_size", "batch_size", 2)):
             if tree.varies(f"training.{key}") and not self.runs.empty:
                 caption = _CAPTIONS["sensitivity"].format(score=tree.score[1], key=_words(key))
+                caption += _UNEQUAL_BUDGETS if self._unequal_budgets() else ""
                 found.append((f"{name}_sensitivity", caption, partial(self.sensitivity, key, base)))
         diagnostics: list[tuple[str, set[str], Callable[[], Figure]]] = [
             ("activation_percentiles", {"layer", "p15", "p50", "p85"}, self.percentiles),
@@ -136,28 +172,21 @@ class _Figures:
         for name, columns, builder in diagnostics:
             frame = self.diagnostics[name]
             if not frame.empty and columns <= set(frame.columns):
-                found.append((name, _CAPTIONS[name], builder))
-        found.append(("overview", _CAPTIONS["overview"], self.overview))
+                found.append((name, _CAPTIONS[name].format(where=self.where), builder))
+        found.append(("overview", _CAPTIONS["overview"].format(where=self.where), self.overview))
         return found
 
     def curves(self, x: str) -> Figure:
         cells = [c for c in self.tree.cells if c in set(self.runs["cell"])] or [""]
         quantities = ["loss"] + ([self.tree.metric] if self.tree.metric else [])
-        ncols = _columns(len(cells))
-        block = ceil(len(cells) / ncols)  # rows per quantity
-        fig, axes = new_figure(len(quantities) * block, ncols)
-        for q, quantity in enumerate(quantities):
-            for i in range(block * ncols):
-                ax = axes[q * block + i // ncols][i % ncols]
-                if i >= len(cells):
-                    ax.set_visible(False)
-                    continue
-                frame = self.histories[self.histories["cell"] == cells[i]]
-                series = [(f"train_{quantity}", "--"), (f"val_{quantity}", "-")]
-                diverged = self.panels.lines(ax, frame, x, series)
-                ax.set_xlabel("training step" if x == "step" else "epoch")
-                self.panels.y_axis(ax, quantity, diverged)
-                ax.set_title(cells[i], fontsize=9)
+        fig, facets = _facets(cells, quantities)
+        for ax, cell, quantity in facets:
+            frame = self.histories[self.histories["cell"] == cell]
+            series = [(f"train_{quantity}", "--"), (f"val_{quantity}", "-")]
+            diverged = self.panels.lines(ax, frame, x, series)
+            ax.set_xlabel("training step" if x == "step" else "epoch")
+            self.panels.y_axis(ax, quantity, diverged)
+            ax.set_title(cell, fontsize=9)
         band = "± 1 std" if self.panels.band == "std" else "min–max over seeds"
         fig.suptitle(f"Learning curves (line: mean over seeds, band: {band})", fontsize=11)
         self.panels.legend(
@@ -172,7 +201,8 @@ class _Figures:
         self.panels.bars(axes[0][0], groups, self._target_label())
         axes[0][0].set_title(
             "bar: mean over the runs that reached the target · dots: seeds\n"
-            "k/n: runs that reached it · hatched: none did (drawn up to the step budget)",
+            "k/n: runs that reached it · hatched: none did (drawn up to the step budget)\n"
+            "open triangle: a run that never reached it, at its last step (time ≥ that)",
             fontsize=8,
         )
         fig.suptitle("Time to target", fontsize=11)
@@ -199,9 +229,17 @@ class _Figures:
                 diverged += [(arm, x) for x in mine.loc[mine["status"] == "diverged", grid_key]]
             ax.set_xscale("log", base=base)
             ticks = sorted(runs[grid_key].dropna().unique())
-            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            steps = [_steps(runs[runs[grid_key] == t]) for t in ticks]
+            budgets = self._unequal_budgets()
+            names = [
+                f"{t:g}\n{n} steps" if budgets and n else f"{t:g}"
+                for t, n in zip(ticks, steps, strict=True)
+            ]
+            ax.set_xticks(ticks, names, fontsize=8 if budgets else None)
             ax.xaxis.set_minor_locator(NullLocator())
-            ax.set_xlabel(f"{_words(key)} (log{base} scale)")
+            ax.set_xlabel(
+                f"{_words(key)} (log{base} scale)" + (", steps per run" if budgets else "")
+            )
             self.panels.y_axis(ax, score, diverged)
             ax.set_title(label, fontsize=9)
         hide_unused(axes, len(labels))
@@ -216,30 +254,35 @@ class _Figures:
         fig, axes = new_figure(len(layers), len(arms), height=2.4)
         for r, layer in enumerate(layers):
             for c, arm in enumerate(arms):
-                ax = axes[r][c]
-                self.panels.percentiles(ax, data[(data["layer"] == layer) & (data["arm"] == arm)])
+                ax, mine = axes[r][c], data[(data["layer"] == layer) & (data["arm"] == arm)]
+                self.panels.percentiles(ax, mine)
                 cell = f" ({self.best[arm]})" if self.best.get(arm) else ""
-                ax.set_title(f"{arm}{cell}\nlayer {layer}", fontsize=9)
+                ax.set_title(f"{arm}{cell}\nlayer {layer}, {_units(mine)}", fontsize=9)
                 ax.set_xlabel("training step")
                 self.panels.y_axis(ax, "pre-activation value")
+        pooled = "pooled over all units of a layer" if _units(data) == _POOLED else "per unit shown"
         fig.suptitle(
-            "Inputs to the nonlinearity over training: percentiles, mean over seeds",
+            f"Inputs to the nonlinearity over training (mean over seeds)\npercentiles {pooled}"
+            + self._chosen_line(),
             fontsize=11,
         )
         styles = [("-", "50th percentile"), (":", "15th / 85th percentile")]
-        self.panels.legend(fig, arms, styles=styles)
+        self.panels.legend(fig, arms, styles=styles, labels=self.labels())
         return fig
 
     def gap(self) -> Figure:
-        data = self._at_best(self.diagnostics["train_inference_gap"])
+        """Every grid cell, not only the best: whether the gap opens depends on the cell."""
+        data = self.diagnostics["train_inference_gap"]
         has_metric = "train_mode_metric" in data and data["train_mode_metric"].notna().any()
         quantities = ["loss", "metric"] if has_metric else ["loss"]
-        fig, axes = new_figure(1, len(quantities), height=3.4)
-        for ax, quantity in zip(axes[0], quantities, strict=True):
+        cells = [c for c in self.tree.cells if c in set(data["cell"])] or [""]
+        fig, facets = _facets(cells, quantities, height=3.0)
+        for ax, cell, quantity in facets:
             series = [(f"train_mode_{quantity}", "--"), (f"inference_mode_{quantity}", "-")]
-            diverged = self.panels.lines(ax, data, "step", series)
+            diverged = self.panels.lines(ax, data[data["cell"] == cell], "step", series)
             ax.set_xlabel("training step")
             self.panels.y_axis(ax, self.quantity if quantity == "metric" else "loss", diverged)
+            ax.set_title(cell, fontsize=9)
         fig.suptitle("Training-mode vs inference-mode evaluation of the same model", fontsize=11)
         styles = [("--", "training mode"), ("-", "inference mode")]
         self.panels.legend(fig, self._arms_in(data), styles=styles)
@@ -261,9 +304,10 @@ class _Figures:
             self.panels.y_axis(ax, _BN_STATS[stat][1])
             ax.set_title(_BN_STATS[stat][0], fontsize=9)
         hide_unused(axes, len(stats))
-        fig.suptitle("Batch-normalization statistics (mean over seeds)", fontsize=11)
+        title = "Batch-normalization statistics (mean over seeds)" + self._chosen_line()
+        fig.suptitle(title, fontsize=11)
         layer_styles = [(s, f"layer {layer}") for s, layer in zip(styles, layers, strict=True)]
-        self.panels.legend(fig, self._arms_in(data), styles=layer_styles)
+        self.panels.legend(fig, self._arms_in(data), styles=layer_styles, labels=self.labels())
         return fig
 
     def overview(self) -> Figure:
@@ -292,7 +336,7 @@ class _Figures:
             first = percentiles[percentiles["layer"] == layer]
             drawers.append(
                 (
-                    f"activation percentiles 15/50/85\nlayer {layer}",
+                    f"activation percentiles 15/50/85\nlayer {layer}, {_units(first)}",
                     "pre-activation value",
                     lambda ax: panels.percentiles(ax, first),
                 )
@@ -313,10 +357,17 @@ class _Figures:
                 ax.set_xlabel("training step")
                 panels.y_axis(ax, ylabel, diverged)
             ax.set_title(title, fontsize=10)
-        where = f" ({_BEST})" if any(self.best.values()) else ""
-        fig.suptitle(f"{self.tree.name}: overview{where}", fontsize=11)
-        panels.legend(fig, diverged=self.any_diverged)
+        fig.suptitle(f"{self.tree.name}: overview" + self._chosen_line(), fontsize=11)
+        panels.legend(fig, diverged=self.any_diverged, labels=self.labels())
         return fig
+
+    def _chosen_line(self) -> str:
+        """A second title line naming how the best-cell figure chose its cells."""
+        return f"\n{self.chosen_by}" if self.chosen_by else ""
+
+    def _unequal_budgets(self) -> bool:
+        """Whether cells train for different numbers of steps (say, over a batch-size grid)."""
+        return self.tree.varies("training.batch_size") or self.runs["total_steps"].nunique() > 1
 
     def _at_best(self, frame: pd.DataFrame) -> pd.DataFrame:
         return frame[frame["cell"] == frame["arm"].map(self.best)] if len(frame) else frame
@@ -329,6 +380,48 @@ class _Figures:
         name = target.get("target_metric")
         name = name if isinstance(name, str) and name else "target"
         return f"training steps to reach\n{name} {target['target_value']:g}"
+
+
+def _facets(
+    cells: list[str], quantities: list[str], height: float = 2.7
+) -> tuple[Figure, list[tuple[Axes, str, str]]]:
+    """One panel per grid cell and quantity: a block of up to three columns per quantity.
+
+    Returns:
+        The figure and (axes, cell, quantity) of each panel in use; the rest are hidden.
+    """
+    ncols = _columns(len(cells))
+    block = ceil(len(cells) / ncols)  # rows per quantity
+    fig, axes = new_figure(len(quantities) * block, ncols, height=height)
+    facets = []
+    for q, quantity in enumerate(quantities):
+        for i in range(block * ncols):
+            ax = axes[q * block + i // ncols][i % ncols]
+            if i < len(cells):
+                facets.append((ax, cells[i], quantity))
+            else:
+                ax.set_visible(False)
+    return fig, facets
+
+
+_POOLED = "pooled over all units"
+
+
+def _units(frame: pd.DataFrame) -> str:
+    """Which units the percentiles in `frame` cover; a file without `units` pooled them all."""
+    units = sorted(set(frame["units"])) if "units" in frame and len(frame) else ["pooled"]
+    if units == ["pooled"]:
+        return _POOLED
+    return ", ".join("pooled" if u == "pooled" else f"unit {u}" for u in units)
+
+
+def _steps(runs: pd.DataFrame) -> str:
+    """Steps per run of `runs`: "500", or "400–500" when they differ; "" when unknown."""
+    steps = runs["total_steps"].dropna()
+    if steps.empty:
+        return ""
+    low, high = steps.min(), steps.max()
+    return f"{low:.0f}" if low == high else f"{low:.0f}–{high:.0f}"
 
 
 def _columns(panels: int) -> int:

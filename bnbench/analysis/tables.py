@@ -5,12 +5,17 @@
 `summary.{csv,md,json}` (one row per arm and grid cell; `summary.tex` on request). It never
 trains and never imports Keras, so the tables can be rebuilt at any time, even while runs go on.
 The statistics and their definitions live in `bnbench.analysis.stats`.
+
+It runs past 300 lines because it holds one idea in all its renderings: the same summary rows
+as CSV, JSON, Markdown, LaTeX and the terminal share one set of cell formatters (`_display`),
+so that the four tables can never disagree about a number or a mark.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +23,22 @@ from typing import Any
 from rich import box
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
-from bnbench.analysis.stats import DEFINITIONS, STATUSES, SUMMARY_STATS, summarize
+from bnbench.analysis.stats import DEFINITIONS, FEWER_PAIRS, STATUSES, SUMMARY_STATS, summarize
 from bnbench.errors import SpecError
 from bnbench.results import rundir
 from bnbench.results.files import atomic_write_text, read_mapping, write_csv, write_json
 from bnbench.results.layout import ABLATION, RUNS_CSV, RUNS_DIR, TABLES
-from bnbench.results.rows import run_columns, run_row
+from bnbench.results.rows import (
+    DEFAULT_BN_STATISTICS,
+    Selection,
+    run_columns,
+    run_row,
+    validation_score,
+)
+
+BEST = "★"  # marks each arm's best cell (by validation) in the markdown, LaTeX and terminal
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,7 @@ class Report:
         grid_keys: Dotted keys the grid varies.
         reference: The arm every other arm is compared with.
         metric: The runs' metric, e.g. "accuracy", or None for runs that only record a loss.
+        select_by: Which validation score ("final" or "best") picked each arm's best cell.
         paths: File name -> path of every file written.
     """
 
@@ -49,12 +64,28 @@ class Report:
     grid_keys: tuple[str, ...]
     reference: str
     metric: str | None
+    select_by: Selection = "final"
     paths: dict[str, Path] = field(default_factory=dict)
 
     @property
     def score_label(self) -> str:
         """What the summary averages, in words: "test accuracy", or "test loss"."""
         return f"test {self.metric or 'loss'}"
+
+    @property
+    def choices(self) -> dict[str, str]:
+        """Each choice that shapes the numbers, in words: printed above every summary."""
+        quantity = validation_score(self.metric, self.select_by)[1]
+        made = {}
+        if self.grid_keys:
+            made["best cell"] = f"chosen by {quantity} over completed runs ({BEST}), never by test"
+        made["means"] = "over completed runs; (n=k/m) when a mean has fewer than the cell's m runs"
+        made["time to target"] = (
+            "a run that never reached the target is censored at its last step "
+            "(≥: a lower bound, ≤: an upper bound)"
+        )
+        made["BN statistics at evaluation"] = _bn_statistics(self.runs)
+        return made
 
     @property
     def run_columns(self) -> list[str]:
@@ -65,20 +96,24 @@ class Report:
         return ["arm", "cell", *(f"grid.{key}" for key in self.grid_keys), *SUMMARY_STATS]
 
 
-def build_report(results_dir: Path, *, latex: bool = False) -> Report:
+def build_report(
+    results_dir: Path, *, latex: bool = False, select_by: Selection = "final"
+) -> Report:
     """Rebuild runs.csv and the summary tables of an ablation from its run directories.
 
     Args:
         results_dir: The ablation's results directory, holding `runs/<run_id>/`.
         latex: Also write `summary.tex` (a booktabs tabular). Without it, a `summary.tex` left by
             an earlier call is removed, so that no table outlives the runs it describes.
+        select_by: Which mean validation score marks each arm's best cell: "final" (at the end
+            of training, the point the test score is read at) or "best" (over training).
 
     Returns:
         The report: summary rows, run rows and the paths written.
 
     Raises:
-        SpecError: The directory has no `runs/` folder or no run directory in it, or a file in
-            it cannot be parsed; the message names the path.
+        SpecError: The directory has no `runs/` folder or no run directory in it, a file in it
+            cannot be parsed (the message names the path), or `select_by` is unknown.
     """
     root = Path(results_dir)
     spec = read_mapping(root / ABLATION)  # {} for a tree copied without its spec
@@ -95,40 +130,70 @@ def build_report(results_dir: Path, *, latex: bool = False) -> Report:
     runs.sort(key=lambda run: _run_order(run, arms, grid_keys, grid_spec))
     reference = str(spec.get("reference") or arms[0])
     metric = next((run["metric"] for run in runs if run["metric"]), None)
-    rows = summarize(runs, grid_keys, reference, metric)
-    report = Report(root, rows, runs, arms, grid_keys, reference, metric)
+    rows = summarize(runs, grid_keys, reference, metric, by=select_by)
+    report = Report(root, rows, runs, arms, grid_keys, reference, metric, select_by)
     _write(report, str(spec.get("name") or root.name), latex)
     return report
 
 
 def render_table(report: Report) -> Group:
-    """The summary for the terminal: outcomes per arm, then the paired comparisons.
+    """The summary for the terminal: outcomes per arm, the paired comparisons, then the choices.
 
-    Two narrow tables rather than one wide one, so that both fit an 80-column terminal.
+    Two narrow tables rather than one wide one, so that both fit an 80-column terminal. The
+    budget (steps per run) gets a column only when it differs between rows; a note below states
+    it otherwise, with every choice that shapes the numbers.
     """
     rows = [_display(row, report) for row in report.rows]
     for cells, row in zip(rows, report.rows, strict=True):
         cells["status"] = "/".join(str(row[status]) for status in STATUSES)
-        cells["steps"] += f" ({cells['reached']})" if cells["reached"] else ""
-        cells["speedup"] = _fmt(row["speedup"], ".2f") + ("×" if row["speedup"] else "")
+        cells["to_target"] = _to_target(row, with_reached=True)
     names = {"arm": "arm", "cell": "cell"} if report.grid_keys else {"arm": "arm"}
+    budgets = {(cells["steps"], cells["examples"]) for cells in rows}
+    budget = {"steps": "steps"} if len(budgets) > 1 else {}
+    columns = {**names, "n": "n", "status": "runs", **budget}
     outcomes = _terminal_table(
         f"{report.score_label}, mean ± std over seeds",
-        "runs: completed/diverged/failed/incomplete · to target: steps (runs that reached it)",
-        {**names, "n": "n", "status": "runs", "score": "mean ± std", "steps": "to target"},
+        "runs: completed/diverged/failed/incomplete",
+        {**columns, "score": "mean ± std", "to_target": "to target"},
         rows,
     )
     comparisons = _terminal_table(
         f"paired over seeds against {report.reference} (t test)",
-        "speedup: reference steps to target / arm steps, over seeds where both reached it",
-        {**names, "diff": "Δ [95% CI]", "p": "p", "speedup": "speedup"},
+        "speedup: reference / arm steps to target, paired over seeds\n"
+        f"pairs: completed in both arms / seeds; {FEWER_PAIRS}: fewer pairs than seeds",
+        {**names, "pairs": "pairs", "diff": "Δ [95% CI]", "p": "p", "speedup": "speedup"},
         [
             cells
             for cells, row in zip(rows, report.rows, strict=True)
             if row["arm"] != report.reference
         ],
     )
-    return Group(outcomes, comparisons)
+    notes = _choice_lines(report)
+    if len(budgets) == 1 and (steps := next(iter(budgets)))[0]:
+        notes.insert(0, f"Budget: {steps[0]} steps ({steps[1] or '?'} examples) per run.")
+    return Group(outcomes, comparisons, Text("\n".join(notes)))
+
+
+def _choice_lines(report: Report) -> list[str]:
+    return [f"{key[0].upper()}{key[1:]}: {text}." for key, text in report.choices.items()]
+
+
+def _bn_statistics(runs: list[dict[str, Any]]) -> str:
+    """Which BN statistics evaluation used, over the runs that trained."""
+    trained = [run for run in runs if run["status"] in ("completed", "diverged")]
+    counts = Counter(run["bn_statistics"] or DEFAULT_BN_STATISTICS for run in trained)
+    unrecorded = sum(not run["bn_statistics"] for run in trained)
+    if len(counts) > 1:
+        text = ", ".join(f"{mode} in {_runs(k)}" for mode, k in counts.items())
+    else:
+        text = next(iter(counts), DEFAULT_BN_STATISTICS)
+    if unrecorded:
+        text += f" ({_runs(unrecorded)} predate the record: moving was the only mode then)"
+    return text
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
 
 
 def _terminal_table(
@@ -176,6 +241,7 @@ def _write(report: Report, name: str, latex: bool) -> None:
     rows = [{k: row[k] for k in report.summary_columns} for row in report.rows]
     head: dict[str, Any] = {"name": name, "reference": report.reference, "metric": report.metric}
     head.update(score=report.score_label, grid_keys=list(report.grid_keys))
+    head.update(select_by=report.select_by, choices=report.choices)
     write_json(paths[js], {**head, "definitions": DEFINITIONS, "rows": rows})
     atomic_write_text(paths[md], _markdown(report, name))
     if latex:
@@ -187,11 +253,14 @@ def _write(report: Report, name: str, latex: bool) -> None:
 
 def _headers(report: Report) -> list[tuple[str, str]]:
     """(display key, header) of the markdown and LaTeX tables."""
-    score, best = report.score_label, f"best val {report.metric or 'loss'}"
+    score, quantity = report.score_label, report.metric or "loss"
     columns = [("arm", "arm"), *((f"grid.{k}", k) for k in report.grid_keys), ("n", "n")]
     columns += [(status, status) for status in STATUSES]
-    columns += [("score", f"{score} (mean ± std)"), ("best", f"{best} (mean)")]
-    columns += [("steps", "steps to target (mean ± std)"), ("reached", "reached")]
+    columns += [("steps", "steps"), ("examples", "examples")]
+    columns += [("score", f"{score} (mean ± std)")]
+    columns += [("final_val", f"final val {quantity} (mean)")]
+    columns += [("best_val", f"best val {quantity} (mean)")]
+    columns += [("to_target", "steps to target (mean ± std)"), ("reached", "reached")]
     columns += [("step_time", "ms/step"), ("pairs", "pairs")]
     columns += [("diff", f"Δ {score} vs {report.reference} [95% CI]"), ("p", "p")]
     return [*columns, ("speedup", "speedup (steps)")]
@@ -200,28 +269,71 @@ def _headers(report: Report) -> list[tuple[str, str]]:
 def _display(row: dict[str, Any], report: Report) -> dict[str, str]:
     """Every summary value of `row` as text; blanks are ""."""
     cells = {key: _fmt(row[key], "g") for key in row}
-    cells["score"] = _pm(row["final_test_mean"], row["final_test_std"], ".4g")
-    cells["best"] = _fmt(row["best_val_mean"], ".4g")
-    cells["steps"] = _pm(row["steps_to_target_mean"], row["steps_to_target_std"], ".0f")
+    best = row["best_cell"] and report.grid_keys
+    cells["arm"] = f"{row['arm']} {BEST}" if best else row["arm"]
+    cells["steps"], cells["examples"] = _fmt(row["steps"], ".0f"), _fmt(row["examples"], ".0f")
+    cells["score"] = _with_n(
+        _pm(row["final_test_mean"], row["final_test_std"], ".4g"), row["final_test_n"], row["n"]
+    )
+    cells["final_val"] = _fmt(row["final_val_mean"], ".4g")
+    cells["best_val"] = _fmt(row["best_val_mean"], ".4g")
+    cells["to_target"] = _to_target(row)
     cells["reached"] = "" if row["reached"] is None else f"{row['reached']}/{row['n']}"
     cells["step_time"] = _fmt(row["step_time_ms_mean"], ".3g")
-    cells["pairs"] = _fmt(row["n_pairs"], "d")
+    pairs, seeds = row["n_pairs"], row["n_seeds"]
+    cells["pairs"] = "" if pairs is None else f"{pairs}/{seeds}"
+    mark = f" {FEWER_PAIRS}" if pairs is not None and pairs < seeds else ""
     diff, low, high = row["diff_mean"], row["diff_ci_low"], row["diff_ci_high"]
     interval = f" [{low:+.3g}, {high:+.3g}]" if low is not None and high is not None else ""
-    cells["diff"] = "" if diff is None else f"{diff:+.3g}{interval}"
-    cells["p"] = _fmt(row["p_value"], ".2g")
-    speedup, pairs = row["speedup"], row["speedup_pairs"]
-    plural = "pair" if pairs == 1 else "pairs"
-    cells["speedup"] = "" if speedup is None else f"{speedup:.2f}× ({pairs} {plural})"
+    cells["diff"] = "" if diff is None else f"{diff:+.3g}{interval}{mark}"
+    cells["p"] = "" if row["p_value"] is None else f"{row['p_value']:.2g}{mark}"
+    cells["speedup"] = _speedup(row)
     # Short keys keep the terminal table narrow; the files keep the full dotted keys.
     short = [(key.rsplit(".", 1)[-1], row[f"grid.{key}"]) for key in report.grid_keys]
     cells["cell"] = ", ".join(f"{key}={_fmt(value, 'g')}" for key, value in short)
     return cells
 
 
+def _with_n(text: str, used: int, runs: int, *notes: str) -> str:
+    """`text` with "(n=k/m)" when its mean averages fewer than all m runs, and any `notes`."""
+    shown = [f"n={used}/{runs}"] if used < runs else []
+    shown += notes
+    return " ".join(part for part in (text, f"({', '.join(shown)})" if shown else "") if part)
+
+
+def _to_target(row: dict[str, Any], *, with_reached: bool = False) -> str:
+    """Mean steps to target; "≥ mean" when runs that never reached it count at their last step.
+
+    Args:
+        row: A summary row.
+        with_reached: Add "k/m reached" (the terminal, which has no "reached" column).
+    """
+    mean, n = row["steps_to_target_mean"], row["steps_to_target_n"]
+    if n is None:
+        return ""  # no target
+    bound = "≥ " + _fmt(mean, ".0f") if row["steps_to_target_censored"] else ""
+    reached = [f"{row['reached']}/{row['n']} reached"] if with_reached else []
+    return _with_n(bound or _pm(mean, row["steps_to_target_std"], ".0f"), n, row["n"], *reached)
+
+
+_BOUND_MARKS = {"exact": "", "lower": "≥ ", "upper": "≤ ", "": ""}
+
+
+def _speedup(row: dict[str, Any]) -> str:
+    """E.g. "≥ 1.25× (3 pairs)"; "no bound (3 pairs)" when pairs bound it from both sides."""
+    speedup, pairs = row["speedup"], row["speedup_pairs"]
+    if not pairs:
+        return ""
+    counted = f"({pairs} {'pair' if pairs == 1 else 'pairs'})"
+    if speedup is None:
+        return f"no bound {counted}"
+    return f"{_BOUND_MARKS[row['speedup_bound']]}{speedup:.2f}× {counted}"
+
+
 def _markdown(report: Report, name: str) -> str:
     headers = _headers(report)
     lines = [f"# {name}", "", f"Reference arm: `{report.reference}`.", ""]
+    lines += [f"- {line}" for line in _choice_lines(report)] + [""]
     lines.append("| " + " | ".join(header for _, header in headers) + " |")
     lines.append("|" + "|".join("---" if k == "arm" else "--:" for k, _ in headers) + "|")
     for row in report.rows:
@@ -245,6 +357,7 @@ def _latex(report: Report) -> str:
 
 _TEX_ESCAPES = {c: "\\" + c for c in "&%$#_{}"} | {"\\": r"\textbackslash{}", "~": r"\~{}"}
 _TEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "−": "-", "^": r"\^{}"}
+_TEX_SYMBOLS |= {"≥": r"$\geq$", "≤": r"$\leq$", "†": r"\dag{}", BEST: r"$\star$", "–": "--"}
 
 
 def _tex(text: str) -> str:

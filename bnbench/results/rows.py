@@ -7,9 +7,21 @@ through `run_row`, so the two never disagree about what a run holds.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from bnbench.config.registries import lower_is_better
+from bnbench.errors import SpecError
 from bnbench.results import rundir
+
+# Which validation score picks each arm's best grid cell: its value at the end of training
+# (default: the same point as the final test score that is then reported, as in DeepOBS) or its
+# best value over training (more optimistic: a maximum over evaluation points). Never the test
+# score: a cell chosen on test and reported on test overstates the arm.
+Selection = Literal["final", "best"]
+SELECTIONS: tuple[Selection, ...] = ("final", "best")
+# Which batch-normalization statistics evaluation used, when a run does not say: older versions
+# had only the moving averages.
+DEFAULT_BN_STATISTICS = "moving"
 
 RUN_COLUMNS = (
     "metric",
@@ -18,6 +30,7 @@ RUN_COLUMNS = (
     "final_val_loss",
     "final_val_metric",
     "best_val_metric",
+    "best_val_loss",
     "target_metric",
     "target_value",
     "steps_to_target",
@@ -29,9 +42,11 @@ RUN_COLUMNS = (
     "params_non_trainable",
     "batch_size",
     "learning_rate",
+    "bn_statistics",
 )
+_TEXT_COLUMNS = ("metric", "target_metric", "bn_statistics")
 # Every runs.csv column but the text ones, so readers parse exactly these as numbers.
-NUMERIC_COLUMNS = tuple(c for c in ("seed", *RUN_COLUMNS) if c not in ("metric", "target_metric"))
+NUMERIC_COLUMNS = tuple(c for c in ("seed", *RUN_COLUMNS) if c not in _TEXT_COLUMNS)
 
 
 def run_columns(grid_keys: tuple[str, ...]) -> list[str]:
@@ -43,7 +58,7 @@ def run_columns(grid_keys: tuple[str, ...]) -> list[str]:
 def run_row(
     path: Path, entry: dict[str, Any] | None = None, grid_keys: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """The runs.csv row of one run directory, plus `cell` and `best_val_loss` for the summary.
+    """The runs.csv row of one run directory, plus `cell` for the summary.
 
     Args:
         path: the run directory.
@@ -90,12 +105,38 @@ def run_row(
         "params_non_trainable": params.non_trainable,
         "batch_size": _first(summary.batch_size, training.get("batch_size")),
         "learning_rate": _first(summary.learning_rate, training.get("learning_rate")),
+        # Written by newer versions only; blank here means "not recorded" (then: moving).
+        "bn_statistics": getattr(summary, "bn_statistics", None),
     }
     for key in grid_keys:
         row[f"grid.{key}"] = grid[key] if key in grid else _dotted(config, key)
     if row["cell"] is None:  # labelled as the runner labels cells (ablation.PlannedRun.cell)
         row["cell"] = ",".join(f"{key}={row[f'grid.{key}']}" for key in grid_keys)
     return row
+
+
+def validation_score(metric: str | None, by: Selection = "final") -> tuple[str, str, bool]:
+    """The validation score that picks each arm's best grid cell.
+
+    Tables (`bnbench.analysis.stats`) and figures (`bnbench.results.tree`) both choose through
+    this, so a figure's "best cell" is the one the summary marks.
+
+    Args:
+        metric: The runs' metric, e.g. "accuracy"; None scores by the validation loss.
+        by: "final" (value at the end of training) or "best" (best value over training).
+
+    Returns:
+        (runs.csv column, words for titles such as "mean final validation accuracy",
+        whether higher is better).
+
+    Raises:
+        SpecError: (a ValueError) `by` is not one of SELECTIONS.
+    """
+    if by not in SELECTIONS:
+        raise SpecError(f"unknown cell selection {by!r}: expected one of {', '.join(SELECTIONS)}")
+    quantity = metric or "loss"
+    column = f"{by}_val_{'metric' if metric else 'loss'}"
+    return column, f"mean {by} validation {quantity}", not lower_is_better(quantity)
 
 
 def _first(recorded: Any, configured: Any) -> Any:

@@ -24,9 +24,44 @@ from bnbench.errors import SpecError
 from bnbench.results import rundir
 from bnbench.results.files import read_mapping
 from bnbench.results.layout import ABLATION, RUNS_CSV, run_path
-from bnbench.results.rows import NUMERIC_COLUMNS, run_row
+from bnbench.results.rows import NUMERIC_COLUMNS, Selection, run_row, validation_score
 
 _SHORT_KEYS = {"learning_rate": "lr", "batch_size": "batch size"}
+# Diagnostics columns kept as text: the layer's name, and which units a percentile pools
+# ("pooled", or one unit's index).
+_TEXT_COLUMNS = ("layer", "units")
+
+
+@dataclass(frozen=True)
+class BestCell:
+    """The grid cell a figure shows an arm at, and why that one.
+
+    Attributes:
+        arm: The arm.
+        cell: Its chosen cell's label ("" without a grid).
+        reason: How it was chosen, e.g. "best mean final validation accuracy".
+        scored: Whether any completed run of the arm had the validation score; if not, the
+            cell is the arm's first and `reason` says so.
+        completed: Runs of the cell the choice averaged (completed ones).
+        runs: All runs of the cell.
+    """
+
+    arm: str
+    cell: str
+    reason: str
+    scored: bool
+    completed: int
+    runs: int
+
+    @property
+    def label(self) -> str:
+        """E.g. "bn_before at lr=0.1 (2/3 runs completed)": the note only when it matters."""
+        where = f" at {self.cell}" if self.cell else ""
+        if not self.scored:
+            return f"{self.arm}{where} ({self.reason})"
+        if self.completed < self.runs:
+            return f"{self.arm}{where} ({self.completed}/{self.runs} runs completed)"
+        return f"{self.arm}{where}"
 
 
 @dataclass(frozen=True)
@@ -72,17 +107,36 @@ class ResultsTree:
         """Whether the grid takes more than one value of the dotted `key`."""
         return key in self.grid_keys and self.runs[f"grid.{key}"].nunique() > 1
 
-    def best_cells(self) -> dict[str, str]:
-        """Each arm's grid cell with the best mean final test score over non-diverged runs."""
-        column, _, higher = self.score
-        ok = self.runs[~self.runs["status"].isin(["diverged", "failed"])]
+    def best_cells(self, by: Selection = "final") -> dict[str, BestCell]:
+        """Each arm's grid cell with the best mean validation score over its completed runs.
+
+        Chosen on validation, never on test: the figures then show the test score of the
+        chosen cell, and a cell chosen on that same score would overstate the arm. Ties go to
+        the cell first in grid order. An arm without any validation score (all runs diverged,
+        say) is shown at its first cell, and the reason says so.
+
+        Args:
+            by: "final" or "best" validation score (`bnbench.results.rows.validation_score`).
+
+        Raises:
+            SpecError: `by` is unknown.
+        """
+        column, words, higher = validation_score(self.metric, by)
+        runs = self.runs.assign(score=self.runs[column])  # every numeric column is present
+        ok = runs[runs["status"] == "completed"]
         best = {}
         for arm in self.arms:
-            means = ok[ok["arm"] == arm].groupby("cell")[column].mean().dropna()
+            means = ok[ok["arm"] == arm].groupby("cell")["score"].mean().dropna()
+            means = means.reindex([c for c in self.cells if c in means.index])
             if means.empty:
-                best[arm] = next(iter(self.runs.loc[self.runs["arm"] == arm, "cell"]), "")
+                cell = next(iter(runs.loc[runs["arm"] == arm, "cell"]), "")
+                reason = f"no completed run with a {words.removeprefix('mean ')}: first cell shown"
             else:
-                best[arm] = str(means.idxmax() if higher else means.idxmin())
+                cell = str(means.idxmax() if higher else means.idxmin())
+                reason = f"best {words}"
+            mine = runs[(runs["arm"] == arm) & (runs["cell"] == cell)]
+            done = int((mine["status"] == "completed").sum())
+            best[arm] = BestCell(arm, cell, reason, not means.empty, done, len(mine))
         return best
 
 
@@ -206,13 +260,13 @@ def _read_all(
         if not path.is_file():
             continue  # failed runs have no history; diagnostics are optional
         try:
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(path, dtype=dict.fromkeys(_TEXT_COLUMNS, str))
         except pd.errors.EmptyDataError:
             continue
         except (pd.errors.ParserError, UnicodeDecodeError) as error:
             raise SpecError(f"cannot read {str(path)!r}: {error}") from error
         for column in frame.columns:
-            if column != "layer":
+            if column not in _TEXT_COLUMNS:
                 frame[column] = pd.to_numeric(frame[column], errors="coerce")
         frames.append(frame.assign(run_id=run_id))
     if not frames:
@@ -221,6 +275,8 @@ def _read_all(
     data = pd.concat(frames, ignore_index=True).replace([np.inf, -np.inf], np.nan)
     if "layer" in data:
         data["layer"] = data["layer"].astype(str)
+    if "units" in data:  # a file without the column predates it: its percentiles were pooled
+        data["units"] = data["units"].fillna("pooled").astype(str)
     merged: pd.DataFrame = data.merge(keys, on="run_id", how="left")
     return merged
 

@@ -54,7 +54,7 @@ def prepare(spec: RunSpec) -> Prepared:
             the data, a batch larger than the training set, a target that is not recorded,
             diagnostics naming blocks the model does not have).
     """
-    from bnbench.train.backend import activate
+    from bnbench.train.backend import activate, set_random_seed
 
     backend = choose_backend(spec)
     activate(backend)
@@ -67,7 +67,7 @@ def prepare(spec: RunSpec) -> Prepared:
     loss_name, metric_names = loss_and_metrics(spec.training, data.task)
     check_target(spec.training, metric_names)
     keras.utils.clear_session()
-    keras.utils.set_random_seed(spec.seed)
+    set_random_seed(spec.seed)
     if spec.training.deterministic and backend == "tensorflow":
         import tensorflow as tf
 

@@ -116,6 +116,8 @@ class RunSummary(_Record):
     target: Target = Target()
     params: Params = Params()
     step_time_ms: float | None = None
+    # Seconds by phase: imports, data, build, compile_and_setup, steps, evaluation, writing.
+    timings: dict[str, float] = {}
     train_seconds: float | None = None
     finished_at: str | None = None
     error: str | None = None

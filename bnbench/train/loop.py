@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,7 @@ class _Loop:
         self.target: tuple[int, float] | None = None  # (step, seconds) when first reached
         self.initial_loss: float | None = None
         self.diverged_reason: str | None = None
+        self.seconds = {"fit": 0.0, "evaluation": 0.0, "writing": 0.0}
         self.t0 = time.perf_counter()
         # Train loss/metrics at an evaluation point: the mean over the steps since the previous
         # one, pooled over the chunks in between (diagnostics can split an interval).
@@ -132,7 +135,8 @@ class _Loop:
     def run(self, save_model: bool) -> RunResult:
         """Train to the end (or to divergence), then write the summary and the model."""
         run, monitor = self.prep, self.monitor
-        self.initial_loss = self._initial_loss()
+        with self._timed("evaluation"):
+            self.initial_loss = self._initial_loss()
         step = 0
         callback = keras_callback(monitor)
         for stop in self.stops():
@@ -150,15 +154,17 @@ class _Loop:
         if run.recorder is not None:
             run.recorder.finish(self.run_dir)
         diverged = monitor.diverged_at is not None
-        final = {} if diverged else self._test()
+        with self._timed("evaluation"):
+            final = {} if diverged else self._test()
         if self.history:
             last_row = self.history[-1].values
             final.update({k: float(v) for k, v in last_row.items() if k.startswith("val_")})
         else:
             rundir.write_history(self.run_dir, [], run.metric_names, self.views)
+        with self._timed("writing"):
+            if save_model and not diverged:
+                _save_model(run.model, self.run_dir / rundir.MODEL)
         summary = self.summary("diverged" if diverged else "completed", final)
-        if save_model and not diverged:
-            _save_model(run.model, self.run_dir / rundir.MODEL)
         rundir.finish(self.run_dir, summary)
         return RunResult(self.run_dir, summary, self.history)
 
@@ -176,6 +182,7 @@ class _Loop:
         monitor.begin_chunk(step)
         fit_start = time.perf_counter()
         logs = self.feeder.fit(run.data.x_train[idx], run.data.y_train[idx], [callback])
+        self.seconds["fit"] += time.perf_counter() - fit_start
         self.chunk_times.append((time.perf_counter() - fit_start) / max(1, stop - step))
         steps, seconds = monitor.steady()
         self.steady = (self.steady[0] + steps, self.steady[1] + seconds)
@@ -206,7 +213,8 @@ class _Loop:
         values = {"train_loss": self.since_eval["loss"] / self.steps_since_eval}
         for m in run.metric_names:
             values[f"train_{m}"] = self.since_eval[m] / self.steps_since_eval
-        values |= self._split(run.data.x_val, run.data.y_val, "val")
+        with self._timed("evaluation"):
+            values |= self._split(run.data.x_val, run.data.y_val, "val")
         columns = rundir.history_columns(run.metric_names, self.views)[4:]
         row = HistoryRow(
             step=step,
@@ -217,7 +225,8 @@ class _Loop:
         )
         self.since_eval, self.steps_since_eval = {}, 0
         self.history.append(row)
-        rundir.write_history(self.run_dir, self.history, run.metric_names, self.views)
+        with self._timed("writing"):
+            rundir.write_history(self.run_dir, self.history, run.metric_names, self.views)
         self.diverged_reason = self._divergence(values["train_loss"], values["val_loss"])
         if self.diverged_reason is not None:
             self.monitor.diverged_at = step
@@ -278,8 +287,32 @@ class _Loop:
             "divergence_factor": training.divergence_factor,
             "diverged_reason": self.diverged_reason,
             "chance_accuracy": chance,
+            "timings": self._timings(),
             "stalled": _stalled(best, run, chance) if status == "completed" else None,
         })  # fmt: skip
+
+    @contextmanager
+    def _timed(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def _timings(self) -> dict[str, float]:
+        """Where the run's time went, in seconds (README: Performance)."""
+        steps = len(self.chunk_times)
+        per_step = (self._step_time_ms() or 0.0) / 1000
+        # Steady stepping, the first step of each chunk counted at the steady rate; the rest
+        # of fit's time is its set-up and the compilation.
+        stepping = min(self.seconds["fit"], self.steady[1] + steps * per_step)
+        return {
+            **self.prep.timings,
+            "compile_and_setup": self.seconds["fit"] - stepping,
+            "steps": stepping,
+            "evaluation": self.seconds["evaluation"],
+            "writing": self.seconds["writing"],
+        }
 
     def _step_time_ms(self) -> float | None:
         """Milliseconds per step, without each chunk's first step (set-up, compilation)."""

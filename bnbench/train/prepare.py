@@ -6,7 +6,8 @@ metric, diagnostics block names), so `validate` accepts exactly what `train` acc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,8 @@ class Prepared:
         metric_names: The metrics, with the task's default filled in.
         order: The training examples of every step, in order (`batch_order`).
         recorder: The diagnostics recorder, or None when every diagnostic is off.
+        timings: Seconds spent importing Keras and the backend, loading the data, and building
+            the model (compilation proper happens at the first step).
     """
 
     spec: RunSpec
@@ -44,6 +47,7 @@ class Prepared:
     metric_names: list[str]
     order: np.ndarray
     recorder: Any
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def prepare(spec: RunSpec) -> Prepared:
@@ -56,6 +60,7 @@ def prepare(spec: RunSpec) -> Prepared:
     """
     from bnbench.train.backend import activate, set_random_seed
 
+    clock = _Clock()
     backend = choose_backend(spec)
     activate(backend)
     import keras
@@ -63,9 +68,11 @@ def prepare(spec: RunSpec) -> Prepared:
     from bnbench.data.datasets import load_dataset
     from bnbench.model.build import build_model
 
+    clock.lap("imports")
     data = load_dataset(spec.dataset)
     loss_name, metric_names = loss_and_metrics(spec.training, data.task)
     check_target(spec.training, metric_names)
+    clock.lap("data")
     keras.utils.clear_session()
     set_random_seed(spec.seed)
     if spec.training.deterministic and backend == "tensorflow":
@@ -82,7 +89,23 @@ def prepare(spec: RunSpec) -> Prepared:
     )
     order = batch_order(len(data.x_train), plan.total_steps, spec.training.batch_size, spec.seed)
     recorder = _recorder(spec, model, data, order, loss_name, metric_names)
-    return Prepared(spec, backend, data, plan, model, loss_name, metric_names, order, recorder)
+    clock.lap("build")
+    return Prepared(
+        spec, backend, data, plan, model, loss_name, metric_names, order, recorder, clock.laps
+    )
+
+
+class _Clock:
+    """Seconds between laps, by name."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        self._last = now
 
 
 def make_optimizer(training: TrainingSpec, total_steps: int) -> Any:

@@ -136,7 +136,7 @@ print(json.dumps({"backend": keras.backend.backend(), "params": parameter_counts
 
 def test_same_spec_builds_under_every_installed_backend():
     outputs = {}
-    for backend in ("tensorflow", "jax", "torch"):
+    for backend in ("tensorflow", "jax"):
         if not installed(backend):
             continue
         done = subprocess.run(

@@ -55,6 +55,12 @@ def test_registry_and_spec_names_agree():
     assert next(r for r in rows if r["name"] == "digits")["offline"] == "yes"
 
 
+def test_datasets_show_the_full_cache_path(keras_home):
+    rows = {row["name"]: row for row in describe()}
+    assert rows["mnist"]["cache"] == str(keras_home / "datasets" / "mnist.npz")
+    assert rows["digits"]["cache"] == ""
+
+
 def test_mnist_from_keras_cache(keras_home):
     np.savez(
         keras_home / "datasets" / "mnist.npz",

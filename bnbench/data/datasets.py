@@ -280,7 +280,7 @@ def _normalize(
 
 
 def describe() -> list[dict[str, str]]:
-    """One row per dataset for `bnbench datasets`."""
+    """One row per dataset for `bnbench datasets`, with the full path of Keras' cached copy."""
     return [
         {
             "name": name,
@@ -288,6 +288,7 @@ def describe() -> list[dict[str, str]]:
             "source": info.source,
             "offline": "yes" if info.offline else "no",
             "available": "yes" if info.cached() else "no (downloads on first use)",
+            "cache": str(KERAS_SETS[name].cache) if name in KERAS_SETS else "",
         }
         for name, info in REGISTRY.items()
     ]

@@ -18,7 +18,7 @@ from bnbench.config.backend_policy import choose_backend
 from bnbench.config.identity import config_hash, run_id
 from bnbench.config.loading import EXCLUSIVE_KEYS, apply_overrides, set_dotted, validate
 from bnbench.config.schema import RunSpec
-from bnbench.config.yamlfile import load_yaml
+from bnbench.config.yamlfile import SourceMap, load_yaml
 from bnbench.errors import SpecError
 
 
@@ -144,12 +144,16 @@ def load_ablation(path: Path) -> Ablation:
         )
     spec = validate(AblationSpec, data, where)
     if isinstance(spec.base, str):
-        base_path = (path.parent / spec.base).resolve()
+        try:
+            base_path = (path.parent / spec.base).resolve()
+        except (OSError, ValueError) as err:  # a NUL byte, a loop of links
+            raise SpecError(f"{where.where(('base',))}: base {spec.base!r}: {err}") from None
         base, _ = load_yaml(base_path)
         base_where = str(base_path)
     else:
         base, base_where = spec.base, f"{path} (base)"
-    return Ablation(spec, _resolved(spec, base), expand(spec, base, base_where))
+    runs = expand(spec, base, base_where, where)
+    return Ablation(spec, _resolved(spec, base), runs)
 
 
 def budget_warnings(ablation: Ablation) -> list[str]:
@@ -211,15 +215,50 @@ def _resolved(spec: AblationSpec, base: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _matches(entry: dict[str, Any], arm: str, cell: dict[str, Any]) -> bool:
+    wanted = {k: v for k, v in entry.items() if k != "arm"}
+    return entry.get("arm", arm) == arm and all(cell.get(k) == v for k, v in wanted.items())
+
+
 def _excluded(spec: AblationSpec, arm: str, cell: dict[str, Any]) -> bool:
-    for entry in spec.exclude:
-        wanted = {k: v for k, v in entry.items() if k != "arm"}
-        if entry.get("arm", arm) == arm and all(cell.get(k) == v for k, v in wanted.items()):
-            return True
-    return False
+    return any(_matches(entry, arm, cell) for entry in spec.exclude)
 
 
-def expand(spec: AblationSpec, base: dict[str, Any], source: str = "base") -> list[PlannedRun]:
+def _check_excludes(spec: AblationSpec, cells: list[dict[str, Any]], where: SourceMap) -> None:
+    """An exclude entry that matches no run is a typo (a value not in the grid, say).
+
+    Raises:
+        SpecError: it matches nothing.
+    """
+    for index, entry in enumerate(spec.exclude):
+        if not any(_matches(entry, arm, cell) for arm in spec.arms for cell in cells):
+            raise SpecError(
+                f"{where.where(('exclude', index))}: exclude entry {entry} matches no run; "
+                f"the grid is {spec.grid}"
+            )
+
+
+def _blame(err: SpecError, keys: list[str], arm: str, where: SourceMap | None, source: str) -> str:
+    """Where an error in an expanded run comes from: the ablation's arm or grid, or the base."""
+    if where is not None:
+        for key in keys:
+            if key in str(err):
+                section = ("grid", key) if key in where_keys(where, "grid") else ("arms", arm, key)
+                return where.where(section)
+    return source
+
+
+def where_keys(where: SourceMap, section: str) -> set[str]:
+    """The keys a section of the ablation file gives (those it has lines for)."""
+    return {str(path[1]) for path in where.lines() if len(path) == 2 and path[0] == section}
+
+
+def expand(
+    spec: AblationSpec,
+    base: dict[str, Any],
+    source: str = "base",
+    ablation_where: SourceMap | None = None,
+) -> list[PlannedRun]:
     """Cross arms × grid cells × seeds into validated, uniquely identified runs.
 
     Every arm and cell gets the same seeds, so runs can be compared pair by pair. The run's
@@ -237,6 +276,8 @@ def expand(spec: AblationSpec, base: dict[str, Any], source: str = "base") -> li
     cells = [
         dict(zip(keys, values, strict=True)) for values in itertools.product(*spec.grid.values())
     ]
+    if ablation_where is not None:
+        _check_excludes(spec, cells, ablation_where)
     runs: list[PlannedRun] = []
     seen: dict[str, str] = {}
     for arm, arm_overrides in spec.arms.items():
@@ -253,7 +294,9 @@ def expand(spec: AblationSpec, base: dict[str, Any], source: str = "base") -> li
                     set_dotted(data, "name", arm, RunSpec)
                     run_spec = validate(RunSpec, data, None)
                 except SpecError as err:
-                    raise SpecError(f"{source}: {where}: {err}") from None
+                    keys = [*arm_overrides, *cell]
+                    origin = _blame(err, keys, arm, ablation_where, source)
+                    raise SpecError(f"{origin}: {where}: {err}") from None
                 runs.append(PlannedRun(len(runs), arm, cell, seed, run_spec, ""))
                 body = run_spec.model_dump(mode="json", exclude={"name"})
                 fingerprint = config_hash(body)

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from bnbench.config.registries import suggest
 from bnbench.config.schema import RunSpec
-from bnbench.config.yamlfile import SourceMap, load_yaml
+from bnbench.config.yamlfile import SourceMap, YamlSyntaxError, load_yaml, parse_yaml
 from bnbench.errors import SpecError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -26,15 +25,17 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 def parse_assignment(text: str) -> tuple[str, Any]:
     """Split 'a.b.c=value' into the dotted key and the YAML-parsed value.
 
+    A value that is not YAML is kept as the string given ('--set name=a: b').
+
     Raises:
-        SpecError: no '=' or an empty key.
+        SpecError: no '=', an empty key, or a value too large or too deeply nested.
     """
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise SpecError(f"--set expects KEY=VALUE with a dotted key, got {text!r}")
+        raise SpecError(f"--set expects KEY=VALUE with a dotted key, got {_clip(repr(text))}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value, _ = parse_yaml(raw, f"--set {key.strip()}") if raw.strip() else ("", None)
+    except YamlSyntaxError:  # a tag, a bomb or deep nesting is refused, not kept as a string
         value = raw
     return key.strip(), value
 
@@ -185,14 +186,28 @@ def validate(schema: type[ModelT], data: Any, where: SourceMap | None) -> ModelT
         raise SpecError(format_errors(err, schema, data, where)) from None
 
 
+# A spec with thousands of unknown keys is a wrong file, not thousands of typos: list the first
+# few problems (each clipped to a line's worth) and count the rest.
+MAX_LISTED_ERRORS = 20
+MAX_LINE = 500
+MAX_VALUE = 80
+
+
+def _clip(text: str, limit: int = MAX_VALUE) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 def format_errors(
     err: ValidationError, schema: type[BaseModel], data: Any, where: SourceMap | None
 ) -> str:
-    """One line per problem: location, dotted key, what was received, what was expected."""
+    """One line per problem: location, dotted key, what was received, what was expected.
+
+    At most `MAX_LISTED_ERRORS` lines, then how many more problems there are.
+    """
     lines = []
     for problem in err.errors():
         loc = _user_loc(problem["loc"], data)
-        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        dotted = ".".join(_clip(str(p)) for p in loc) or "(top level)"
         prefix = f"{where.where(loc)}: " if where else ""
         kind = problem["type"]
         if kind == "extra_forbidden":
@@ -205,10 +220,14 @@ def format_errors(
         if kind != "missing" and "input" in problem and "got " not in message:
             received = problem["input"]
             if not isinstance(received, dict | list):
-                message = f"{message} (got {received!r})"
+                message = f"{message} (got {_clip(repr(received))})"
         lines.append(f"{prefix}{dotted}: {message}")
     # Unions report one error per member; keep each message once.
-    return "\n".join(dict.fromkeys(lines))
+    unique = [_clip(line, MAX_LINE) for line in dict.fromkeys(lines)]
+    if len(unique) > MAX_LISTED_ERRORS:
+        more = len(unique) - MAX_LISTED_ERRORS
+        unique = [*unique[:MAX_LISTED_ERRORS], f"... and {more:,} more problems"]
+    return "\n".join(unique)
 
 
 def _user_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:

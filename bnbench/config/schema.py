@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
+import numpy
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -54,10 +55,32 @@ class NormSpec(Strict):
     placement: Placement = "before_activation"
     momentum: float = Field(0.99, ge=0.0, lt=1.0)
     epsilon: float = Field(1e-3, gt=0.0)
+
+    @field_validator("epsilon")
+    @classmethod
+    def _representable(cls, value: float) -> float:
+        # The layers compute in float32: an epsilon that rounds to 0 there divides by zero.
+        if float(numpy.float32(value)) == 0.0:
+            raise ValueError(f"must be representable in float32 (at least ~1.4e-45), got {value}")
+        return value
     center: bool = True
     scale: bool = True
     groups: int = Field(4, ge=1, description="number of groups for group norm")
     fused: bool = Field(True, description="use the fused TensorFlow kernel for 4-D batch norm")
+    # Ghost batch norm (Hoffer et al. 2017): in training, normalize each sub-batch of this many
+    # examples with its own statistics. Keras 3 dropped BatchNormalization's option of that name.
+    virtual_batch_size: int | None = Field(
+        None, ge=2, description="batch norm only: examples per ghost batch (must divide the batch)"
+    )
+
+    @model_validator(mode="after")
+    def _ghost_needs_batch(self) -> NormSpec:
+        if self.virtual_batch_size is not None and self.kind != "batch":
+            raise ValueError(
+                f"virtual_batch_size ({self.virtual_batch_size}) applies to kind 'batch' only, "
+                f"got kind {self.kind!r}"
+            )
+        return self
 
 
 class RandomNormalInit(Strict):
@@ -177,6 +200,9 @@ class _Block(Strict):
     norm: NormSpec | None = None
     initializer: Initializer | None = Field(None, description="default: model.initializer")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # The depth knob: the block stands for this many identical copies in a row (each its own
+    # block{i} in the layer names), so a grid over `model.blocks.0.repeat` varies the depth.
+    repeat: int = Field(1, ge=1, le=256, description="identical copies of this block in a row")
 
     @field_validator("activation")
     @classmethod
@@ -255,6 +281,22 @@ class ModelSpec(Strict):
         if value is not None and (not value or any(d < 1 for d in value)):
             raise ValueError(f"every dimension must be a positive integer, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _groups_divide_channels(self) -> ModelSpec:
+        # Checked here, not only when the layer is built, so that `plan` catches it for every
+        # expanded run before an ablation trains anything.
+        for index, block in enumerate(self.blocks):
+            if not isinstance(block, DenseBlock | Conv2DBlock):
+                continue
+            norm = block.norm or self.norm
+            width = block.units if isinstance(block, DenseBlock) else block.filters
+            if norm.kind == "group" and width % norm.groups:
+                raise ValueError(
+                    f"blocks.{index}: group norm needs norm.groups to divide the {width} "
+                    f"channels, got groups={norm.groups}"
+                )
+        return self
 
 
 class DatasetSpec(Strict):
@@ -354,6 +396,7 @@ class TrainingSpec(Strict):
             )
         if (self.target_metric is None) != (self.target_value is None):
             raise ValueError("target_metric and target_value go together: give both or neither")
+        _check_target_range(self.target_metric, self.target_value)
         if self.schedule.kind == "step" and self.schedule.decay_every is None:
             raise ValueError("schedule.kind 'step' needs schedule.decay_every (in steps)")
         if self.lr_scaling != "none" and self.reference_batch_size is None:
@@ -398,17 +441,42 @@ class EvaluationSpec(Strict):
     train_mode_metrics: bool = True
 
 
+def _check_target_range(metric: str | None, value: float | None) -> None:
+    """A target the metric can never take is a typo (accuracy 7 for 0.7, say)."""
+    if metric is None or value is None:
+        return
+    if metric.endswith("accuracy") and not 0.0 <= value <= 1.0:
+        raise ValueError(f"target_value: accuracy lies in [0, 1], got {value} for {metric}")
+    if metric.endswith(("loss", "mae", "mse")) and value < 0.0:
+        raise ValueError(f"target_value: {metric} is never negative, got {value}")
+
+
 class RunSpec(Strict):
     """One training run, as written in YAML."""
 
     name: str = Field("run", min_length=1)
-    seed: int = Field(0, ge=0)
+    # NumPy's generators (the batch order) take seeds below 2**32, as do the backends' seeds.
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     backend: Backend = "auto"
     dataset: DatasetSpec
     model: ModelSpec
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     diagnostics: DiagnosticsSpec = DiagnosticsSpec()
+
+    @model_validator(mode="after")
+    def _ghost_batches_fit(self) -> RunSpec:
+        blocks = [b for b in self.model.blocks if isinstance(b, DenseBlock | Conv2DBlock)]
+        norms = [self.model.norm, *(block.norm for block in blocks if block.norm)]
+        batch = self.training.batch_size
+        for norm in norms:
+            size = norm.virtual_batch_size
+            if size is not None and batch % size:
+                raise ValueError(
+                    f"norm.virtual_batch_size {size} must divide training.batch_size ({batch}): "
+                    "every ghost batch is full"
+                )
+        return self
 
     @field_validator("name")
     @classmethod

@@ -7,16 +7,15 @@ the offline ones (scikit-learn's digits, synthetic sets) are here and your own .
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from bnbench.config.schema import DatasetSpec
 from bnbench.data import npz, synthetic
 from bnbench.data.checks import ARRAY_NAMES, check_arrays, check_labels
-from bnbench.data.keras_sets import KERAS_SETS, Arrays
+from bnbench.data.keras_sets import KERAS_SETS, Arrays, check_local_path
 from bnbench.errors import SpecError
 
 
@@ -165,7 +164,7 @@ REGISTRY: dict[str, DatasetInfo] = {
 }
 
 
-def load_dataset(spec: DatasetSpec) -> Dataset:
+def load_dataset(spec: DatasetSpec, *, download: bool = True) -> Dataset:
     """Load, check, subset, split, normalize and reshape a dataset as the spec asks.
 
     The arrays are checked as read, before anything trains or is written (see
@@ -174,6 +173,8 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
 
     Args:
         spec: the dataset section of a run spec.
+        download: let Keras download a dataset missing from its cache (`bnbench validate`
+            checks a spec without downloading ~170 MB).
 
     Returns:
         The prepared arrays; `scale_divisor` says what 'normalize: scale' divided them by.
@@ -184,8 +185,14 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
             its range.
     """
     info = REGISTRY[spec.name]
-    if spec.path is not None and not Path(spec.path).exists():
-        raise SpecError(f"dataset.path: {spec.path} does not exist")
+    if spec.path is not None:
+        check_local_path(spec.path)  # exists, and is a regular file or folder; ~ expanded
+    elif not download and not info.cached():
+        raise SpecError(
+            f"dataset {spec.name!r} is not in the Keras cache ({KERAS_SETS[spec.name].cache}) "
+            "and checking a spec does not download it; `bnbench train` downloads it once, or "
+            "point dataset.path at a local copy"
+        )
     x_train, y_train, x_test, y_test = info.load(spec)
     source = f"dataset {spec.name!r}" + (f" ({spec.path})" if spec.path else "")
     arrays = (x_train, y_train, x_test, y_test)
@@ -277,6 +284,25 @@ def _normalize(
         std = arrays[0].std(axis=axes, keepdims=True) + np.float32(1e-7)
         return tuple(((a - mean) / std).astype(np.float32) for a in arrays)
     return arrays
+
+
+def ensure_available(specs: Iterable[DatasetSpec]) -> None:
+    """Make sure every dataset of a grid can be read, downloading a missing one once, up front.
+
+    Without this, a dataset that is neither cached nor downloadable (no network) fails every run
+    of an ablation, one by one, with the same long message.
+
+    Raises:
+        SpecError: a dataset cannot be read or downloaded; the first one found.
+    """
+    seen: set[str] = set()
+    for spec in specs:
+        key = spec.model_dump_json()
+        if key in seen:
+            continue
+        seen.add(key)
+        if spec.path is None and not REGISTRY[spec.name].cached():
+            load_dataset(spec)
 
 
 def describe() -> list[dict[str, str]]:

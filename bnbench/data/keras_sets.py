@@ -10,11 +10,13 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import stat
 import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,10 +34,35 @@ def _cache(*parts: str) -> Path:
     return keras_home().joinpath("datasets", *parts)
 
 
+def check_local_path(path: str | Path) -> Path:
+    """`dataset.path` with `~` expanded, once it is known to be a regular file or a folder.
+
+    A FIFO would block the reader forever and a device such as /dev/zero never ends, so both
+    are refused before anything opens them.
+
+    Raises:
+        SpecError: the path does not exist, cannot be examined, or is neither a file nor a folder.
+    """
+    local = Path(path).expanduser()
+    try:
+        mode = local.stat().st_mode
+    except FileNotFoundError:
+        raise SpecError(f"dataset.path: {local} does not exist") from None
+    except (OSError, ValueError) as err:
+        reason = (err.strerror if isinstance(err, OSError) else None) or str(err)
+        raise SpecError(f"dataset.path: {local} cannot be read ({reason})") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise SpecError(
+            f"dataset.path: {local} is not a regular file or folder (a pipe or device?)"
+        )
+    return local
+
+
 # --- readers for the formats Keras caches --------------------------------------------------
 
 
 def read_npz(path: Path) -> Arrays:
+    path = check_local_path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
@@ -69,12 +96,80 @@ def _read_idx_gz(folder: Path) -> Arrays:
     return x_train, y_train, x_test, y_test
 
 
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    # Pickles of bytes written with protocol 2 by Python 3 call _codecs.encode(text, "latin1");
+    # no other codec is looked up (a lookup imports a module by name).
+    if encoding not in ("latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+_PLAIN = ("dict", "list", "tuple", "set", "frozenset", "bytes", "bytearray", "str", "int", "float")
+# The globals a CIFAR batch may name; Python 2 spellings too, the published batches being
+# Python 2 pickles. numpy's array pickles name _reconstruct (protocol < 5) or _frombuffer (5).
+_CIFAR_GLOBALS = frozenset(
+    [(module, name) for module in ("builtins", "__builtin__") for name in _PLAIN]
+    + [(f"numpy.{core}.multiarray", "_reconstruct") for core in ("core", "_core")]
+    + [(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")]
+    + [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")]
+)
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle names a global outside `_CIFAR_GLOBALS`."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays only; any other global is refused.
+
+    `pickle.load` calls whatever global a pickle names, so a crafted `data_batch_1` would run its
+    payload as soon as it is read. A CIFAR batch (and Keras' reader of it) needs only dicts,
+    lists, bytes, numbers and numpy arrays.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise _RefusedGlobal(f"refused global {module}.{name}")
+        if module == "_codecs":
+            return _latin1_encode
+        return super().find_class(module, name)
+
+
+# What a truncated, corrupt or crafted (but allowed-globals-only) pickle raises while loading;
+# MemoryError: an array header asking for terabytes.
+_UNREADABLE = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    MemoryError,
+)
+
+
 def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     # The CIFAR archives are pickles of plain dicts, the format Keras itself reads.
-    with path.open("rb") as f:
-        batch = pickle.load(f, encoding="bytes")
-    data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    labels = np.asarray(batch[label_key.encode()], dtype=np.int64)
+    try:
+        with path.open("rb") as f:
+            batch = _CifarUnpickler(f, encoding="bytes").load()
+    except _RefusedGlobal as err:
+        raise SpecError(
+            f"{path}: {err}; a CIFAR batch holds only plain data and numpy arrays, so this "
+            "file was refused unread"
+        ) from None
+    except _UNREADABLE as err:
+        raise SpecError(f"{path}: not a CIFAR batch (not a readable pickle: {err})") from None
+    key = label_key.encode()
+    if not isinstance(batch, dict) or b"data" not in batch or key not in batch:
+        raise SpecError(f"{path}: not a CIFAR batch (expected a dict with b'data' and {key!r})")
+    try:
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[key], dtype=np.int64).reshape(-1)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise SpecError(f"{path}: not a CIFAR batch ({err})") from None
+    if len(labels) != len(data):
+        raise SpecError(f"{path}: {len(data)} images but {len(labels)} labels")
     return data.transpose(0, 2, 3, 1), labels
 
 
@@ -194,7 +289,7 @@ class KerasSet:
             SpecError: the local copy cannot be read, or the download failed.
         """
         if spec.path is not None:
-            return self.read_path(Path(spec.path))
+            return self.read_path(check_local_path(spec.path))
         if self.cached():
             return self.read_cache(self.cache)
         try:

@@ -15,7 +15,7 @@ import numpy as np
 
 from bnbench.config.schema import DatasetSpec
 from bnbench.data.checks import ARRAY_NAMES
-from bnbench.data.keras_sets import Arrays
+from bnbench.data.keras_sets import Arrays, check_local_path
 from bnbench.errors import SpecError
 
 
@@ -29,7 +29,7 @@ def read(spec: DatasetSpec) -> Arrays:
         raise SpecError(
             "dataset 'npz' needs dataset.path: a .npz with x_train, y_train, x_test, y_test"
         )
-    path = Path(spec.path)
+    path = check_local_path(spec.path)  # a pipe or device would block the zip check
     # np.load takes any other file for a pickle and says so, which misleads: check first.
     if not zipfile.is_zipfile(path):
         raise SpecError(

@@ -1,6 +1,7 @@
 """Build a Keras Sequential model from a model spec.
 
-Layer names follow one contract that the diagnostics rely on: block i (1-based) yields
+Layer names follow one contract that the diagnostics rely on: block i (1-based, counting each
+copy of a block with `repeat: n` as a block of its own) yields
 `block{i}_dense` or `block{i}_conv`, then `block{i}_norm` and `block{i}_act` in the order the
 placement sets, then `block{i}_pool` and `block{i}_dropout`; `block{i}_flatten` and
 `block{i}_gap` stand alone; the output layer is `head`.
@@ -34,11 +35,25 @@ if TYPE_CHECKING:
 def normalization_layer(norm: NormSpec, name: str, channels: int) -> keras.layers.Layer | None:
     """Return the Keras layer for `norm`, or None for kind 'none'.
 
+    Batch norm with `virtual_batch_size` is ghost batch norm (`bnbench.model.ghost_bn`, never
+    the fused kernel); otherwise it is the stock layer or its fused drop-in.
+
     Raises:
         SpecError: group norm whose group count does not divide the channels.
     """
     import keras
 
+    if norm.kind == "batch" and norm.virtual_batch_size is not None:
+        from bnbench.model.ghost_bn import GhostBatchNormalization
+
+        return GhostBatchNormalization(
+            norm.virtual_batch_size,
+            momentum=norm.momentum,
+            epsilon=norm.epsilon,
+            center=norm.center,
+            scale=norm.scale,
+            name=name,
+        )
     if norm.kind == "batch":
         from bnbench.model.fused_bn import batch_normalization_layer
 
@@ -175,8 +190,14 @@ def build_model(
     layers: list[keras.layers.Layer] = [keras.Input(shape=shape, name="input")]
     rank = len(shape)  # feature-map rank: 3 for (h, w, c), 1 for vectors
     size = min(shape[:2]) if rank == 3 else 0  # the smaller spatial side of the feature map
-    for i, block in enumerate(spec.blocks, start=1):
-        where = f"model.blocks[{i - 1}] ({block.type})"
+    # A block with `repeat: n` stands for n copies; each copy is a block of its own in the names.
+    expanded = [
+        (position, block)
+        for position, block in enumerate(spec.blocks)
+        for _ in range(block.repeat if isinstance(block, DenseBlock | Conv2DBlock) else 1)
+    ]
+    for i, (position, block) in enumerate(expanded, start=1):
+        where = f"model.blocks[{position}] ({block.type})"
         if isinstance(block, DenseBlock | Conv2DBlock):
             norm = block.norm or spec.norm
             activation = block.activation or spec.activation

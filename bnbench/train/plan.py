@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from bnbench.config.schema import RunSpec, TrainingSpec
+from bnbench.config.schema import Conv2DBlock, DenseBlock, FlattenBlock, RunSpec, TrainingSpec
 from bnbench.errors import SpecError
 
 
@@ -109,3 +109,96 @@ def check_target(training: TrainingSpec, metrics: list[str]) -> None:
             f"training.target_metric: {training.target_metric!r} is not recorded; "
             f"available: {', '.join(valid)}"
         )
+
+
+# More evaluation points than this makes history.csv (rewritten at each point) quadratic.
+MAX_EVAL_POINTS = 100_000
+_SLOTS = {"sgd": 1, "rmsprop": 2, "adam": 2}  # optimizer state per weight (momentum, moments)
+
+
+def check_length(training: TrainingSpec, num_train: int) -> None:
+    """A run of no steps, or with more evaluation points than a history can hold, means nothing.
+
+    Raises:
+        SpecError: `epochs` gives less than one step, or there are too many evaluation points.
+    """
+    if training.steps is None and training.epochs is not None:
+        exact = training.epochs * num_train / training.batch_size
+        if exact < 1:
+            raise SpecError(
+                f"training.epochs: {training.epochs:g} epochs of {num_train} examples at batch "
+                f"{training.batch_size} is {exact:.3g} steps; give at least one step"
+            )
+    total = training.steps or math.ceil((training.epochs or 10.0) * num_train / training.batch_size)
+    every = training.eval_every or max(1, math.ceil(num_train / training.batch_size))
+    if total // every > MAX_EVAL_POINTS:
+        raise SpecError(
+            f"training: {total:,} steps evaluated every {every:,} steps is {total // every:,} "
+            f"evaluation points (at most {MAX_EVAL_POINTS:,}); raise training.eval_every"
+        )
+
+
+def memory_estimate(spec: RunSpec, input_shape: tuple[int, ...], outputs: int, total: int) -> int:
+    """Bytes a run needs beyond its data, roughly: weights, gradients, optimizer state, order.
+
+    An order-of-magnitude estimate from the spec alone (nothing is built): float32 parameters
+    counted layer by layer, one gradient and the optimizer's slots per parameter, and the batch
+    order (one int64 index per example of every step).
+    """
+    params = _parameters(spec, input_shape, outputs)
+    slots = _SLOTS.get(spec.training.optimizer, 2)
+    return params * 4 * (2 + slots) + total * spec.training.batch_size * 8
+
+
+def check_memory(spec: RunSpec, input_shape: tuple[int, ...], outputs: int, total: int) -> None:
+    """Refuse a run whose estimated memory exceeds what this machine has available.
+
+    Raises:
+        SpecError: it does, with the estimate.
+    """
+    needed = memory_estimate(spec, input_shape, outputs, total)
+    available = _available_bytes()
+    if available is not None and needed > 0.9 * available:
+        raise SpecError(
+            f"this run needs about {needed / 2**30:,.1f} GiB (weights, gradients, optimizer "
+            f"state and the batch order of {total:,} steps) but {available / 2**30:,.1f} GiB "
+            "is available; shrink the model (units, filters) or the run (training.steps/epochs)"
+        )
+
+
+def _parameters(spec: RunSpec, input_shape: tuple[int, ...], outputs: int) -> int:
+    shape = list(input_shape)
+    total = 0
+    for block in spec.model.blocks:
+        for _ in range(int(getattr(block, "repeat", 1))):
+            count, shape = _block_parameters(block, shape)
+            total += count
+    return total + (math.prod(shape[-1:]) + 1) * (spec.model.head.units or outputs)
+
+
+def _block_parameters(block: Any, shape: list[int]) -> tuple[int, list[int]]:
+    """Parameters of one block (with its bias and a norm's four vectors) and its output shape."""
+    if isinstance(block, DenseBlock):
+        return (math.prod(shape[-1:]) + 5) * block.units, [*shape[:-1], block.units]
+    if isinstance(block, Conv2DBlock):
+        channels = shape[-1] if shape else 1
+        height, width = (max(1, d // block.strides) for d in [*shape, 1, 1][:2])
+        if block.pool:
+            height, width = max(1, height // block.pool_size), max(1, width // block.pool_size)
+        count = (block.kernel_size**2 * channels + 5) * block.filters
+        return count, [height, width, block.filters]
+    if isinstance(block, FlattenBlock):
+        return 0, [math.prod(shape)]
+    return 0, shape[-1:]  # global average pooling
+
+
+def _available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo, or None where that is not known."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

@@ -17,7 +17,15 @@ from bnbench.config.registries import LOSSES, METRICS, OPTIMIZERS
 from bnbench.config.schema import RunSpec, TrainingSpec
 from bnbench.data.datasets import Dataset
 from bnbench.errors import SpecError
-from bnbench.train.plan import Plan, batch_order, check_batch_size, check_target, loss_and_metrics
+from bnbench.train.plan import (
+    Plan,
+    batch_order,
+    check_batch_size,
+    check_length,
+    check_memory,
+    check_target,
+    loss_and_metrics,
+)
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,12 @@ class Prepared:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def prepare(spec: RunSpec) -> Prepared:
+def prepare(spec: RunSpec, *, download: bool = True) -> Prepared:
     """Activate the backend, load the data, seed, build and compile the model of `spec`.
+
+    Args:
+        spec: the run spec.
+        download: let Keras download a dataset missing from its cache (`validate` does not).
 
     Raises:
         SpecError: the spec cannot be trained (backend missing, data missing, blocks not fitting
@@ -69,7 +81,7 @@ def prepare(spec: RunSpec) -> Prepared:
     from bnbench.model.build import build_model
 
     clock.lap("imports")
-    data = load_dataset(spec.dataset)
+    data = load_dataset(spec.dataset, download=download)
     loss_name, metric_names = loss_and_metrics(spec.training, data.task)
     check_target(spec.training, metric_names)
     clock.lap("data")
@@ -79,9 +91,11 @@ def prepare(spec: RunSpec) -> Prepared:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    model = build_model(spec.model, data.input_shape, data.output_units, data.task)
-    plan = Plan.from_spec(spec.training, len(data.x_train))
     check_batch_size(spec.training, len(data.x_train))
+    check_length(spec.training, len(data.x_train))
+    plan = Plan.from_spec(spec.training, len(data.x_train))
+    check_memory(spec, data.input_shape, data.output_units, plan.total_steps)
+    model = build_model(spec.model, data.input_shape, data.output_units, data.task)
     model.compile(
         optimizer=make_optimizer(spec.training, plan.total_steps),
         loss=LOSSES[loss_name],

@@ -60,7 +60,11 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):  # type: ignore[
         if mask is not None:
             raise ValueError("GhostBatchNormalization does not take a mask in training mode")
         size, batch = self.virtual_batch_size, inputs.shape[0]
-        if isinstance(batch, int) and batch % size:  # unknown while tracing symbolically
+        if batch is not None and not isinstance(batch, int):
+            # A symbolic batch dimension (JAX shape inference, as when Keras infers a wrapper's
+            # output shape) cannot be proven divisible; the output has the input's shape anyway.
+            return super().call(inputs, training=training, mask=mask)
+        if batch is not None and batch % size:
             raise ValueError(
                 f"{self.name}: a batch of {batch} examples does not split into ghost batches of "
                 f"{size}; the batch size must be a multiple of virtual_batch_size"
@@ -81,9 +85,7 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):  # type: ignore[
         reduce_all = [a for a in range(len(ghosts.shape)) if a != channel]
         for moving, batch_value in ((self.moving_mean, mean), (self.moving_variance, variance)):
             value = ops.mean(batch_value, axis=reduce_all)
-            moving.assign(
-                ops.cast(moving, x.dtype) * self.momentum + value * (1.0 - self.momentum)
-            )
+            moving.assign(ops.cast(moving, x.dtype) * self.momentum + value * (1.0 - self.momentum))
         outputs = ops.reshape(normalized, (-1, *rest))
         return ops.cast(outputs, self.compute_dtype)
 

@@ -1,0 +1,113 @@
+"""The types a claim is made of: its registry entry, its quick budget and what its rule finds.
+
+A claim is three things kept apart: an ablation (`configs/claims/<id>.yaml`, data, whose header
+states the claim, its source, budget, runtime and expected outcome), a verdict rule (code:
+`assess` reads the claim's results tree and returns findings) and a figure (`draw`, from the same
+tree). The rule's thresholds are constants declared beside it, never tuned on the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bnbench.claims.evidence import Evidence
+from bnbench.claims.verdicts import Interval, Verdict
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One tested statement of a claim, with its statistic and verdict.
+
+    Attributes:
+        label: What distinguishes it among the claim's findings, e.g. "recalibrated BN
+            statistics"; "" when the claim has one finding.
+        statistic: The named statistic, e.g. "paired ratio of steps to 90% val. accuracy".
+        interval: Its estimate and interval over seeds, on the scale shown.
+        threshold: The declared threshold, on the same scale.
+        rule: The rule in words (`bnbench.claims.verdicts.rule_text`).
+        verdict: What the rule says.
+        digits: Decimals shown for the statistic.
+        p_value: The test's p-value when it has one (TOST).
+    """
+
+    label: str
+    statistic: str
+    interval: Interval
+    threshold: float
+    rule: str
+    verdict: Verdict
+    digits: int = 3
+    p_value: float | None = None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What a claim's rule found: its findings, and sentences that report the numbers."""
+
+    findings: list[Finding]
+    sentences: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """The quick budget of a claim: what `--quick` changes in its ablation.
+
+    Attributes:
+        seeds: The seeds to run (replaces `seeds`/`repeats`).
+        grid: Grid keys whose values are replaced.
+        overrides: Overrides added to (or replacing) the ablation's own.
+        arms: The arms kept (all when empty).
+    """
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    arms: list[str] = field(default_factory=list)
+
+    def apply(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The ablation file's data with the quick budget applied (a new mapping)."""
+        out = dict(data)
+        out.pop("repeats", None)
+        out["seeds"] = list(self.seeds)
+        out["overrides"] = {**(data.get("overrides") or {}), **self.overrides}
+        if self.grid:
+            out["grid"] = {**(data.get("grid") or {}), **self.grid}
+        if self.arms:
+            arms = data.get("arms") or {}
+            out["arms"] = {name: arms[name] for name in self.arms if name in arms}
+        return out
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A registry entry: one claim about batch norm and how bnbench tests it.
+
+    Attributes:
+        id: The claim's name on the command line and its folder, e.g. "faster_training".
+        claim: The claim in words, as it is usually made.
+        source: Who the claim is usually attributed to.
+        measures: What is measured, in words.
+        runtime: Expected wall time of the full and the quick budget with --jobs 2.
+        quick: The reduced budget of --quick.
+        assess: The verdict rule.
+        draw: The claim's figure.
+    """
+
+    id: str
+    claim: str
+    source: str
+    measures: str
+    runtime: str
+    quick: Reduction
+    assess: Callable[[Evidence], Assessment]
+    draw: Callable[[Evidence], Figure]
+
+    def listing(self) -> dict[str, str]:
+        """What `bnbench claims list` shows."""
+        return {"id": self.id, "claim": self.claim, "source": self.source,
+                "measures": self.measures, "runtime": self.runtime}  # fmt: skip

@@ -1,0 +1,168 @@
+"""`bnbench claims`: list the claims, run them, report their verdicts. A thin adapter.
+
+Each command parses, calls one library function and prints. User errors (`SpecError`) become
+a message on stderr and exit code 2, with nothing written.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bnbench.errors import SpecError
+
+if TYPE_CHECKING:
+    from bnbench.ablate.runner import Listener
+    from bnbench.config.ablation import Ablation
+
+claims_app = typer.Typer(
+    help="Common claims about batch normalization, each a shipped ablation with a verdict rule: "
+    "list them, run them (resumable), and report verdicts with their statistics and figures.",
+    no_args_is_help=True,
+)
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SpecError as err:
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False,
+                              soft_wrap=True)  # fmt: skip
+            raise typer.Exit(2) from None
+        except OSError as err:
+            where = f"{err.filename}: " if err.filename else ""
+            err_console.print(f"[bold red]error:[/] {where}{err.strerror or err}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+ConfigsOption = Annotated[
+    Path | None,
+    typer.Option(help="Folder of the claim ablations (default: the shipped configs/claims)."),
+]
+
+
+@claims_app.command("list")
+@_user_errors
+def list_claims(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the claims: id, the claim, its source, what is measured, and the runtime."""
+    from bnbench.claims.registry import CLAIMS
+
+    entries = [claim.listing() for claim in CLAIMS.values()]
+    if as_json:
+        print(json.dumps(entries, indent=2, ensure_ascii=False))
+        return
+    table = Table(show_lines=False)
+    table.add_column("id", no_wrap=True)
+    for column in ("claim", "source", "measures", "runtime"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        table.add_row(*(entry[k] for k in ("id", "claim", "source", "measures", "runtime")))
+    console.print(table)
+
+
+@claims_app.command("run")
+@_user_errors
+def run(
+    out: Annotated[Path, typer.Option(help="Results directory; each claim goes to OUT/<id>/.")],
+    jobs: Annotated[int, typer.Option(help="Runs at once, each in its own process.")] = 1,
+    only: Annotated[
+        str | None, typer.Option(help="Comma-separated claim ids (default: all).")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option(help="The reduced budget: fewer seeds, grid points or arms.")
+    ] = False,
+    report: Annotated[bool, typer.Option(help="Write the claims report at the end.")] = True,
+    configs: ConfigsOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
+) -> None:
+    """Run the claims' ablations into OUT/<id>/ (resumable: the same command continues an
+    interrupted run), then write the report."""
+    from bnbench.claims.plan import CONFIGS, plan_claims, run_claims
+    from bnbench.claims.registry import select
+
+    if jobs < 1:
+        raise SpecError(f"--jobs must be at least 1, got {jobs}")
+    folder = configs or CONFIGS
+    planned = plan_claims(select(only), out, quick, folder)
+    total = sum(len(ablation.runs) for _, ablation in planned)
+    budget = "quick" if quick else "full"
+    console.print(f"{len(planned)} claims, {total} runs ({budget} budget), --jobs {jobs} → {out}")
+    outcome = run_claims(planned, out, jobs, functools.partial(_display, quiet=quiet, jobs=jobs))
+    if outcome.interrupted:
+        words = ["bnbench", "claims", "run", "--out", str(out), "--jobs", str(jobs)]
+        words += (["--only", only] if only else []) + (["--quick"] if quick else [])
+        command = shlex.join(words)
+        err_console.print(f"interrupted; to resume, run the same command: {command}",
+                          highlight=False, soft_wrap=True)  # fmt: skip
+        raise typer.Exit(130)
+    if report:
+        _write_report(out, html=False, configs=folder)
+    if outcome.failed:
+        for claim_id, runs in outcome.failed.items():
+            err_console.print(f"[red]{claim_id}: {len(runs)} run(s) failed[/] "
+                              f"(traceback.txt in each): {', '.join(runs)}")  # fmt: skip
+        raise typer.Exit(1)
+
+
+@claims_app.command("report")
+@_user_errors
+def report_command(
+    results_dir: Annotated[Path, typer.Argument(help="A claims results directory.")],
+    html: Annotated[bool, typer.Option(help="Also write claims.html (self-contained).")] = False,
+    configs: ConfigsOption = None,
+) -> None:
+    """Assess every claim in RESULTS_DIR from its runs alone: claims.md, claims.json, a figure
+    per claim in figures/ (and claims.html)."""
+    from bnbench.claims.plan import CONFIGS
+
+    _write_report(results_dir, html=html, configs=configs or CONFIGS)
+
+
+def _write_report(out: Path, html: bool, configs: Path) -> None:
+    from bnbench.claims.render import rows
+    from bnbench.claims.report import write_claims_report
+
+    reports, paths = write_claims_report(out, html=html, configs=configs)
+    table = Table(title="claims")
+    table.add_column("claim", no_wrap=True)
+    for column in ("finding", "verdict", "statistic [CI]", "n"):
+        table.add_column(column, overflow="fold")
+    colour = {"supported": "green", "not supported": "red", "inconclusive": "yellow"}
+    for row in rows(reports):
+        verdict = f"[{colour.get(row['verdict'], 'white')}]{row['verdict']}[/]"
+        table.add_row(row["claim"], escape(row["finding"]), verdict, row["statistic"], row["n"])
+    console.print(table)
+    console.print(f"wrote {', '.join(str(p) for p in paths)} and {out / 'figures'}/")
+
+
+@contextmanager
+def _display(claim_id: str, ablation: Ablation, folder: Path, *, quiet: bool, jobs: int
+             ) -> Iterator[Listener]:  # fmt: skip
+    from bnbench.ablate.progress import AblationProgress, QuietProgress
+    from bnbench.claims.plan import finished_runs
+
+    done = finished_runs(ablation, folder)
+    console.print(f"[bold]{claim_id}[/]: {len(ablation.runs)} runs, {done} already finished")
+    progress = (QuietProgress(err_console) if quiet
+                else AblationProgress(console, len(ablation.runs), done, jobs))  # fmt: skip
+    with progress as listener:
+        yield listener

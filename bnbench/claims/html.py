@@ -1,0 +1,51 @@
+"""claims.html: the claims report as one self-contained page (figures inlined), to open offline."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from bnbench.claims.render import ClaimReport, rows, statistic_text
+
+_STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:4px 6px}"
+    ".supported{color:#1a7f37}.not-supported{color:#b42318}.inconclusive{color:#8a6d00}"
+    "img{max-width:100%}"
+)
+
+
+def render_html(reports: list[ClaimReport], out: Path) -> str:
+    """The page: the verdict table, then each claim's findings, sentences and figure."""
+    e = html.escape
+    head = ["claim", "finding", "source", "verdict", "statistic [CI]", "n seeds", "budget"]
+    keys = ["claim", "finding", "source", "verdict", "statistic", "n", "budget"]
+    body = [f"<tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>"]
+    for row in rows(reports):
+        cls = row["verdict"].replace(" ", "-")
+        cells = "".join(
+            f"<td class='{cls}'><b>{e(row[k])}</b></td>"
+            if k == "verdict"
+            else f"<td>{e(row[k])}</td>"
+            for k in keys
+        )
+        body.append(f"<tr>{cells}</tr>")
+    parts = [f"<!doctype html><meta charset='utf-8'><title>bnbench claims</title><style>{_STYLE}"
+             "</style><h1>Claims about batch normalization, tested</h1>",
+             f"<table>{''.join(body)}</table>"]  # fmt: skip
+    for report in reports:
+        claim = report.claim
+        parts.append(f"<h2>{e(claim.id)}: {e(claim.claim)}</h2><p>Source: {e(claim.source)}. "
+                     f"Measured: {e(claim.measures)}. Budget: {e(report.budget)} "
+                     f"({report.mode}).</p><ul>")  # fmt: skip
+        for found in report.assessment.findings:
+            cls = found.verdict.replace(" ", "-")
+            parts.append(f"<li>{e(found.label)} <b class='{cls}'>{found.verdict}</b>: "
+                         f"{e(found.statistic)} = {e(statistic_text(found))} over "
+                         f"{found.interval.n} seeds. Rule: {e(found.rule)}.</li>")  # fmt: skip
+        parts.append(f"</ul><p>{e(' '.join(report.assessment.sentences))}</p>")
+        if report.figure and (out / report.figure).is_file():
+            data = base64.b64encode((out / report.figure).read_bytes()).decode("ascii")
+            parts.append(f"<img alt='{e(claim.id)}' src='data:image/png;base64,{data}'>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,114 @@
+"""The claims report: every claim's verdicts, numbers and figure, from the results tree alone.
+
+`write_claims_report` reads `OUT/<id>/` of every claim that has run (rebuilding its runs.csv
+from the run directories), applies the claim's verdict rule, draws its figure into
+`OUT/figures/<id>.png` and writes `claims.md` and `claims.json` (and `claims.html` on request).
+It never trains; re-running it after editing or adding runs re-renders everything.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from bnbench.claims.claim import Assessment, Finding
+from bnbench.claims.evidence import load_evidence
+from bnbench.claims.plan import CONFIGS, claim_mode
+from bnbench.claims.registry import CLAIMS
+from bnbench.claims.render import ClaimReport, markdown
+from bnbench.errors import SpecError
+from bnbench.results.files import atomic_write_text, write_json
+from bnbench.results.layout import ABLATION
+
+FIGURES = "figures"
+MARKDOWN, JSON, HTML = "claims.md", "claims.json", "claims.html"
+
+
+def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
+    """Assess every claim with a folder in `out`, in registry order, and draw its figure.
+
+    Raises:
+        SpecError: `out` holds no claim folder, or a file in one cannot be read.
+    """
+    from bnbench.analysis.figures import save_figure
+    from bnbench.analysis.tables import build_report
+
+    found = [c for c in CLAIMS.values() if (out / c.id / ABLATION).is_file()]
+    if not found:
+        raise SpecError(f"{out}: holds no claim results; run `bnbench claims run --out {out}`")
+    reports = []
+    for claim in found:
+        folder = out / claim.id
+        mode = claim_mode(claim, folder, configs)
+        if not any((folder / "runs").glob("*")):
+            reports.append(ClaimReport(claim, mode, Assessment([], ["No runs yet."]), "-", None))
+            continue
+        build_report(folder)
+        evidence = load_evidence(folder)
+        if evidence.runs.empty:
+            empty = Assessment([], ["No finished runs yet."])
+            reports.append(ClaimReport(claim, mode, empty, evidence.budget(), None))
+            continue
+        assessment = claim.assess(evidence)
+        figure = f"{FIGURES}/{claim.id}.png"
+        save_figure(claim.draw(evidence), out / figure, "png")
+        reports.append(ClaimReport(claim, mode, assessment, evidence.budget(), figure))
+    return reports
+
+
+def write_claims_report(
+    out: Path, html: bool = False, configs: Path = CONFIGS
+) -> tuple[list[ClaimReport], list[Path]]:
+    """Assess the claims in `out` and write claims.md, claims.json (and claims.html).
+
+    Returns:
+        The claims' reports and the paths written.
+
+    Raises:
+        SpecError: as `assess_claims`.
+    """
+    reports = assess_claims(out, configs)
+    paths = [out / MARKDOWN, out / JSON]
+    atomic_write_text(paths[0], markdown(reports))
+    write_json(paths[1], {"claims": [_record(r) for r in reports]})
+    if html:
+        from bnbench.claims.html import render_html
+
+        paths.append(out / HTML)
+        atomic_write_text(paths[-1], render_html(reports, out))
+    return reports, paths
+
+
+def _record(report: ClaimReport) -> dict[str, Any]:
+    claim = report.claim
+    return {
+        **claim.listing(),
+        "mode": report.mode,
+        "budget": report.budget,
+        "figure": report.figure,
+        "sentences": report.assessment.sentences,
+        "findings": [_finding(f) for f in report.assessment.findings],
+    }
+
+
+def _finding(found: Finding) -> dict[str, Any]:
+    i = found.interval
+
+    def number(x: float | None) -> float | None:
+        return None if x is None or not math.isfinite(x) else x
+
+    return {
+        "label": found.label,
+        "statistic": found.statistic,
+        "verdict": found.verdict,
+        "estimate": number(i.estimate),
+        "ci_low": number(i.low),
+        "ci_high": number(i.high),
+        "ci_level": i.level,
+        "n_seeds": i.n,
+        "bounds": list(i.bounds),
+        "threshold": found.threshold,
+        "rule": found.rule,
+        "p_value": found.p_value,
+    }

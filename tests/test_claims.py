@@ -1,0 +1,200 @@
+"""Per-run claims: several `ablate` invocations on one results tree, stale claims, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bnbench.ablate import claims as claims_module
+from bnbench.ablate.claims import CLAIMS_DIR, LEASE_S, Claims, read_claims
+from bnbench.ablate.status import grid_status
+from bnbench.cli import app
+from bnbench.results import files, rundir
+from tests.claim_files import write_claim
+from tests.test_runner import ABLATION, _finals, _write
+
+cli = CliRunner()
+
+# Loaded into every Python process of a test's `bnbench ablate` (through PYTHONPATH): appends
+# the run directory to a log each time a worker starts a run, which is when `run_one` records
+# the run's place in the ablation (ablation.json, written once per training start).
+_COUNTER = """
+import os, sys
+_log = os.environ.get("BNBENCH_TEST_STARTS")
+if _log:
+    _fd = os.open(_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    def _hook(event, args):
+        if event == "os.rename" and str(args[1]).endswith("/ablation.json"):
+            os.write(_fd, (os.path.basename(os.path.dirname(str(args[1]))) + "\\n").encode())
+    sys.addaudithook(_hook)
+"""
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# --- the claim files ---------------------------------------------------------------------------
+
+
+def test_create_exclusive_writes_once_and_whole(tmp_path):
+    path = tmp_path / "a" / "x.json"
+    assert files.create_exclusive(path, b"first")
+    assert not files.create_exclusive(path, b"second")
+    assert path.read_bytes() == b"first"
+    assert os.listdir(path.parent) == ["x.json"]  # no temporary file left
+
+
+def test_a_claim_is_held_until_released_and_others_see_its_holder(tmp_path):
+    with Claims(tmp_path, "ray") as mine, Claims(tmp_path) as other:
+        assert mine.acquire("run-a") is None
+        holder = other.acquire("run-a")
+        assert holder is not None and holder.pid == os.getpid() and holder.executor == "ray"
+        assert set(other.others({"run-a", "run-b"})) == {"run-a"}
+        mine.release("run-a")
+        assert other.acquire("run-a") is None
+    assert read_claims(tmp_path) == {}  # leaving releases everything
+
+
+def test_a_claim_of_a_dead_process_on_this_machine_is_taken_over(tmp_path):
+    write_claim(tmp_path, "run-a", host="me", pid=_dead_pid(), heartbeat_age=0.0,
+                space=claims_module._SPACE)  # fmt: skip
+    assert read_claims(tmp_path)["run-a"].stale_reason() == "process gone"
+    with Claims(tmp_path) as mine:
+        assert mine.acquire("run-a") is None
+        claim = read_claims(tmp_path)["run-a"]
+        assert claim.generation == 1 and claim.token == mine.token
+        assert os.listdir(tmp_path / CLAIMS_DIR) == ["run-a.1.json"]  # the stale one is gone
+
+
+def test_another_machines_claim_is_stale_only_once_its_lease_expired(tmp_path):
+    write_claim(tmp_path, "live", host="node7", pid=1, heartbeat_age=5.0)
+    write_claim(tmp_path, "silent", host="node8", pid=1, heartbeat_age=LEASE_S + 60)
+    with Claims(tmp_path) as mine:
+        held = mine.acquire("live")
+        assert held is not None and held.holder == "node7:1"
+        assert mine.acquire("silent") is None
+    assert "no heartbeat for" in (read_claims(tmp_path)["live"].stale_reason(time.time() + 1e4)
+                                  or "")  # fmt: skip
+
+
+def test_of_many_taking_over_one_stale_claim_exactly_one_wins(tmp_path):
+    write_claim(tmp_path, "run-a", host="node8", pid=1, heartbeat_age=LEASE_S + 60)
+    takers = [Claims(tmp_path) for _ in range(8)]
+    results: list[object] = []
+    start = threading.Barrier(len(takers))
+
+    def take(claims: Claims) -> None:
+        start.wait()
+        results.append(claims.acquire("run-a"))
+
+    threads = [threading.Thread(target=take, args=(c,)) for c in takers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count(None) == 1
+
+
+def test_heartbeats_refresh_a_claim_and_notice_a_takeover(tmp_path):
+    with Claims(tmp_path) as mine:
+        mine.acquire("run-a")
+        before = read_claims(tmp_path)["run-a"].heartbeat
+        time.sleep(0.01)
+        mine.beat()
+        assert read_claims(tmp_path)["run-a"].heartbeat > before
+        # Someone decided this process was silent for too long and took the run over.
+        write_claim(tmp_path, "run-a", host="node9", pid=1, heartbeat_age=0.0, generation=1)
+        mine.beat()
+        assert mine.lost == ["run-a"]
+        mine.release("run-a")  # not ours any more: left alone
+    assert read_claims(tmp_path)["run-a"].holder == "node9:1"
+
+
+# --- several invocations on one tree ---------------------------------------------------------
+
+
+def _invocations(tmp_path: Path, count: int, grid: dict) -> tuple[Path, Counter[str]]:
+    """Start `count` `bnbench ablate` at once on one folder; the runs each one trained."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(_COUNTER)
+    starts = tmp_path / "starts.log"
+    env = {**os.environ, "PYTHONPATH": str(hooks),
+           "BNBENCH_TEST_STARTS": str(starts)}  # fmt: skip
+    path, results = _write(tmp_path, grid), tmp_path / "r"
+    command = [sys.executable, "-m", "bnbench", "ablate", str(path), "--out", str(results),
+               "-q", "--no-plots"]  # fmt: skip
+    procs = [subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(count)]  # fmt: skip
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in out + err, err
+    return results, Counter(starts.read_text().split())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("count", [2, 3])
+def test_concurrent_invocations_complete_the_grid_and_train_no_run_twice(tmp_path, count):
+    grid = {**ABLATION, "seeds": [0, 1, 2]}  # 6 runs
+    results, starts = _invocations(tmp_path, count, grid)
+    runs = {run.name: rundir.run_state(run) for run in (results / "runs").iterdir()}
+    assert len(runs) == 6 and set(runs.values()) == {"completed"}
+    assert set(starts) == set(runs) and set(starts.values()) == {1}, starts
+    assert json.loads((results / "manifest.json").read_text())["finished_at"]
+    assert (results / "summary.csv").exists()  # written by whichever finished last
+    assert os.listdir(results / CLAIMS_DIR) == []
+
+
+@pytest.mark.slow
+def test_a_killed_invocations_claims_are_taken_over_and_status_says_so(tmp_path):
+    grid = {**ABLATION, "overrides": {"training.steps": 1000, "training.eval_every": 20}}
+    path, results = _write(tmp_path, grid), tmp_path / "r"
+    command = [sys.executable, "-m", "bnbench", "ablate", str(path), "--out", str(results),
+               "-q", "--no-plots", "--jobs", "2"]  # fmt: skip
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            runs = list((results / "runs").glob("*/history.csv"))
+            if len(runs) == 2:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no two runs got going")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    status = cli.invoke(app, ["status", str(results)], terminal_width=250)
+    assert status.exit_code == 0, status.output
+    stale = [row.stale for row in grid_status(results) if row.stale]
+    assert stale == ["process gone"] * 2
+    assert "2 incomplete, 2 missing, 2 stale claims" in status.output
+
+    done = subprocess.run([*command[:-2]], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert set(_finals(results)) == {run.name for run in (results / "runs").iterdir()}
+    assert len(_finals(results)) == 4
+    assert read_claims(results) == {}
+    status = cli.invoke(app, ["status", str(results)], terminal_width=250)
+    assert "4 completed" in status.output and "stale" not in status.output
+
+
+def test_status_of_a_folder_without_an_ablation_is_an_error(tmp_path):
+    result = cli.invoke(app, ["status", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "holds no ablation" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -55,6 +56,26 @@ def test_create_exclusive_writes_once_and_whole(tmp_path):
     assert not files.create_exclusive(path, b"second")
     assert path.read_bytes() == b"first"
     assert os.listdir(path.parent) == ["x.json"]  # no temporary file left
+
+
+def test_create_exclusive_without_hard_links_falls_back_to_o_excl(tmp_path, monkeypatch):
+    def no_links(src: object, dst: object) -> None:
+        raise PermissionError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert files.create_exclusive(tmp_path / "x.json", b"first")
+    assert not files.create_exclusive(tmp_path / "x.json", b"second")
+    assert os.listdir(tmp_path) == ["x.json"] and (tmp_path / "x.json").read_bytes() == b"first"
+
+
+def test_an_unreadable_claim_is_live_until_its_lease_expires(tmp_path):
+    path = write_claim(tmp_path, "run-a", host="node7", pid=1, heartbeat_age=0.0)
+    path.write_text('{"half": ')  # being written, or damaged
+    with Claims(tmp_path) as mine:
+        assert mine.acquire("run-a") is not None
+        old = time.time() - LEASE_S - 60
+        os.utime(path, (old, old))
+        assert mine.acquire("run-a") is None
 
 
 def test_a_claim_is_held_until_released_and_others_see_its_holder(tmp_path):

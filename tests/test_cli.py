@@ -11,7 +11,10 @@ from bnbench import __version__
 from bnbench.cli import app
 from tests.conftest import files_under
 
-COMMANDS = ["validate", "train", "datasets", "plan", "ablate", "report", "plot", "landscape"]
+COMMANDS = [
+    "validate", "train", "datasets", "plan", "ablate", "status", "report", "plot", "landscape",
+    "export", "claims",
+]  # fmt: skip
 runner = CliRunner()
 
 

@@ -26,7 +26,10 @@ BELOW = {
     "train": BASE | {"config", "results", "data", "model"},
     "ablate": BASE | {"config", "results", "train"},
     "analysis": BASE | {"config", "results", "data"},
-    "cli": BASE | {"config", "results", "data", "model", "train", "ablate", "analysis"},
+    "export": BASE | {"config", "results", "analysis"},
+    "claims": BASE | {"config", "results", "analysis", "ablate"},
+    "cli": BASE
+    | {"config", "results", "data", "model", "train", "ablate", "analysis", "export", "claims"},
     "__main__": {"cli"},
 }
 TRAINING_SIDE = ("bnbench.train", "bnbench.model", "bnbench.ablate")
@@ -116,7 +119,9 @@ def test_the_layer_rule_catches_an_upward_import(tmp_path, monkeypatch):
         test_imports_only_point_down()
 
 
-@pytest.mark.parametrize("package", ["bnbench.analysis", "bnbench.config", "bnbench.results"])
+@pytest.mark.parametrize(
+    "package", ["bnbench.analysis", "bnbench.config", "bnbench.results", "bnbench.export"]
+)
 def test_reading_side_never_loads_training_or_a_backend(package):
     """Importing every module of the package loads no training code, Keras or backend."""
     modules = [m for m in _modules() if m == package or m.startswith(package + ".")]

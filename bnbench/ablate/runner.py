@@ -1,50 +1,50 @@
-"""Running an expanded ablation: worker processes, resume, shards, a lock, failures as data.
+"""Running an expanded ablation: resume, shards, per-run claims, failures as data.
 
-Each run trains in a worker process (spawned, so a crash or `kill -9` of one run cannot corrupt
-another); a worker serves one Keras backend and is capped at its share of the CPU threads. A run
-whose directory is complete is never run again; an incomplete one is cleared and re-run.
+Runs train through an executor (`bnbench.ablate.executor`: worker processes here by default,
+or a Ray cluster, or SLURM jobs); wherever it runs, a run is the same function writing the
+same run directory. A run whose directory is complete is never run again; an incomplete one is
+cleared and re-run.
+
+Several invocations (shards, executors, machines) may fill one results tree at once: no lock
+covers the tree, each run is claimed before it trains (`bnbench.ablate.claims`). The first
+invocation creates `ablation.yaml` and `manifest.json`; every later one checks that its
+ablation equals the one there, so different ablations never mix; whichever finishes last
+records the end time.
+
+Ctrl-C is the parent's to handle (workers ignore SIGINT, which a terminal sends to the whole
+process group): the first stops launching runs and lets the running ones finish; a second
+terminates them. Either way an unfinished run is left incomplete, never failed, so the same
+command resumes the grid.
 """
 
 from __future__ import annotations
 
-import fcntl
-import multiprocessing
+import json
 import os
-import queue
-import shutil
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from bnbench.ablate.claims import CLAIMS_DIR, Claims
+from bnbench.ablate.executor import SLURM_DIR, Executor, ExecutorOptions, open_executor
+from bnbench.ablate.interrupts import counting_ctrl_c
+from bnbench.ablate.launch import Launcher, Listener, Outcome
 from bnbench.config.ablation import Ablation, PlannedRun
+from bnbench.config.identity import jsonable
 from bnbench.errors import SpecError
-from bnbench.results import rundir
-from bnbench.results.files import read_mapping, write_json, write_yaml
-from bnbench.results.layout import ABLATION, MANIFEST, run_path
+from bnbench.results import files, rundir
+from bnbench.results.files import read_mapping, write_json
+from bnbench.results.layout import ABLATION, MANIFEST, PLOTS_DIR, run_path
 
-LOCK = ".lock"
+__all__ = ["Listener", "Outcome", "parse_shard", "plan_table", "run_ablation", "shard_runs"]
 
-# (event, payload) -> None: 'start' / 'step' / 'done' events for the live display.
-Listener = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass
-class Outcome:
-    """What happened to the selected runs of one `ablate` invocation."""
-
-    total: int
-    skipped: list[str] = field(default_factory=list)
-    statuses: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> list[str]:
-        return [run_id for run_id, status in self.statuses.items() if status == "failed"]
+# Hidden entries of a results tree that are ours: claims, SLURM's job folder, an old lock file.
+HIDDEN = frozenset({CLAIMS_DIR, SLURM_DIR, files.LOCK})
+# A temporary file this old was left by a killed writer (a live one renames it within seconds).
+STALE_TEMP_S = 3600.0
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -81,123 +81,68 @@ def plan_table(ablation: Ablation, results_dir: Path | None) -> list[dict[str, A
     return rows
 
 
-@contextmanager
-def results_lock(results_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the results directory; released even on `kill -9`.
-
-    Raises:
-        SpecError: another process holds it.
-    """
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / LOCK
-    handle = path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "unknown"
-        handle.close()
-        raise SpecError(
-            f"{results_dir}: another bnbench ablate is running on this directory "
-            f"(pid {owner}); wait for it or choose another --out"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    try:
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
-def _init_worker(backend: str, threads: int, events: Any) -> None:
-    from bnbench.train.backend import activate, limit_threads
-
-    limit_threads(threads)
-    activate(backend)
-    global _EVENTS
-    _EVENTS = events
-
-
-_EVENTS: Any = None
-
-
-def _run_one(run_id: str, spec_data: dict[str, Any], entry: dict[str, Any], run_dir: str,
-             save_model: bool) -> tuple[str, str, str | None]:  # fmt: skip
-    """Train one run in a worker; never raises (a failure is recorded in its directory)."""
-    from bnbench.config.schema import RunSpec
-    from bnbench.train.loop import train
-
-    path = Path(run_dir)
-    rundir.write_entry(path, entry)
-
-    def progress(step: int, total: int, loss: float | None) -> None:
-        if _EVENTS is not None:
-            _EVENTS.put(("step", {"run_id": run_id, "step": step, "total": total, "loss": loss}))
-
-    try:
-        result = train(RunSpec.model_validate(spec_data), path, save_model=save_model,
-                       progress=progress)  # fmt: skip
-        return run_id, result.status, None
-    except Exception as err:  # recorded by train(); the grid carries on
-        if rundir.run_state(path) != "failed":  # it failed before training started
-            rundir.record_failure(path, err, brief=True)
-        return run_id, "failed", f"{type(err).__name__}: {err}"
-
-
 def run_ablation(
     ablation: Ablation,
     results_dir: Path,
     *,
-    jobs: int = 1,
+    jobs: int | None = None,
     retry_failed: bool = False,
     shard: tuple[int, int] = (1, 1),
     save_model: bool = False,
     listener: Listener | None = None,
+    executor: ExecutorOptions | None = None,
 ) -> Outcome:
     """Run the selected, unfinished runs of `ablation` into `results_dir`.
+
+    Other invocations may work on `results_dir` at the same time: a run one of them is
+    training is passed over (`Outcome.elsewhere`). A Ctrl-C (SIGINT) while runs are in flight
+    does not raise: the first stops launching runs and waits for the running ones, a second
+    terminates them; `Outcome.interrupted` says so.
 
     Args:
         ablation: the loaded, validated ablation.
         results_dir: the results tree; `runs/<run id>/` per run.
-        jobs: runs at once, each in its own worker process.
+        jobs: runs at once (overrides `executor.jobs`); None lets the executor decide.
         retry_failed: also re-run runs recorded as failed.
         shard: (i, n) to run only the i-th of n slices.
         save_model: write each run's model.keras.
         listener: receives progress events.
+        executor: where runs train (default: worker processes here).
 
     Raises:
-        SpecError: the directory is locked, or holds a different ablation.
+        SpecError: the directory holds something else or a different ablation, the executor
+            cannot start (then nothing is written), a run to clear is a symbolic link, or a
+            local worker process died.
     """
-    if jobs < 1:
-        raise SpecError(f"--jobs must be at least 1, got {jobs}")
-    with results_lock(results_dir):
+    options = executor or ExecutorOptions()
+    if jobs is not None:
+        options = replace(options, jobs=jobs)
+    options.check()
+    _check_destination(ablation, results_dir)  # before anything, so a refusal writes nothing
+    engine = open_executor(options, results_dir)
+    try:
         _write_top_level(ablation, results_dir)
+        for folder in (results_dir, results_dir / PLOTS_DIR, results_dir / CLAIMS_DIR):
+            files.remove_old_temp_files(folder, STALE_TEMP_S)
         selected = shard_runs(ablation.runs, shard)
         outcome = Outcome(total=len(selected))
-        todo = []
-        for run in selected:
-            run_dir = run_path(results_dir, run.run_id)
-            state = rundir.run_state(run_dir)
-            if rundir.is_done(state) or (state == "failed" and not retry_failed):
-                outcome.skipped.append(run.run_id)
-                outcome.statuses[run.run_id] = state
-                continue
-            if run_dir.exists():
-                shutil.rmtree(run_dir)  # incomplete (or failed, being retried): start clean
-            todo.append(run)
-        _execute(todo, results_dir, jobs, save_model, outcome, listener)
+        todo = _unfinished(selected, results_dir, retry_failed, outcome)
+        with Claims(results_dir, options.name) as claims:
+            _execute(todo, engine, claims, outcome, results_dir, save_model, retry_failed,
+                     listener)  # fmt: skip
+            others = claims.others({run.run_id for run in ablation.runs})
+            outcome.elsewhere = {run_id: claim.holder for run_id, claim in others.items()}
+    finally:
+        engine.close()
+    if not outcome.interrupted and not outcome.elsewhere:  # the last one out
         manifest = read_mapping(results_dir / MANIFEST)
         manifest["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         write_json(results_dir / MANIFEST, manifest)
     return outcome
 
 
-def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
-    from bnbench.results.environment import library_versions, machine
-
+def _check_destination(ablation: Ablation, results_dir: Path) -> None:
+    """Refuse a results directory that holds something other than this ablation; reads only."""
     path = results_dir / ABLATION
     if path.exists():
         existing = read_mapping(path)
@@ -209,10 +154,20 @@ def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
                 f"{', '.join(changed)}); its runs would be summarized together with these. "
                 "Choose another --out, or delete the folder to start over"
             )
-    elif any(entry.name != LOCK for entry in results_dir.iterdir()):
+    elif results_dir.is_dir() and any(
+        name not in HIDDEN and not files.is_temp_name(name) for name in os.listdir(results_dir)
+    ):
         raise SpecError(f"{results_dir}: is not empty and holds no ablation; choose another --out")
-    write_yaml(path, ablation.resolved)
-    write_json(results_dir / MANIFEST, {
+
+
+def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
+    """Create ablation.yaml and manifest.json unless another invocation did; check the former."""
+    from bnbench.results.environment import library_versions, machine
+
+    text = yaml.safe_dump(ablation.resolved, sort_keys=False)
+    if not files.create_exclusive(results_dir / ABLATION, text.encode("utf-8")):
+        _check_destination(ablation, results_dir)  # another invocation's: the same ablation?
+    manifest = {
         "ablation": ablation.resolved["name"],
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "finished_at": None,
@@ -220,63 +175,52 @@ def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
         "machine": machine(),
         "backends": sorted({run.spec.backend for run in ablation.runs}),
         "runs": len(ablation.runs),
-    })  # fmt: skip
+        # The planned runs, so that `bnbench status` lists those not started yet.
+        "plan": [
+            {"run_id": run.run_id, "arm": run.arm, "cell": run.cell, "seed": run.seed}
+            for run in ablation.runs
+        ],
+    }
+    text = json.dumps(manifest, indent=2, default=jsonable) + "\n"
+    files.create_exclusive(results_dir / MANIFEST, text.encode("utf-8"))
 
 
-def _execute(todo: list[PlannedRun], results_dir: Path, jobs: int, save_model: bool,
-             outcome: Outcome, listener: Listener | None) -> None:  # fmt: skip
+def _unfinished(selected: list[PlannedRun], results_dir: Path, retry_failed: bool,
+                outcome: Outcome) -> list[PlannedRun]:  # fmt: skip
+    """The runs to (re-)run; the others are recorded as skipped. Reads only: a run's folder is
+    cleared once it is claimed."""
+    todo = []
+    for run in selected:
+        state = rundir.run_state(run_path(results_dir, run.run_id))
+        if rundir.is_done(state) or (state == "failed" and not retry_failed):
+            outcome.skipped.append(run.run_id)
+            outcome.statuses[run.run_id] = state
+        else:
+            todo.append(run)
+    return todo
+
+
+def _execute(todo: list[PlannedRun], engine: Executor, claims: Claims, outcome: Outcome,
+             results_dir: Path, save_model: bool, retry_failed: bool,
+             listener: Listener | None) -> None:  # fmt: skip
     if not todo:
         return
-    context = multiprocessing.get_context("spawn")
-    manager = context.Manager()
-    events = manager.Queue()
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    try:
+    with counting_ctrl_c() as ctrl_c:
+        launcher = Launcher(results_dir, engine, claims, ctrl_c, outcome, listener, save_model,
+                            retry_failed)  # fmt: skip
         for backend in sorted({run.spec.backend for run in todo}):
             group = [run for run in todo if run.spec.backend == backend]
-            with ProcessPoolExecutor(max_workers=min(jobs, len(group)), mp_context=context,
-                                     initializer=_init_worker,
-                                     initargs=(backend, threads, events)) as pool:  # fmt: skip
-                futures: dict[Future[Any], PlannedRun] = {}
-                for run in group:
-                    future = pool.submit(
-                        _run_one,
-                        run.run_id,
-                        run.spec.model_dump(mode="json"),
-                        run.entry(),
-                        str(run_path(results_dir, run.run_id)),
-                        save_model,
-                    )
-                    futures[future] = run
-                    if listener:
-                        listener("queued", {"run_id": run.run_id})
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    _drain(events, listener)
-                    for future in done:
-                        try:
-                            run_id, status, error = future.result()
-                        except BrokenProcessPool:
-                            raise SpecError(
-                                f"a worker process died while running {futures[future].run_id} "
-                                "(out of memory?); its directory is marked incomplete: re-run "
-                                "the same command to resume"
-                            ) from None
-                        outcome.statuses[run_id] = status
-                        if error:
-                            outcome.errors[run_id] = error
-                        if listener:
-                            listener("done", {"run_id": run_id, "status": status})
-    finally:
-        manager.shutdown()
+            if ctrl_c.presses:
+                break
+            with engine.group(backend, len(group)):
+                stopped = launcher.run(group)
+            for run in stopped:  # their workers are gone: nothing can finish them now
+                _leave_incomplete(run_path(results_dir, run.run_id))
+                claims.release(run.run_id)
+            outcome.stopped_midway += [run.run_id for run in stopped]
+        outcome.interrupted = ctrl_c.presses > 0
 
 
-def _drain(events: Any, listener: Listener | None) -> None:
-    while True:
-        try:
-            kind, payload = events.get_nowait()
-        except (queue.Empty, EOFError, OSError):
-            return
-        if listener:
-            listener(kind, payload)
+def _leave_incomplete(run_dir: Path) -> None:
+    if rundir.run_state(run_dir) == rundir.UNFINISHED:  # it may have finished as it was stopped
+        rundir.mark_interrupted(run_dir)

@@ -55,14 +55,6 @@ class NormSpec(Strict):
     placement: Placement = "before_activation"
     momentum: float = Field(0.99, ge=0.0, lt=1.0)
     epsilon: float = Field(1e-3, gt=0.0)
-
-    @field_validator("epsilon")
-    @classmethod
-    def _representable(cls, value: float) -> float:
-        # The layers compute in float32: an epsilon that rounds to 0 there divides by zero.
-        if float(numpy.float32(value)) == 0.0:
-            raise ValueError(f"must be representable in float32 (at least ~1.4e-45), got {value}")
-        return value
     center: bool = True
     scale: bool = True
     groups: int = Field(4, ge=1, description="number of groups for group norm")
@@ -72,6 +64,14 @@ class NormSpec(Strict):
     virtual_batch_size: int | None = Field(
         None, ge=2, description="batch norm only: examples per ghost batch (must divide the batch)"
     )
+
+    @field_validator("epsilon")
+    @classmethod
+    def _representable(cls, value: float) -> float:
+        # The layers compute in float32: an epsilon that rounds to 0 there divides by zero.
+        if float(numpy.float32(value)) == 0.0:
+            raise ValueError(f"must be representable in float32 (at least ~1.4e-45), got {value}")
+        return value
 
     @model_validator(mode="after")
     def _ghost_needs_batch(self) -> NormSpec:

@@ -1,19 +1,30 @@
-"""Writing and reading the files of a results tree: atomic writes and one guarded parser.
+"""Writing and reading the files of a results tree: atomic writes, safe deletion, locks, and one
+guarded parser.
 
 Every file bnbench writes goes through a temporary file in the same folder and a rename, so a
-reader (or a run killed mid-write) never sees half a file.
+reader (or a run killed mid-write) never sees half a file; the rename replaces a symbolic link
+rather than writing through it. A temporary file left by a killed writer is recognisable by its
+name (`is_temp_name`), so it never counts as content and is cleaned up by the next writer that
+holds the folder's lock (or, in a folder written without a lock, once it is old). Deleting never
+follows a symbolic link.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import io
 import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -22,27 +33,193 @@ from bnbench.errors import SpecError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# One mode for every output: what the umask allows (mkstemp alone would make files private).
+MODE = 0o666 & ~_UMASK
+# The lock file of a folder being written (an ablation's results tree, a `train` run directory).
+LOCK = ".lock"
+# `.<name>.<8 random characters>.tmp`, optionally followed by the real suffix (`.tmp.keras`).
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?")
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether `name` is one of our temporary files (left behind only by a killed writer)."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def remove_temp_files(folder: Path) -> None:
+    """Delete the temporary files a killed writer left directly in `folder` (if it exists).
+
+    Call it only while holding the folder's lock: a live writer's temporary file looks the same.
+    """
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for entry in os.scandir(folder):
+        if is_temp_name(entry.name) and not entry.is_dir(follow_symlinks=False):
+            Path(entry.path).unlink(missing_ok=True)
+
+
+def remove_old_temp_files(folder: Path, older_than_s: float) -> None:
+    """Delete our temporary files in `folder` last modified more than `older_than_s` ago.
+
+    For a folder that several processes (on several machines) write at once, where no lock says
+    who writes: a live writer's temporary file exists for the seconds between its creation and
+    its rename, so one that is much older was left by a killed writer.
+    """
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for entry in os.scandir(folder):
+        if not is_temp_name(entry.name) or entry.is_dir(follow_symlinks=False):
+            continue
+        with suppress(OSError):  # gone meanwhile: its writer renamed or another one removed it
+            if time.time() - entry.stat(follow_symlinks=False).st_mtime > older_than_s:
+                Path(entry.path).unlink()
+
+
+def remove_tree(path: Path, root: Path) -> None:
+    """Delete the folder `path` inside the tree `root`, never through a symbolic link.
+
+    Links inside `path` are removed, not followed.
+
+    Raises:
+        SpecError: `path`, or a folder between `root` and it, is a symbolic link.
+    """
+    depth = len(path.relative_to(root).parts)  # ValueError when `path` is not inside `root`
+    for link in (path, *path.parents[: depth - 1]):
+        if link.is_symlink():
+            raise _link_error(link, path)
+    shutil.rmtree(path)
+
+
+def clear_folder(folder: Path, keep: Collection[str] = ()) -> None:
+    """Delete everything in `folder` but the names in `keep`; links are removed, not followed.
+
+    Raises:
+        SpecError: `folder` is itself a symbolic link.
+    """
+    if folder.is_symlink():
+        raise _link_error(folder, folder)
+    for entry in os.scandir(folder):
+        if entry.name in keep:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def _link_error(link: Path, path: Path) -> SpecError:
+    what = "" if link == path else f", so {path} is not deleted through it"
+    return SpecError(
+        f"{link}: is a symbolic link (to {os.readlink(link)}){what}; bnbench never deletes "
+        "through a link: remove it yourself, or choose another --out"
+    )
+
+
+@contextmanager
+def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside `path` to write; renamed onto `path` when the block succeeds.
+
+    On any error the temporary file is deleted; an `OSError` (a full disk, say) is re-raised
+    naming `path`, so the message says which output could not be written.
+
+    Args:
+        path: The file to write.
+        suffix: The temporary name's ending; `.tmp` followed by `path`'s suffix for writers
+            that insist on one (Keras' `model.save` wants `.keras`).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except OSError as err:
+        raise _naming(err, path) from err
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, MODE)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise _naming(err, path) from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """`err` with `path` as its file name (errors from inside a write often carry none)."""
+    if err.errno is None or err.filename == str(path):
+        return err
+    return OSError(err.errno, err.strerror or os.strerror(err.errno), str(path))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; results are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `data` to `path` through a temporary file in the same folder and a rename.
+
+    Raises:
+        OSError: it cannot be written; `filename` is `path`.
+    """
+    with replacing(path) as tmp, tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` as UTF-8, atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def create_exclusive(path: Path, data: bytes) -> bool:
+    """Create `path` holding `data` unless it exists; a reader sees the whole file or none.
+
+    The data goes to a temporary file that is then hard-linked to `path`: the link is atomic
+    and fails when `path` exists, also on NFS (where `O_EXCL` was long unreliable). When the
+    reply to the link is lost on NFS, the temporary file's link count still tells.
+
+    Returns:
+        True when this call created `path`, False when it existed.
+
+    Raises:
+        OSError: it cannot be written; `filename` is `path`.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _naming(err, path) from err
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, MODE)
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as err:
+        if tmp.exists() and os.stat(tmp).st_nlink == 2:
+            return True
+        if err.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):  # no hard links here
+            return _create_excl(path, data)
+        raise _naming(err, path) from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def _create_excl(path: Path, data: bytes) -> bool:
+    """`create_exclusive` where hard links are not supported: `O_EXCL`, the file briefly empty."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, MODE)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return True
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -101,3 +278,61 @@ def read_mapping(path: Path, *, missing_ok: bool = True) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError(f"{str(path)!r}: expected a mapping, got {type(data).__name__}")
     return data
+
+
+@contextmanager
+def folder_lock(folder: Path, holder: str) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (created if missing); released even on `kill -9`.
+
+    The lock file `LOCK` inside the folder is removed on release, and so is the folder when this
+    call created it and it is still empty: a refused or failed command leaves nothing behind.
+
+    Args:
+        folder: The folder to lock.
+        holder: The command holding it, for another one's message ("bnbench train").
+
+    Raises:
+        SpecError: another process holds it; the message names that process.
+    """
+    created = not folder.exists()
+    handle = _acquire(folder, holder)
+    try:
+        yield
+    finally:
+        with suppress(OSError):
+            (folder / LOCK).unlink()
+            if created:
+                folder.rmdir()  # only when empty
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _acquire(folder: Path, holder: str) -> IO[str]:
+    """Open and lock `folder/LOCK`; retried when its holder removed it as we opened it."""
+    path = folder / LOCK
+    for _ in range(5):
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = path.open("a+")
+        except FileNotFoundError:  # the folder was removed by the last holder: make it again
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().split(maxsplit=1)  # "<pid> <command>"
+            handle.close()
+            pid = owner[0] if owner else "unknown"
+            command = owner[1].strip() if len(owner) > 1 else "bnbench"
+            raise SpecError(
+                f"{folder}: another {command} is running on this directory (pid {pid}); wait "
+                "for it or choose another --out"
+            ) from None
+        if path.exists() and os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+            with suppress(OSError):  # who holds it is only for messages
+                handle.truncate(0)
+                handle.write(f"{os.getpid()} {holder}\n")
+                handle.flush()
+            return handle
+        handle.close()  # we locked a lock file its holder had just removed
+    raise SpecError(f"{folder}: could not lock it (its lock file {path} keeps vanishing)")

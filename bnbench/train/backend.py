@@ -71,7 +71,30 @@ def limit_threads(threads: int) -> None:
         os.environ[name] = value
     flags = os.environ.get("XLA_FLAGS", "")
     if threads == 1 and "xla_cpu_multi_thread_eigen" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+        flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = flags.strip()
+
+
+def worker_cores(slot: int, jobs: int) -> list[int]:
+    """The CPU cores of worker `slot` (0-based) when `jobs` workers share this process's cores.
+
+    Each worker gets its own contiguous share, so that workers do not migrate between cores and
+    compete for the same ones (JAX's runtime and compiler start threads on every core they can
+    see). With more workers than cores, workers share cores round-robin.
+    """
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not available or jobs < 1:
+        return available
+    if jobs >= len(available):
+        return [available[slot % len(available)]]
+    share = len(available) // jobs
+    return available[slot * share : (slot + 1) * share]
+
+
+def pin_to_cores(cores: list[int]) -> None:
+    """Run this process (and the threads it starts from now on) on `cores` only."""
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
 
 
 def activate(backend: str) -> None:

@@ -381,6 +381,8 @@ def _best(history: list[HistoryRow], metric_names: list[str]) -> dict[str, Any]:
 
 
 def _save_model(model: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
+    from bnbench.results.files import replacing
+
+    # Keras insists on the .keras suffix; the temporary name is one our cleanup recognises.
+    with replacing(path, suffix=".tmp.keras") as tmp:
+        model.save(tmp)

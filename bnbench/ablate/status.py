@@ -1,0 +1,87 @@
+"""What a results tree holds right now: each planned run's state and who, if anyone, trains it.
+
+Read from the tree alone (the manifest's plan, run directories and claims), so `bnbench status`
+works from any machine that mounts the folder, while invocations elsewhere fill it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bnbench.ablate.claims import Claim, read_claims
+from bnbench.errors import SpecError
+from bnbench.results import rundir
+from bnbench.results.files import read_mapping
+from bnbench.results.layout import ABLATION, MANIFEST, RUNS_DIR, run_path
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """One planned run: its state in the tree, and its claim if it has one.
+
+    Attributes:
+        state: 'running' when a live process holds its claim; otherwise the run directory's
+            state ('missing', 'incomplete', 'completed', 'diverged', 'failed').
+        claim: the run's claim, live or stale, or None.
+        stale: why the claim is stale ('process gone', 'no heartbeat for 300 s'), or None.
+    """
+
+    run_id: str
+    arm: str
+    cell: str
+    seed: int
+    state: str
+    claim: Claim | None
+    stale: str | None
+
+
+def grid_status(results_dir: Path) -> list[RunStatus]:
+    """The status of every planned run of the ablation in `results_dir`, in plan order.
+
+    Raises:
+        SpecError: `results_dir` holds no ablation, or its manifest is unreadable.
+    """
+    if not (results_dir / ABLATION).is_file():
+        raise SpecError(f"{results_dir}: holds no ablation ({ABLATION} is missing)")
+    claims = read_claims(results_dir)
+    now = time.time()
+    rows = []
+    for run in _planned(results_dir):
+        state = rundir.run_state(run_path(results_dir, run["run_id"]))
+        claim = claims.get(run["run_id"])
+        stale = claim.stale_reason(now) if claim is not None else None
+        if claim is not None and stale is None and not rundir.is_done(state):
+            state = "running"
+        rows.append(RunStatus(run["run_id"], run["arm"], run["cell"], run["seed"], state,
+                              claim, stale))  # fmt: skip
+    return rows
+
+
+def _planned(results_dir: Path) -> list[dict[str, Any]]:
+    """The manifest's planned runs; for a tree written before it listed them, the run
+    directories there are."""
+    plan = read_mapping(results_dir / MANIFEST).get("plan")
+    if isinstance(plan, list):
+        return plan
+    runs = results_dir / RUNS_DIR
+    found = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    return [{"run_id": p.name, "arm": "?", "cell": "", "seed": -1, **rundir.read_entry(p)}
+            for p in found]  # fmt: skip
+
+
+def counts(rows: list[RunStatus]) -> dict[str, int]:
+    """How many runs are in each state, plus 'stale claims'."""
+    found = Counter(row.state for row in rows)
+    stale = sum(row.stale is not None for row in rows)
+    return {**dict(sorted(found.items())), **({"stale claims": stale} if stale else {})}
+
+
+def holders(rows: list[RunStatus]) -> dict[str, int]:
+    """Runs being trained per live claimer ('host:pid (executor)')."""
+    found = Counter(f"{row.claim.holder} ({row.claim.executor})" for row in rows
+                    if row.state == "running" and row.claim is not None)  # fmt: skip
+    return dict(sorted(found.items()))

@@ -1,0 +1,115 @@
+"""The worker side of an ablation: what runs in each worker, wherever the executor put it.
+
+A local worker ignores Ctrl-C (the parent decides), runs on its own share of the CPU cores with
+its math libraries capped to match, imports Keras once on its backend, then trains the runs it
+is given; progress events go back to the parent through a queue. A Ray worker or a SLURM job is
+set up the same way, minus the pinning (`run_remote`). Every run is `run_one`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from bnbench.ablate.executor import RunResult, RunTask
+from bnbench.results import rundir
+from bnbench.train.backend import worker_cores
+
+
+def init_worker(backend: str, threads: int, events: Any, slots: Any) -> None:
+    """Set a spawned worker up: Ctrl-C ignored, its own cores and thread cap, the backend."""
+    # Ignore Ctrl-C: the parent decides. SIGINT was blocked while this process was spawned, so
+    # one sent before now is pending; ignoring it discards it, and only then is it unblocked.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    from bnbench.train.backend import activate, limit_threads, pin_to_cores
+
+    slot, jobs = slots.get()
+    pin_to_cores(worker_cores(slot, jobs))
+    limit_threads(threads)
+    # TensorFlow takes all of a GPU's memory at start-up unless told to grow into it.
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    activate(backend)
+    global _EVENTS
+    _EVENTS = events
+
+
+def run_remote(task: RunTask, threads: int, pin: bool = False) -> RunResult:
+    """Train `task` in a process of a remote executor (a Ray worker, a SLURM job).
+
+    The process is set up as `init_worker` sets up a local one: math libraries capped at
+    `threads`, TensorFlow's GPU memory growth on, the backend activated, and with `pin` its own
+    cores (`pin_to_free_cores`). A Ray worker serves many runs, so this happens once; its
+    backend is the one it was started with (Ray keeps a worker pool per environment).
+    """
+    from bnbench.train.backend import activate, limit_threads
+
+    if "keras" not in sys.modules:
+        if pin:
+            pin_to_free_cores(threads)
+        limit_threads(threads)
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    activate(task.backend)
+    return run_one(task.run_id, task.spec, task.entry, task.run_dir, task.save_model)
+
+
+_HELD: list[IO[str]] = []  # the lock file of this worker's cores, held for the process's life
+
+
+def pin_to_free_cores(threads: int) -> None:
+    """Pin this long-lived worker to a share of `threads` of this node's cores that no other
+    worker holds, as local workers are pinned (JAX's runtime starts threads on every core it
+    sees, and two unpinned workers on two cores compete for both: ~1.5x the step time).
+
+    Ray reserves CPUs by count, not by core, so the workers of a node share them out among
+    themselves: slot k is held through an `flock` on a file in the node's temporary folder
+    (node-local, so `flock` is sound), released when the worker ends. With no slot free (more
+    workers than slots), the worker is left unpinned.
+    """
+    from bnbench.train.backend import pin_to_cores, worker_cores
+
+    if not hasattr(os, "sched_getaffinity"):
+        return
+    slots = max(1, len(os.sched_getaffinity(0)) // max(1, threads))
+    for slot in range(slots):
+        name = f"bnbench-{os.getuid()}-cores-{slot}-of-{slots}.lock"
+        handle = open(Path(tempfile.gettempdir()) / name, "a")  # noqa: SIM115  (held open)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _HELD.append(handle)
+        pin_to_cores(worker_cores(slot, slots))
+        return
+
+
+_EVENTS: Any = None
+
+
+def run_one(run_id: str, spec_data: dict[str, Any], entry: dict[str, Any], run_dir: str,
+            save_model: bool) -> RunResult:  # fmt: skip
+    """Train one run in a worker; never raises (a failure is recorded in its directory)."""
+    from bnbench.config.schema import RunSpec
+    from bnbench.train.loop import train
+
+    path = Path(run_dir)
+    rundir.write_entry(path, entry)
+
+    def progress(step: int, total: int, loss: float | None) -> None:
+        if _EVENTS is not None:
+            _EVENTS.put(("step", {"run_id": run_id, "step": step, "total": total, "loss": loss}))
+
+    try:
+        result = train(RunSpec.model_validate(spec_data), path, save_model=save_model,
+                       progress=progress)  # fmt: skip
+        return run_id, result.status, None
+    except Exception as err:  # recorded by train(); the grid carries on
+        if rundir.run_state(path) != "failed":  # it failed before training started
+            rundir.record_failure(path, err, brief=True)
+        return run_id, "failed", f"{type(err).__name__}: {err}"

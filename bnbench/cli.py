@@ -10,10 +10,8 @@ prints.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -23,7 +21,7 @@ from rich.table import Table
 from bnbench import __version__
 from bnbench.claims.commands import claims_app
 from bnbench.config.registries import Backend, FigureFormat
-from bnbench.errors import SpecError
+from bnbench.errors import SpecError, user_errors
 from bnbench.results import rundir
 
 if TYPE_CHECKING:
@@ -58,29 +56,6 @@ def _root(
 ) -> None:
     """Measure what Batch Normalization does: train YAML-specified Keras models, run paired-seed
     ablations, and draw their curves and BN diagnostics."""
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def user_errors(func: F) -> F:
-    """Turn SpecError into a one-paragraph message and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SpecError as err:
-            # Escaped: a message may quote brackets, e.g. pip install "bnbench[mlflow]".
-            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False,
-                              soft_wrap=True)  # fmt: skip
-            raise typer.Exit(2) from None
-        except OSError as err:  # an --out that cannot be created or written, say
-            where = f"{err.filename}: " if err.filename else ""
-            err_console.print(f"[bold red]error:[/] {where}{err.strerror or err}", highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 SpecPath = Annotated[Path, typer.Argument(help="A run spec (YAML).", show_default=False)]

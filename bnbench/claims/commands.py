@@ -9,17 +9,17 @@ from __future__ import annotations
 import functools
 import json
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bnbench.errors import SpecError
+from bnbench.errors import SpecError, user_errors
 
 if TYPE_CHECKING:
     from bnbench.ablate.runner import Listener
@@ -32,24 +32,6 @@ claims_app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _user_errors(func: F) -> F:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SpecError as err:
-            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False,
-                              soft_wrap=True)  # fmt: skip
-            raise typer.Exit(2) from None
-        except OSError as err:
-            where = f"{err.filename}: " if err.filename else ""
-            err_console.print(f"[bold red]error:[/] {where}{err.strerror or err}", highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 ConfigsOption = Annotated[
@@ -59,7 +41,7 @@ ConfigsOption = Annotated[
 
 
 @claims_app.command("list")
-@_user_errors
+@user_errors
 def list_claims(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -80,7 +62,7 @@ def list_claims(
 
 
 @claims_app.command("run")
-@_user_errors
+@user_errors
 def run(
     out: Annotated[Path, typer.Option(help="Results directory; each claim goes to OUT/<id>/.")],
     jobs: Annotated[int, typer.Option(help="Runs at once, each in its own process.")] = 1,
@@ -124,7 +106,7 @@ def run(
 
 
 @claims_app.command("report")
-@_user_errors
+@user_errors
 def report_command(
     results_dir: Annotated[Path, typer.Argument(help="A claims results directory.")],
     html: Annotated[bool, typer.Option(help="Also write claims.html (self-contained).")] = False,

@@ -85,6 +85,7 @@ DEFINITIONS = {
     "kind, and blank when both kinds occur",
 }
 
+
 def summarize(
     runs: list[dict[str, Any]],
     grid_keys: tuple[str, ...],

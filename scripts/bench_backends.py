@@ -110,7 +110,7 @@ def bnbench_auto_ms(data: Path, mlp_steps: int, cnn_steps: int) -> dict[str, Any
             "spec = RunSpec.model_validate(json.loads(sys.argv[1]))\n"
             "with tempfile.TemporaryDirectory() as tmp:\n"
             "    s = train(spec, Path(tmp) / 'run', save_model=False).summary\n"
-            "print(json.dumps([s['backend'], s['step_time_ms']]))\n"
+            "print(json.dumps([s.backend, s.step_time_ms]))\n"
         )
         # Six chunks of `steps`: the step time is their median, the first (compiling) left out.
         spec = _spec(shape, norm, "auto", data, steps * 6)
@@ -126,7 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mlp-steps", type=int, default=1000)
     parser.add_argument("--cnn-steps", type=int, default=40)
-    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax"])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -62,8 +63,13 @@ def _tree_rss_kib(root_pid: int) -> int:
     return total
 
 
-def run_ablate(ablation: Path, out: Path, jobs: int) -> tuple[float, int]:
-    """Wall seconds and peak tree RSS (KiB) of one `bnbench ablate`."""
+def run_ablate(ablation: Path, out: Path, jobs: int) -> tuple[float, int, float]:
+    """Wall seconds, peak tree RSS (KiB) and CPU seconds (user + system) of one `bnbench ablate`.
+
+    The CPU time is that of the whole process tree: the workers are reaped by `ablate`, and
+    `ablate` by this process, so their times add up in `RUSAGE_CHILDREN`.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     command = [sys.executable, "-m", "bnbench", "ablate", str(ablation), "--out", str(out),
                "--jobs", str(jobs), "--quiet", "--no-plots"]  # fmt: skip
     start = time.perf_counter()
@@ -75,7 +81,9 @@ def run_ablate(ablation: Path, out: Path, jobs: int) -> tuple[float, int]:
     seconds = time.perf_counter() - start
     if proc.returncode:
         sys.exit(f"ablate failed:\n{proc.stderr.read().decode() if proc.stderr else ''}")
-    return seconds, peak
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, peak, cpu
 
 
 def _finals(out: Path) -> dict[str, float]:
@@ -91,21 +99,30 @@ def main() -> None:
     print(f"8-run MLP grid on digits (2 arms x 2 learning rates x 2 seeds), {args.steps} steps "
           f"per run, {os.cpu_count()} CPUs")  # fmt: skip
     print(f"{'backend':<12}{'jobs 1 s':>10}{'jobs 2 s':>10}{'speedup':>9}{'peak MiB 1/2':>15}"
-          f"{'same numbers':>14}")  # fmt: skip
+          f"{'cores busy 1/2':>16}{'same numbers':>14}")  # fmt: skip
+    bounds = []
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends:
             ablation = Path(tmp) / f"grid_{backend}.yaml"
             ablation.write_text(yaml.safe_dump(_grid(args.steps, backend), sort_keys=False))
-            one, one_peak = run_ablate(ablation, Path(tmp) / f"{backend}1", 1)
-            two, two_peak = run_ablate(ablation, Path(tmp) / f"{backend}2", 2)
+            one, one_peak, one_cpu = run_ablate(ablation, Path(tmp) / f"{backend}1", 1)
+            two, two_peak, two_cpu = run_ablate(ablation, Path(tmp) / f"{backend}2", 2)
             a, b = _finals(Path(tmp) / f"{backend}1"), _finals(Path(tmp) / f"{backend}2")
             same = a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-4 * abs(a[k]) for k in a)
             peaks = f"{one_peak / 1024:.0f}/{two_peak / 1024:.0f}"
-            print(f"{backend:<12}{one:>10.1f}{two:>10.1f}{one / two:>8.2f}x{peaks:>15}"
+            busy = f"{one_cpu / one:.2f}/{two_cpu / two:.2f}"
+            print(f"{backend:<12}{one:>10.1f}{two:>10.1f}{one / two:>8.2f}x{peaks:>15}{busy:>16}"
                   f"{'yes' if same else 'NO':>14}", flush=True)  # fmt: skip
+            bounds.append((backend, one_cpu / one, one_cpu / two_cpu))
+        cores = os.cpu_count() or 1
+        for backend, busy_one, cpu_ratio in bounds:
+            # With `cores` cores and the same CPU work, wall time cannot drop below cpu / cores.
+            print(f"{backend}: --jobs 1 already keeps {busy_one:.2f} of {cores} cores busy, so "
+                  f"--jobs 2 can be at most {cores / busy_one:.2f}x faster at equal CPU work "
+                  f"(CPU work jobs 2 / jobs 1: {1 / cpu_ratio:.2f})")  # fmt: skip
         if not args.skip_quickstart:
             quick = ROOT / "configs" / "ablations" / "quickstart.yaml"
-            seconds, peak = run_ablate(quick, Path(tmp) / "quickstart", 2)
+            seconds, peak, _ = run_ablate(quick, Path(tmp) / "quickstart", 2)
             print(f"quickstart ablation (9 runs), --jobs 2: {seconds:.1f} s wall, "
                   f"peak RSS {peak / 1024:.0f} MiB (all processes)")  # fmt: skip
 

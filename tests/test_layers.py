@@ -86,7 +86,8 @@ def test_imports_only_point_down():
 
 
 def test_no_import_cycle():
-    graph = {module: _imports(path) - {"bnbench"} for module, path in _modules().items()}
+    # A package importing its own submodules (`from bnbench.cli import run`) is not a cycle.
+    graph = {module: _imports(path) - {"bnbench", module} for module, path in _modules().items()}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
 
     def visit(module: str, path: list[str]) -> None:

@@ -1,0 +1,87 @@
+"""What every command module shares: the Typer app, the consoles and the common arguments.
+
+Nothing here imports Keras at module level, so `bnbench --help` is fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from bnbench import __version__
+from bnbench.config.registries import Backend
+
+if TYPE_CHECKING:
+    from bnbench.config.schema import RunSpec
+
+app = typer.Typer(
+    help="Measure what Batch Normalization does: train YAML-specified Keras models, run "
+    "paired-seed ablations, and draw their curves and BN diagnostics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"bnbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Measure what Batch Normalization does: train YAML-specified Keras models, run paired-seed
+    ablations, and draw their curves and BN diagnostics."""
+
+
+SpecPath = Annotated[Path, typer.Argument(help="A run spec (YAML).", show_default=False)]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a spec value: dotted.key=value (repeatable)."),
+]
+BackendOption = Annotated[
+    Backend | None, typer.Option("--backend", help="Override the spec's backend.")
+]
+
+
+def load_spec(spec_path: Path, overrides: list[str] | None, backend: str | None) -> RunSpec:
+    from bnbench.config.loading import load_run_spec
+
+    extra: list[str | tuple[str, Any]] = list(overrides or [])
+    if backend is not None:
+        extra.append(("backend", backend))
+    return load_run_spec(spec_path, extra)
+
+
+AblationPath = Annotated[Path, typer.Argument(help="An ablation spec (YAML).", show_default=False)]
+ResultsDir = Annotated[Path, typer.Argument(help="A results directory.", show_default=False)]
+
+
+def write_tables(results_dir: Path, latex: bool) -> None:
+    from bnbench.analysis.tables import build_report, render_table
+    from bnbench.export.histories import write_histories
+
+    result = build_report(results_dir, latex=latex)
+    write_histories(results_dir)
+    console.print(render_table(result))
+    console.print(f"tables written to {results_dir}: runs.csv, histories.csv, summary.csv, "
+                  f"summary.md, summary.json{', summary.tex' if latex else ''}")  # fmt: skip
+
+
+def draw_figures(results_dir: Path, fmt: str, log_loss: bool = False) -> None:
+    from bnbench.analysis.plots import render_plots
+
+    paths = render_plots(results_dir, fmt=fmt, log_loss=log_loss)
+    noun = "figure" if len(paths) == 1 else "figures"
+    console.print(f"{len(paths)} {noun} written to {results_dir / 'plots'} (see index.md)")

@@ -1,0 +1,262 @@
+"""Commands on an ablation grid: `plan`, `ablate`, `status`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from bnbench.cli.common import (
+    AblationPath,
+    ResultsDir,
+    app,
+    console,
+    draw_figures,
+    err_console,
+    write_tables,
+)
+from bnbench.errors import SpecError, user_errors
+from bnbench.results import rundir
+
+if TYPE_CHECKING:
+    from bnbench.ablate.executor import ExecutorOptions
+    from bnbench.ablate.runner import Outcome
+
+
+@app.command()
+@user_errors
+def plan(
+    ablation_path: AblationPath,
+    out: Annotated[Path | None, typer.Option(help="Results directory to check.")] = None,
+) -> None:
+    """Show the expanded run table (arms, grid cells, seeds, run ids, what is done) and warn
+    about how a varied batch size is budgeted; trains nothing."""
+    from bnbench.ablate.runner import plan_table
+    from bnbench.config.ablation import budget_warnings, load_ablation
+
+    ablation = load_ablation(ablation_path)
+    rows = plan_table(ablation, out)
+    cells = len({row["cell"] for row in rows})
+    table = Table(
+        title=f"{ablation.spec.name}: {len(rows)} runs = {len(ablation.spec.arms)} arms × "
+        f"{cells} grid cells × {len(ablation.spec.seed_list)} seeds (minus exclusions); "
+        f"reference arm {ablation.spec.reference_arm}"
+    )
+    for column in ("#", "arm", "grid cell", "seed", "backend", "run id", "state"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(str(row["index"]), row["arm"], row["cell"] or "-", str(row["seed"]),
+                      row["backend"], row["run_id"], row["state"])  # fmt: skip
+    console.print(table)
+    if out is None:
+        console.print("give --out DIR to see which of these runs are already finished there")
+    else:
+        done = sum(rundir.is_done(row["state"]) for row in rows)
+        console.print(f"{done} of {len(rows)} runs already finished in {out}")
+    for message in budget_warnings(ablation):
+        console.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
+
+
+ExecutorChoice = Literal["local", "ray", "slurm"]
+SlurmClusterChoice = Literal["slurm", "local"]
+
+
+@app.command()
+@user_errors
+def ablate(
+    ablation_path: AblationPath,
+    out: Annotated[Path, typer.Option(help="Results directory.")],
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="Runs at once (default: 1 here; with ray, what the cluster fits; "
+            "with slurm, all: SLURM queues them).",
+            show_default=False,
+        ),
+    ] = None,
+    retry_failed: Annotated[bool, typer.Option(help="Re-run runs recorded as failed.")] = False,
+    shard: Annotated[
+        str | None, typer.Option(help="Run only slice i of n of the grid, as i/n.")
+    ] = None,
+    save_models: Annotated[bool, typer.Option(help="Write each run's model.keras.")] = False,
+    plots: Annotated[bool, typer.Option(help="Draw the figures at the end.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
+    executor: Annotated[
+        ExecutorChoice,
+        typer.Option(
+            help="Where runs train: worker processes here, a Ray cluster, or SLURM jobs (submitit)."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="ray: the cluster to join, 'auto' or host:port (default: start Ray here)."
+        ),
+    ] = None,
+    cpus_per_run: Annotated[
+        int | None,
+        typer.Option(
+            help="ray, slurm: CPU cores of each run, its thread cap (default 1).",
+            show_default=False,
+        ),
+    ] = None,
+    gpus_per_run: Annotated[int, typer.Option(help="ray, slurm: GPUs of each run.")] = 0,
+    partition: Annotated[str | None, typer.Option(help="slurm: the partition.")] = None,
+    time_minutes: Annotated[
+        int | None,
+        typer.Option(
+            "--time",
+            help="slurm: time limit of each run's job, in minutes (default 60).",
+            show_default=False,
+        ),
+    ] = None,
+    slurm_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="slurm: another sbatch option as key=value, e.g. account=ml (repeatable)."
+        ),
+    ] = None,
+    slurm_cluster: Annotated[
+        SlurmClusterChoice,
+        typer.Option(
+            help="slurm: 'local' runs the jobs on this machine (submitit's local "
+            "executor), to try the setup without a cluster."
+        ),
+    ] = "slurm",
+) -> None:
+    """Run an ablation: matched arms × grid × paired seeds, in parallel, resumable; then write
+    the summary tables (and figures).
+
+    Several invocations may fill one --out at once (shards, machines, executors): each run is
+    claimed before it trains, so none trains twice. Ctrl-C stops launching runs and waits for
+    the running ones; a second Ctrl-C stops them too. Unfinished runs are left incomplete: the
+    same command resumes the grid."""
+    from bnbench.ablate.executor import ExecutorOptions
+
+    options = ExecutorOptions(
+        executor, jobs, address, cpus_per_run, gpus_per_run, partition, time_minutes,
+        _key_values(slurm_option or [], "--slurm-option"), slurm_cluster,
+    )  # fmt: skip
+    options.check()
+    command = _ablate_command(ablation_path, out, jobs, retry_failed, shard, save_models, plots,
+                              quiet, options.command_words())  # fmt: skip
+    resume = f"to resume, run the same command: {command}"
+    try:
+        outcome = _run_grid(ablation_path, out, options, retry_failed, shard, save_models, quiet)
+        if outcome.interrupted and outcome.unfinished:
+            midway = len(outcome.stopped_midway)
+            stopped = f" ({midway} stopped midway, left incomplete)" if midway else ""
+            left = f"{outcome.unfinished} of {outcome.total} runs not finished{stopped}"
+            err_console.print(f"interrupted: {left}; {resume}", highlight=False, soft_wrap=True)
+            raise typer.Exit(130)
+        if outcome.elsewhere:
+            _print_elsewhere(out, outcome.elsewhere)
+        else:  # the last one out writes the tables
+            write_tables(out, latex=False)
+            if plots:
+                draw_figures(out, "png")
+    except KeyboardInterrupt:  # outside the runs (loading, tables, figures): no run is affected
+        err_console.print(f"interrupted; {resume}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    for run_id, why in outcome.lost.items():
+        err_console.print(f"[red]lost[/] {run_id}: {escape(why)}", highlight=False)
+    if outcome.lost:
+        err_console.print(f"{len(outcome.lost)} run(s) lost their worker and are left "
+                          f"incomplete; {resume}", highlight=False, soft_wrap=True)  # fmt: skip
+    if outcome.failed:
+        err_console.print(f"[red]{len(outcome.failed)} run(s) failed[/] (traceback.txt in each):")
+        for run_id in outcome.failed:
+            err_console.print(f"  {run_id}: {outcome.errors.get(run_id, 'recorded earlier')}")
+    if outcome.failed or outcome.lost:
+        raise typer.Exit(1)
+
+
+def _key_values(pairs: list[str], option: str) -> dict[str, str]:
+    """['account=ml', ...] -> {'account': 'ml', ...}."""
+    found = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"{option} expects key=value, got {pair!r}")
+        found[key.strip()] = value.strip()
+    return found
+
+
+def _print_elsewhere(out: Path, elsewhere: dict[str, str]) -> None:
+    holders: dict[str, int] = {}
+    for holder in elsewhere.values():
+        holders[holder] = holders.get(holder, 0) + 1
+    who = ", ".join(f"{holder} ({n} run{'s' if n != 1 else ''})" for holder, n in holders.items())
+    console.print(f"{len(elsewhere)} run(s) of this grid are still being trained by other "
+                  f"invocations: {who}. The last to finish writes the tables; see "
+                  f"`bnbench status {out}`.", highlight=False)  # fmt: skip
+
+
+def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_failed: bool,
+              shard: str | None, save_models: bool, quiet: bool) -> Outcome:  # fmt: skip
+    """Load the ablation, say what will run, and run it behind the live display."""
+    from bnbench.ablate.progress import AblationProgress, QuietProgress
+    from bnbench.ablate.runner import parse_shard, plan_table, run_ablation, shard_runs
+    from bnbench.config.ablation import load_ablation
+
+    ablation = load_ablation(ablation_path)
+    part = parse_shard(shard)
+    selected = {run.run_id for run in shard_runs(ablation.runs, part)}
+    finished = sum(rundir.is_done(row["state"]) and row["run_id"] in selected
+                   for row in plan_table(ablation, out))  # fmt: skip
+    where = f"--jobs {options.jobs or 1}" if options.name == "local" else f"on {options.name}"
+    console.print(f"{ablation.spec.name}: {len(selected)} runs selected, {finished} already "
+                  f"finished, {where} → {out}")  # fmt: skip
+    slots = options.jobs or (1 if options.name == "local" else max(1, len(selected)))
+    display = (QuietProgress(err_console) if quiet
+               else AblationProgress(console, len(selected), finished, slots))  # fmt: skip
+    with display as listener:
+        return run_ablation(ablation, out, retry_failed=retry_failed, shard=part,
+                            save_model=save_models, listener=listener,
+                            executor=options)  # fmt: skip
+
+
+def _ablate_command(ablation_path: Path, out: Path, jobs: int | None, retry_failed: bool,
+                    shard: str | None, save_models: bool, plots: bool, quiet: bool,
+                    executor_words: list[str]) -> str:  # fmt: skip
+    """The `bnbench ablate` command line with these options, to copy and paste."""
+    import shlex
+
+    words = ["bnbench", "ablate", str(ablation_path), "--out", str(out), *executor_words]
+    if jobs is not None and jobs != 1:
+        words += ["--jobs", str(jobs)]
+    if shard is not None:
+        words += ["--shard", shard]
+    flags = {"--retry-failed": retry_failed, "--save-models": save_models,
+             "--no-plots": not plots, "--quiet": quiet}  # fmt: skip
+    return shlex.join(words + [flag for flag, given in flags.items() if given])
+
+
+@app.command()
+@user_errors
+def status(results_dir: ResultsDir) -> None:
+    """Show each run of an ablation's results tree: done, failed, incomplete, or running (and
+    by whom: host:pid, seconds since its last heartbeat); flags stale claims, whose runs the
+    next `ablate` takes over. Reads the tree only."""
+    from bnbench.ablate.status import counts, grid_status, holders
+
+    rows = grid_status(results_dir)
+    table = Table(title=f"{results_dir}: {len(rows)} runs")
+    for column in ("run id", "arm", "grid cell", "seed", "state", "claimed by", "heartbeat"):
+        table.add_column(column, overflow="fold")
+    colours = {"completed": "green", "diverged": "yellow", "failed": "red", "running": "cyan"}
+    for row in rows:
+        claim, state = row.claim, row.state
+        shown = f"[{colours[state]}]{state}[/]" if state in colours else state
+        by = claim.holder if claim is not None else ""
+        age = f"{claim.age():.0f} s ago" if claim is not None else ""
+        if row.stale is not None:
+            age += f" [red](stale: {row.stale})[/]"
+        table.add_row(row.run_id, row.arm, row.cell or "-", str(row.seed), shown, by, age)
+    console.print(table)
+    console.print(", ".join(f"{n} {state}" for state, n in counts(rows).items()))
+    for holder, n in holders(rows).items():
+        console.print(f"{holder}: {n} run{'s' if n != 1 else ''} running", highlight=False)

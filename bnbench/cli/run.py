@@ -1,0 +1,136 @@
+"""Commands on one run: `validate`, `train`, `datasets`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from bnbench.cli.common import (
+    BackendOption,
+    SetOption,
+    SpecPath,
+    app,
+    console,
+    err_console,
+    load_spec,
+)
+from bnbench.errors import SpecError, user_errors
+from bnbench.results import rundir
+
+if TYPE_CHECKING:
+    from bnbench.results.rundir import RunSummary
+
+
+@app.command()
+@user_errors
+def validate(spec_path: SpecPath, set_: SetOption = None, backend: BackendOption = None) -> None:
+    """Check a run spec, print the model and its parameter counts; trains nothing."""
+    from bnbench.train.prepare import describe, prepare
+
+    spec = load_spec(spec_path, set_, backend)
+    report = describe(prepare(spec, download=False))
+    console.print(f"[green]✓[/] {spec_path}: valid spec [bold]{spec.name}[/]")
+    table = Table(show_header=False, box=None)
+    for key, value in report.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def train(
+    spec_path: SpecPath,
+    set_: SetOption = None,
+    backend: BackendOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default: results/<run id>).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a finished run in --out.")] = False,
+    save_model: Annotated[bool, typer.Option(help="Write model.keras.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train one run and write a self-describing run directory."""
+    from bnbench.results.placement import claim_run_dir
+    from bnbench.train.loop import train as train_run
+    from bnbench.train.plan import resolved_config
+
+    spec = load_spec(spec_path, set_, backend)
+    with claim_run_dir(out, resolved_config(spec), overwrite=overwrite) as run_dir:
+        try:
+            with _progress(quiet) as hook:
+                result = train_run(spec, run_dir, save_model=save_model, progress=hook)
+        except (SpecError, OSError):  # bad input or an --out that cannot be written: exit 2
+            raise
+        except KeyboardInterrupt:
+            err_console.print(f"interrupted: {run_dir} is marked incomplete (INCOMPLETE)")
+            raise typer.Exit(130) from None
+        except Exception as err:
+            recorded = rundir.run_state(run_dir) == "failed"
+            where = (
+                f"recorded as failed in {run_dir} (traceback in {run_dir / rundir.TRACEBACK})"
+                if recorded
+                else "it failed before the run directory was written; nothing was recorded"
+            )
+            err_console.print(
+                f"[bold red]run failed:[/] {type(err).__name__}: {err}\n{where}", highlight=False
+            )
+            raise typer.Exit(1) from None
+    _print_result(result.summary, run_dir)
+
+
+@app.command()
+def datasets() -> None:
+    """List every dataset, where it comes from, and whether it is available offline."""
+    from bnbench.data.datasets import describe
+
+    table = Table(title="datasets")
+    for column in ("name", "task", "source", "offline", "available", "cache"):
+        table.add_column(column, overflow="fold")
+    for row in describe():
+        table.add_row(*row.values())
+    console.print(table)
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __call__(self, *args: Any) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress(quiet: bool) -> Any:
+    if quiet:
+        return _NoProgress()
+    from bnbench.ablate.progress import StepProgress
+
+    return StepProgress(console)
+
+
+def _print_result(summary: RunSummary, run_dir: Path) -> None:
+    from bnbench.config.registries import lower_is_better
+
+    table = Table(title=f"run {summary.run_id}", show_header=False)
+    colour = {"completed": "green", "diverged": "yellow"}.get(summary.status, "red")
+    table.add_row("status", f"[{colour}]{summary.status}[/]")
+    if summary.diverged_step:
+        table.add_row("diverged at step", str(summary.diverged_step))
+    table.add_row("backend", str(summary.backend))
+    table.add_row("steps", f"{summary.steps_done} / {summary.total_steps}")
+    for key, value in summary.final.items():
+        table.add_row(key, f"{value:.4f}")
+    target = summary.target
+    if target.metric:
+        reached = target.step if target.step is not None else "not reached"
+        relation = "≤" if lower_is_better(target.metric) else "≥"
+        table.add_row(f"steps to {target.metric} {relation} {target.value}", str(reached))
+    if summary.step_time_ms is not None:
+        table.add_row("step time", f"{summary.step_time_ms:.2f} ms")
+    table.add_row("run directory", str(run_dir))
+    console.print(table)

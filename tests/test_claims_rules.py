@@ -12,7 +12,9 @@ import pytest
 from bnbench.claims.registry import CLAIMS
 from bnbench.claims.report import write_claims_report
 from bnbench.results import rundir
+from tests.claims_new_tree import SCENARIOS as NEW_SCENARIOS
 from tests.claims_tree import SEEDS, Tree
+from tests.shift_tree import shift_adaptation
 
 FOR, AGAINST, UNCLEAR = "for", "against", "unclear"
 # Per-seed effects: clearly positive, clearly negative, and centred on zero with noise.
@@ -170,6 +172,10 @@ SCENARIOS: dict[str, Callable[[str], Tree]] = {
     "train_inference_gap": train_inference_gap,
     "dropout_order": difference_tree("dropout_order", ("dropout_before_bn", "dropout_after_bn")),
     "ghost_batch": difference_tree("ghost_batch", ("bn", "ghost_bn")),
+    # input_scaling, small_batch_examples, and dropout_order with its variance-shift rows
+    # (replacing the entry above, which has none).
+    **NEW_SCENARIOS,
+    "shift_adaptation": shift_adaptation,
 }
 # Findings a scenario's effect does not drive through all three verdicts (tested apart).
 UNDRIVEN = {("covariate_shift", 1)}

@@ -24,6 +24,7 @@ ALL_ON = {
     "bn_statistics": True,
     "train_inference_gap": True,
     "gradient_norms": True,
+    "variance_shift": True,
 }
 
 
@@ -99,6 +100,7 @@ def test_make_recorder_returns_none_when_everything_is_off(tmp_path: Path) -> No
         {"activation_percentiles": {"evry": 10}},
         {"probe_size": 0},
         {"gradient_norm": True},
+        {"variance_shift": "maybe"},
     ],
 )
 def test_spec_rejects_invalid_values(raw: dict) -> None:
@@ -393,7 +395,7 @@ def test_record_leaves_every_variable_bit_identical(tmp_path: Path) -> None:
     recorder.finish(tmp_path)
     assert _snapshot(model) == before
     # The dropout seed state was not advanced, so repeating a record repeats its numbers.
-    for name in ("activation_percentiles", "bn_statistics", "gradient_norms"):
+    for name in ("activation_percentiles", "bn_statistics", "gradient_norms", "variance_shift"):
         _, rows = _read_csv(tmp_path / "diagnostics" / f"{name}.csv")
         half = len(rows) // 2
         assert rows[:half] == rows[half:]
@@ -469,9 +471,154 @@ def test_jax_backend_matches_tensorflow(tmp_path: Path) -> None:
         tf_columns, tf_rows = _read_csv(tf_dir / "diagnostics" / f"{name}.csv")
         assert jax_columns == tf_columns
         assert [r.get("layer") for r in jax_rows] == [r.get("layer") for r in tf_rows]
-        numbers = [c for c in tf_columns if c not in ("step", "layer", "units")]
+        labels = ("step", "layer", "units", "fed_by_dropout")
+        assert [r.get("fed_by_dropout") for r in jax_rows] == [
+            r.get("fed_by_dropout") for r in tf_rows
+        ]
+        numbers = [c for c in tf_columns if c not in labels]
         for jax_row, tf_row in zip(jax_rows, tf_rows, strict=True):
             np.testing.assert_allclose(
                 [float(jax_row[c]) for c in numbers], [float(tf_row[c]) for c in numbers],
                 rtol=1e-4, atol=1e-6, err_msg=name,
             )  # fmt: skip
+
+
+# --- variance shift (Li et al. 2019) ------------------------------------------------------------
+
+
+def _bn_after_bn_model() -> keras.Model:
+    """block1: identity dense → BN → linear; block2: identity dense → BN → linear; head.
+
+    Block 2's BN input is block 1's BN output: in training mode block 1 normalizes with the
+    batch's statistics, in inference mode with its moving ones, so their variances differ by a
+    ratio numpy can compute exactly.
+    """
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            layers.Dense(4, use_bias=False, kernel_initializer="identity", name="block1_dense"),
+            layers.BatchNormalization(name="block1_norm"),
+            layers.Activation("linear", name="block1_act"),
+            layers.Dense(4, use_bias=False, kernel_initializer="identity", name="block2_dense"),
+            layers.BatchNormalization(name="block2_norm"),
+            layers.Activation("linear", name="block2_act"),
+            layers.Dense(3, activation="softmax", name="head"),
+        ]
+    )
+    return model
+
+
+def test_variance_shift_matches_numpy_and_leaves_out_dead_units(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(64, 4)) * [0.5, 2.0, 3.0, 1.0] + 1.0).astype("float32")
+    x[:, 3] = 2.5  # a constant unit: zero variance in both modes, left out of the average
+    model = _bn_after_bn_model()
+    first = model.get_layer("block1_norm")
+    moving_var = np.array([4.0, 0.25, 9.0, 1.0], dtype="float32")
+    gamma = np.array([1.5, 0.5, 2.0, 1.0], dtype="float32")
+    first.moving_mean.assign(np.full(4, -1.0, dtype="float32"))
+    first.moving_variance.assign(moving_var)
+    first.gamma.assign(gamma)
+    recorder = _recorder({"variance_shift": True}, model, probe=(x, rng.integers(0, 3, 64)))
+    assert recorder.steps(10, [10]) == {0, 10}
+    recorder.record(10)
+    recorder.finish(tmp_path)
+    columns, rows = _read_csv(tmp_path / "diagnostics" / "variance_shift.csv")
+    assert columns == ["step", "layer", "fed_by_dropout", "variance_ratio", "train_mode_variance",
+                       "inference_mode_variance", "averaged_units"]  # fmt: skip
+    by_layer = {r["layer"]: r for r in rows}
+    assert [r["step"] for r in rows] == ["10", "10"]
+    assert {r["fed_by_dropout"] for r in rows} == {"False"}
+    # Block 1's BN sees the probe itself in both modes.
+    assert float(by_layer["block1_norm"]["variance_ratio"]) == pytest.approx(1.0, abs=1e-6)
+    # Block 2's: gamma (x - batch mean) / sqrt(batch var + eps) in training mode, gamma (x -
+    # moving mean) / sqrt(moving var + eps) in inference mode; Keras' epsilon is 1e-3.
+    batch_var = x.astype(np.float64).var(axis=0)
+    train_var = gamma**2 * batch_var / (batch_var + 1e-3)
+    inference_var = gamma**2 * batch_var / (moving_var + 1e-3)
+    ratio = np.exp(np.mean(np.log(train_var[:3] / inference_var[:3])))
+    second = {
+        k: float(v)
+        for k, v in by_layer["block2_norm"].items()
+        if k not in ("layer", "fed_by_dropout")
+    }
+    assert second["variance_ratio"] == pytest.approx(ratio, rel=1e-4)
+    assert second["train_mode_variance"] == pytest.approx(train_var.mean(), rel=1e-4)
+    assert second["inference_mode_variance"] == pytest.approx(inference_var.mean(), rel=1e-4)
+    assert second["averaged_units"] == 3
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5])
+def test_variance_shift_of_dropout_feeding_bn_is_one_over_the_keep_rate(
+    tmp_path: Path, rate: float
+) -> None:
+    """Inverted dropout scales kept units by 1 / (1 - p): for a zero-mean input x, the training-
+    mode variance is E[(m x / (1 - p))²] = E[x²] / (1 - p) (m ~ Bernoulli(1 - p)), the
+    inference-mode variance E[x²], so the ratio is 1 / (1 - p). The BN before the dropout is
+    not fed by it and sees the same input in both modes (ratio 1)."""
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            layers.BatchNormalization(name="block1_norm"),
+            layers.Activation("linear", name="block1_act"),
+            layers.Dropout(rate, name="block1_dropout"),
+            layers.Dense(16, use_bias=False, kernel_initializer="identity", name="block2_dense"),
+            layers.BatchNormalization(name="block2_norm"),
+            layers.Activation("linear", name="block2_act"),
+            layers.Dense(3, activation="softmax", name="head"),
+        ]
+    )
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(20_000, 16)).astype("float32")  # moving statistics (0, 1) fit it
+    recorder = _recorder({"variance_shift": True}, model, probe=(x, rng.integers(0, 3, 20_000)))
+    recorder.steps(1, [1])
+    recorder.record(0)
+    recorder.finish(tmp_path)
+    _, rows = _read_csv(tmp_path / "diagnostics" / "variance_shift.csv")
+    by_layer = {r["layer"]: r for r in rows}
+    assert by_layer["block1_norm"]["fed_by_dropout"] == "False"
+    assert float(by_layer["block1_norm"]["variance_ratio"]) == pytest.approx(1.0, abs=1e-6)
+    assert by_layer["block2_norm"]["fed_by_dropout"] == "True"
+    assert float(by_layer["block2_norm"]["variance_ratio"]) == pytest.approx(1 / (1 - rate),
+                                                                             rel=0.02)  # fmt: skip
+    assert by_layer["block2_norm"]["averaged_units"] == "16"
+
+
+def test_variance_shift_does_not_change_training(tmp_path: Path) -> None:
+    from bnbench.config.schema import RunSpec
+    from bnbench.train.loop import train
+    from tests.conftest import TINY_SPEC
+
+    spec = json.loads(json.dumps(TINY_SPEC))
+    spec["model"]["blocks"][0]["dropout"] = 0.3  # dropout feeds block 2's BN, and draws seeds
+    plain = train(RunSpec.model_validate(spec), tmp_path / "plain", save_model=False)
+    spec["diagnostics"] = {"variance_shift": True, "probe_size": 32}
+    probed = train(RunSpec.model_validate(spec), tmp_path / "probed", save_model=False)
+    assert [r.values for r in plain.history] == [r.values for r in probed.history]
+    assert plain.summary.final == probed.summary.final
+    _, rows = _read_csv(tmp_path / "probed" / "diagnostics" / "variance_shift.csv")
+    assert [(r["step"], r["layer"], r["fed_by_dropout"]) for r in rows] == [
+        (str(step), layer, str(layer == "block2_norm"))
+        for step in (0, 4, 8, 12)
+        for layer in ("block1_norm", "block2_norm")
+    ]
+    assert all(float(r["variance_ratio"]) > 0 for r in rows)
+
+
+def test_a_bad_variance_shift_value_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from bnbench.cli import app
+    from tests.conftest import TINY_SPEC
+
+    spec = {**TINY_SPEC, "diagnostics": {"variance_shift": "maybe"}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(path), "--out", str(out), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "diagnostics.variance_shift: Input should be a valid boolean" in " ".join(
+        result.output.split()
+    )
+    assert not out.exists()

@@ -143,7 +143,7 @@ def test_stalled_marks_a_completed_run_that_never_left_chance(tmp_path):
 
 def test_step_time_leaves_out_each_chunks_first_step():
     monitor = StepMonitor(total=10, hook=None)
-    monitor.begin_chunk(0)
+    monitor.begin_chunk(0, 3)
     assert monitor.steady() == (0, 0.0)
     monitor.on_batch_end(0, {"loss": 1.0})
     assert monitor.steady() == (0, 0.0)  # one step: nothing steady yet
@@ -151,7 +151,7 @@ def test_step_time_leaves_out_each_chunks_first_step():
     monitor.on_batch_end(1, {"loss": 1.0})  # out of order, as async callbacks may arrive
     steps, seconds = monitor.steady()
     assert steps == 2 and seconds >= 0.0
-    monitor.begin_chunk(3)
+    monitor.begin_chunk(3, 10)
     assert monitor.steady() == (0, 0.0)
 
 

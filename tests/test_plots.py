@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -430,3 +431,50 @@ def test_sensitivity_ticks_show_steps_when_the_batch_size_varies(tree: Path) -> 
     render_plots(tree)
     index = (tree / "plots" / "index.md").read_text()
     assert "training steps, which differ across the grid" in index
+
+
+def test_the_format_is_remembered_for_a_later_re_render(tree: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bnbench.cli import app
+    from bnbench.cli.common import draw_figures
+
+    run_dir = tree / "runs" / "batch_norm-lr0.1-s0"
+    result = CliRunner().invoke(app, ["plot", str(run_dir), "--format", "svg", "--log-loss"])
+    assert result.exit_code == 0, result.output
+    for path in (run_dir / "plots").glob("*.svg"):
+        path.unlink()  # so that only what the re-render writes is there
+    draw_figures(run_dir)  # what `ablate` calls after a resume
+    names = {p.name for p in (run_dir / "plots").iterdir()}
+    assert "overview.svg" in names and not any(n.endswith(".png") for n in names)
+    assert json.loads((run_dir / "plots" / "figures.json").read_text()) == {
+        "format": "svg", "log_loss": True, "band": "std", "select_by": "final"
+    }  # fmt: skip
+    index = (run_dir / "plots" / "index.md").read_text()
+    assert "Drawn as svg; losses on a log axis; ± 1 std bands" in index
+    render_plots(run_dir, fmt="png", log_loss=False)  # given options win, and are remembered
+    assert "Drawn as png; losses on a linear axis" in (run_dir / "plots" / "index.md").read_text()
+    assert render_plots(run_dir)[0].suffix == ".png"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("{not json", "cannot read"),
+        ('{"format": "bmp"}', "unknown figure format 'bmp'"),
+        ('{"format": "svg", "colour": "red"}', "unknown option(s) colour"),
+        ('{"log_loss": "yes"}', "log_loss must be true or false"),
+    ],
+)
+def test_an_unusable_figures_json_is_named_and_nothing_is_drawn(
+    tree: Path, content: str, fragment: str
+) -> None:
+    run_dir = tree / "runs" / "batch_norm-lr0.1-s0"
+    (run_dir / "plots").mkdir()
+    (run_dir / "plots" / "figures.json").write_text(content)
+    with pytest.raises(SpecError, match=re.escape(fragment)) as error:
+        render_plots(run_dir)
+    assert "figures.json" in str(error.value)
+    assert [p.name for p in (run_dir / "plots").iterdir()] == ["figures.json"]
+    render_plots(run_dir, fmt="png", log_loss=False, band="std", select_by="final")  # all given
+    assert json.loads((run_dir / "plots" / "figures.json").read_text())["format"] == "png"

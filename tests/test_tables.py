@@ -419,7 +419,8 @@ def test_markdown_json_and_latex_outputs(tree):
     assert data["reference"] == REFERENCE and data["score"] == "test accuracy"
     assert len(data["rows"]) == 6 and "speedup" in data["definitions"]
 
-    report = build_report(root, latex=True)
+    columns = ["arm", "cell", "score", "to_target", "diff", "speedup"]
+    report = build_report(root, latex=True, latex_columns=columns)
     tex = report.paths["summary.tex"].read_text()
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"bn\_before" in tex
     assert r"$\pm$" in tex and "±" not in tex

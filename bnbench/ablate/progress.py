@@ -1,5 +1,5 @@
-"""Terminal progress: a rich bar for one run, a live table for an ablation, and what a Ctrl-C
-during an ablation is doing."""
+"""Terminal progress: one run's set-up phases and then its steps, a live table for an ablation,
+and what a Ctrl-C during an ablation is doing."""
 
 from __future__ import annotations
 
@@ -10,39 +10,98 @@ from typing import Any
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
-    TextColumn,
+    ProgressColumn,
+    Task,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
+
+from bnbench.train.prepare import PHASES, Phase
+
+
+class _Doing(ProgressColumn):
+    """What the run is doing: its set-up phase and the seconds in it, then 'training'."""
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=True))
+
+    def render(self, task: Task) -> Text:
+        phase = task.fields["phase"]
+        if phase is None:
+            return Text("training", style="bold")
+        seconds = time.monotonic() - task.fields["since"]
+        return Text(f"{PHASES[phase]}… {seconds:.1f} s", style="bold")
+
+
+class _Steps(ProgressColumn):
+    """Steps, loss and ETA once training has begun; nothing before (no '0/?')."""
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=True))
+        self._remaining = TimeRemainingColumn()
+
+    def render(self, task: Task) -> Text:
+        if task.fields["phase"] is not None or task.total is None:
+            return Text("")
+        steps = f"{int(task.completed)}/{int(task.total)} steps  loss {task.fields['loss']}  eta "
+        return Text(steps) + self._remaining.render(task)
 
 
 class StepProgress:
-    """Context manager yielding a progress hook `(step, total, loss) -> None`."""
+    """Context manager for one run's progress: each set-up phase as it happens (with its
+    seconds), then a bar of steps, loss and ETA.
+
+    Called as the training's progress hook `(step, total, loss)`; `phase` is its phase hook
+    (`bnbench.train.prepare.PhaseHook`). When the first step arrives, one line says where the
+    set-up time went.
+    """
 
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
-            TextColumn("[bold]training"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps  loss {task.fields[loss]}"),
+            _Doing(),
+            BarColumn(bar_width=30),
+            _Steps(),
             TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
             console=console,
             transient=False,
         )
-        self._task = self._progress.add_task("train", total=None, loss="-")
+        self._task = self._progress.add_task("train", total=None, loss="-", phase=None, since=0.0)
+        self._phases: dict[Phase, float] = {}  # seconds of each phase, once it has ended
+        self._current: tuple[Phase, float] | None = None
 
     def __enter__(self) -> StepProgress:
         self._progress.start()
         return self
 
+    def phase(self, phase: Phase) -> None:
+        """`phase` begins (and the previous one ends)."""
+        now = time.monotonic()
+        self._end_phase(now)
+        self._current = (phase, now)
+        self._progress.update(self._task, phase=phase, since=now)
+
     def __call__(self, step: int, total: int, loss: float | None) -> None:
+        if self._current is not None:
+            self._end_phase(time.monotonic())
+            self._progress.console.print(self.setup_line(), highlight=False)
         shown = f"{loss:.4f}" if loss is not None else "-"
-        self._progress.update(self._task, completed=step, total=total, loss=shown)
+        self._progress.update(self._task, completed=step, total=total, loss=shown, phase=None)
+
+    def setup_line(self) -> str:
+        """Where the time before the first step went: 'set-up 5.1 s: importing Keras 3.9 s, …'."""
+        parts = ", ".join(
+            f"{PHASES[name]} {seconds:.1f} s" for name, seconds in self._phases.items()
+        )
+        return f"set-up {sum(self._phases.values()):.1f} s: {parts}"
+
+    def _end_phase(self, now: float) -> None:
+        if self._current is not None:
+            name, since = self._current
+            self._phases[name] = self._phases.get(name, 0.0) + now - since
+            self._current = None
 
     def __exit__(
         self,
@@ -80,8 +139,8 @@ class QuietProgress:
 
 
 class AblationProgress:
-    """A live display of an ablation: runs done / running / total, each running run's step and
-    loss, and the grid's ETA from the mean duration of finished runs."""
+    """A live display of an ablation: runs done / running / total, each running run's set-up
+    phase or step and loss, and the grid's ETA from the mean duration of finished runs."""
 
     def __init__(self, console: Console, total: int, skipped: int, jobs: int) -> None:
         from rich.live import Live
@@ -92,6 +151,7 @@ class AblationProgress:
         self.jobs = jobs
         self.failed = 0
         self.running: dict[str, tuple[int, int, float | None]] = {}
+        self.phases: dict[str, Phase] = {}  # what each running run does before its first step
         self.started: dict[str, float] = {}
         self.durations: list[float] = []
         self.stopping: str | None = None  # what a Ctrl-C is doing
@@ -115,13 +175,17 @@ class AblationProgress:
             self.elsewhere[run_id] = payload["holder"]
         elif event == "stopping":
             self.stopping = stopping_message(payload["running"], payload["now"])
+        elif event == "phase":
+            self.phases[run_id] = payload["phase"]
         elif event == "step":
             self.running[run_id] = (payload["step"], payload["total"], payload["loss"])
+            self.phases.pop(run_id, None)
         elif event == "done":
             self.done += 1
             self.elsewhere.pop(run_id, None)
             self.failed += payload.get("status") == "failed"
             self.running.pop(run_id, None)
+            self.phases.pop(run_id, None)
             if run_id in self.started:
                 self.durations.append(time.monotonic() - self.started.pop(run_id))
             mark = {"completed": "[green]✓", "diverged": "[yellow]↯"}.get(
@@ -144,6 +208,7 @@ class AblationProgress:
         table.add_column("step", justify="right")
         table.add_column("loss", justify="right")
         for run_id, (step, total, loss) in sorted(self.running.items()):
-            shown = f"{step}/{total}" if total else "started"
+            phase = self.phases.get(run_id)
+            shown = f"{step}/{total}" if total else PHASES[phase] if phase else "started"
             table.add_row(run_id, shown, f"{loss:.4f}" if loss is not None else "-")
         return table

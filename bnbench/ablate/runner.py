@@ -32,14 +32,22 @@ from bnbench.ablate.claims import CLAIMS_DIR, Claims
 from bnbench.ablate.executor import SLURM_DIR, Executor, ExecutorOptions, open_executor
 from bnbench.ablate.interrupts import counting_ctrl_c
 from bnbench.ablate.launch import Launcher, Listener, Outcome
-from bnbench.config.ablation import Ablation, PlannedRun
+from bnbench.config.ablation import SET_KEY, Ablation, PlannedRun, set_options
 from bnbench.config.identity import jsonable
 from bnbench.errors import SpecError
 from bnbench.results import files, rundir
 from bnbench.results.files import read_mapping, write_json
 from bnbench.results.layout import ABLATION, MANIFEST, PLOTS_DIR, run_path
 
-__all__ = ["Listener", "Outcome", "parse_shard", "plan_table", "run_ablation", "shard_runs"]
+__all__ = [
+    "Listener",
+    "Outcome",
+    "failed_earlier",
+    "parse_shard",
+    "plan_table",
+    "run_ablation",
+    "shard_runs",
+]
 
 # Hidden entries of a results tree that are ours: claims, SLURM's job folder, an old lock file.
 HIDDEN = frozenset({CLAIMS_DIR, SLURM_DIR, files.LOCK})
@@ -110,23 +118,28 @@ def run_ablation(
         executor: where runs train (default: worker processes here).
 
     Raises:
-        SpecError: the directory holds something else or a different ablation, the executor
-            cannot start (then nothing is written), a run to clear is a symbolic link, or a
+        SpecError: the directory holds something else or a different ablation, a dataset of
+            the runs to train is neither cached nor downloadable, the executor cannot start
+            (in these three cases nothing is written), a run to clear is a symbolic link, or a
             local worker process died.
     """
+    from bnbench.train.prepare import check_data
+
     options = executor or ExecutorOptions()
     if jobs is not None:
         options = replace(options, jobs=jobs)
     options.check()
     _check_destination(ablation, results_dir)  # before anything, so a refusal writes nothing
+    selected = shard_runs(ablation.runs, shard)
+    outcome = Outcome(total=len(selected))
+    todo = _unfinished(selected, results_dir, retry_failed, outcome)
+    # Once, here: data that no run could read would otherwise fail every run, one by one.
+    check_data(run.spec for run in todo)
     engine = open_executor(options, results_dir)
     try:
         _write_top_level(ablation, results_dir)
         for folder in (results_dir, results_dir / PLOTS_DIR, results_dir / CLAIMS_DIR):
             files.remove_old_temp_files(folder, STALE_TEMP_S)
-        selected = shard_runs(ablation.runs, shard)
-        outcome = Outcome(total=len(selected))
-        todo = _unfinished(selected, results_dir, retry_failed, outcome)
         with Claims(results_dir, options.name) as claims:
             _execute(todo, engine, claims, outcome, results_dir, save_model, retry_failed,
                      listener)  # fmt: skip
@@ -147,17 +160,42 @@ def _check_destination(ablation: Ablation, results_dir: Path) -> None:
     if path.exists():
         existing = read_mapping(path)
         if existing != ablation.resolved:
-            keys = set(existing) | set(ablation.resolved)
-            changed = sorted(k for k in keys if existing.get(k) != ablation.resolved.get(k))
-            raise SpecError(
-                f"{results_dir}: holds a different version of this ablation (it differs in: "
-                f"{', '.join(changed)}); its runs would be summarized together with these. "
-                "Choose another --out, or delete the folder to start over"
-            )
+            raise SpecError(_difference(results_dir, existing, ablation.resolved))
     elif results_dir.is_dir() and any(
         name not in HIDDEN and not files.is_temp_name(name) for name in os.listdir(results_dir)
     ):
         raise SpecError(f"{results_dir}: is not empty and holds no ablation; choose another --out")
+
+
+def _difference(results_dir: Path, existing: dict[str, Any], resolved: dict[str, Any]) -> str:
+    """Why the ablation in `results_dir` is not this one, and what to do."""
+    keys = set(existing) | set(resolved)
+    changed = sorted(k for k in keys if existing.get(k) != resolved.get(k))
+    if changed == [SET_KEY]:
+        resume = f"give {_sets(existing)}" if existing.get(SET_KEY) else "leave out --set"
+        return (
+            f"{results_dir}: holds this ablation run with {_sets(existing)}, and this command "
+            f"gives {_sets(resolved)}: these are different runs, and a results tree holds one "
+            f"ablation. To resume it, {resume}; or choose another --out"
+        )
+    sets = f"; it was run with {_sets(existing)}" if existing.get(SET_KEY) else ""
+    return (
+        f"{results_dir}: holds a different version of this ablation (it differs in: "
+        f"{', '.join(changed)}{sets}); its runs would be summarized together with these. "
+        "Choose another --out, or delete the folder to start over"
+    )
+
+
+def _sets(resolved: dict[str, Any]) -> str:
+    """'--set a=1 --set b=x' as recorded in an ablation.yaml, or 'no --set'."""
+    sets = resolved.get(SET_KEY)
+    return set_options(sets) if isinstance(sets, dict) and sets else "no --set"
+
+
+def failed_earlier(outcome: Outcome) -> list[str]:
+    """Runs recorded as failed before this invocation, which it skipped (no `retry_failed`)."""
+    skipped = set(outcome.skipped)
+    return [run_id for run_id in outcome.failed if run_id in skipped]
 
 
 def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
@@ -195,6 +233,9 @@ def _unfinished(selected: list[PlannedRun], results_dir: Path, retry_failed: boo
         if rundir.is_done(state) or (state == "failed" and not retry_failed):
             outcome.skipped.append(run.run_id)
             outcome.statuses[run.run_id] = state
+            if state == "failed":  # what it failed with, to say so again
+                summary = rundir.read_summary(run_path(results_dir, run.run_id))
+                outcome.errors[run.run_id] = (summary.error if summary else None) or "unknown"
         else:
             todo.append(run)
     return todo

@@ -2,8 +2,9 @@
 
 A local worker ignores Ctrl-C (the parent decides), runs on its own share of the CPU cores with
 its math libraries capped to match, imports Keras once on its backend, then trains the runs it
-is given; progress events go back to the parent through a queue. A Ray worker or a SLURM job is
-set up the same way, minus the pinning (`run_remote`). Every run is `run_one`.
+is given; progress events ('phase' before a run's first step, then 'step') go back to the
+parent through a queue. A Ray worker or a SLURM job is set up the same way, minus the pinning
+(`run_remote`). Every run is `run_one`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from bnbench.ablate.executor import RunResult, RunTask
 from bnbench.results import rundir
 from bnbench.train.backend import worker_cores
+
+if TYPE_CHECKING:
+    from bnbench.train.prepare import Phase
 
 
 def init_worker(backend: str, threads: int, events: Any, slots: Any) -> None:
@@ -105,9 +109,13 @@ def run_one(run_id: str, spec_data: dict[str, Any], entry: dict[str, Any], run_d
         if _EVENTS is not None:
             _EVENTS.put(("step", {"run_id": run_id, "step": step, "total": total, "loss": loss}))
 
+    def phase(name: Phase) -> None:  # what the run does before its first step
+        if _EVENTS is not None:
+            _EVENTS.put(("phase", {"run_id": run_id, "phase": name}))
+
     try:
         result = train(RunSpec.model_validate(spec_data), path, save_model=save_model,
-                       progress=progress)  # fmt: skip
+                       progress=progress, phase=phase)  # fmt: skip
         return run_id, result.status, None
     except Exception as err:  # recorded by train(); the grid carries on
         if rundir.run_state(path) != "failed":  # it failed before training started

@@ -11,18 +11,26 @@ The bias is profiled out in closed form (b*(w) = mean(y) - w . mean(x)), which i
 centring x and y, so the two panels differ only in feature scale, the part BN's division by the
 batch standard deviation fixes. The loss is exactly quadratic, so everything is computed from
 the 2x2 Hessian; no training library is involved.
+
+The claim input_scaling (`bnbench claims`) reads the same numbers from the data its runs trained
+on: `training_split`, `conditioning` and `draw_surface`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bnbench.config.registries import FIGURE_FORMATS
+from bnbench.config.schema import DatasetSpec
 from bnbench.data.synthetic import two_scale
 from bnbench.errors import SpecError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 # Within 1% of the optimal loss: the optimum is the noise variance, so this is a tight target.
 _TARGET_RATIO = 1.01
@@ -81,7 +89,27 @@ class LandscapeResult:
 
 
 @dataclass(frozen=True)
-class _Surface:
+class Conditioning:
+    """How well conditioned a linear model's MSE is on some data, raw and standardized.
+
+    Attributes:
+        raw: Condition number of the Hessian on the features as they are.
+        standardized: The same on each feature divided by its standard deviation.
+        target_variance: Variance of the target: the MSE of predicting its mean, so that an
+            MSE of `v` is an R² of 1 - v / target_variance.
+        examples: Examples the numbers come from.
+    """
+
+    raw: float
+    standardized: float
+    target_variance: float
+    examples: int
+
+
+@dataclass(frozen=True)
+class Surface:
+    """The exactly quadratic MSE of a linear model (bias profiled out) on one set of features."""
+
     covariance: np.ndarray  # Xc^T Xc / n; the Hessian of the loss is twice this
     optimum: np.ndarray
     optimal_loss: float
@@ -136,19 +164,66 @@ def draw_landscape(
     path = _resolve_path(Path(out_path), fmt)
 
     x, y = two_scale(num_samples, seed)
-    centred = x.astype(np.float64) - x.mean(axis=0)
-    target = y[:, 0].astype(np.float64) - y.mean()
-    std = centred.std(axis=0)
-    if np.any(std == 0):
+    if np.any(x.std(axis=0) == 0):
         raise SpecError(f"features are constant for num_samples={num_samples}, seed={seed}")
-    surfaces = {"raw": _surface(centred, target), "standardized": _surface(centred / std, target)}
-
+    found = surfaces(x, y)
     results: dict[str, Descent] = {}
     paths: dict[str, np.ndarray] = {}
-    for name, surface in surfaces.items():
-        results[name], paths[name] = _descend(surface, steps, lr_fraction)
-    _plot(path, surfaces, paths, results, steps)
+    for name, surface in found.items():
+        results[name], paths[name] = descend(surface, steps, lr_fraction)
+    _plot(path, found, paths, results, steps)
     return LandscapeResult(path, steps, results["raw"], results["standardized"])
+
+
+def training_split(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The training inputs and targets of a dataset spec, the inputs as the data holds them.
+
+    `normalize` is set to none, whatever the spec says: these are the raw features that
+    `conditioning` compares with their standardized version. Nothing is downloaded.
+
+    Raises:
+        SpecError: the data cannot be read (see `bnbench.data.datasets.load_dataset`).
+    """
+    from bnbench.data.datasets import load_dataset
+
+    data = load_dataset(spec.model_copy(update={"normalize": "none"}), download=False)
+    return data.x_train, data.y_train
+
+
+def surfaces(x: np.ndarray, y: np.ndarray) -> dict[str, Surface]:
+    """The loss surfaces of a linear model on the raw and on the standardized features.
+
+    Args:
+        x: Inputs, one row per example (flattened beyond the first axis).
+        y: Targets, one value per example.
+
+    Returns:
+        "raw" and "standardized" surfaces (features centred, bias profiled out).
+
+    Raises:
+        SpecError: a feature is constant, so it cannot be standardized.
+    """
+    features = x.reshape(len(x), -1).astype(np.float64)
+    centred = features - features.mean(axis=0)
+    target = y.reshape(len(y), -1)[:, 0].astype(np.float64)
+    target = target - target.mean()
+    std = centred.std(axis=0)
+    if np.any(std == 0):
+        raise SpecError("a feature is constant: it cannot be standardized")
+    return {"raw": _surface(centred, target), "standardized": _surface(centred / std, target)}
+
+
+def conditioning(x: np.ndarray, y: np.ndarray) -> Conditioning:
+    """Condition numbers of the raw and standardized surfaces of (x, y), and Var(y)."""
+    found = surfaces(x, y)
+    numbers = {name: _condition_number(surface) for name, surface in found.items()}
+    variance = float(np.var(y.reshape(len(y), -1)[:, 0].astype(np.float64)))
+    return Conditioning(numbers["raw"], numbers["standardized"], variance, len(x))
+
+
+def _condition_number(surface: Surface) -> float:
+    eigenvalues = np.linalg.eigvalsh(surface.covariance)
+    return float(eigenvalues[-1] / eigenvalues[0])
 
 
 def _resolve_path(out_path: Path, fmt: str | None) -> Path:
@@ -165,13 +240,18 @@ def _resolve_path(out_path: Path, fmt: str | None) -> Path:
     return out_path
 
 
-def _surface(features: np.ndarray, target: np.ndarray) -> _Surface:
+def _surface(features: np.ndarray, target: np.ndarray) -> Surface:
     optimum, *_ = np.linalg.lstsq(features, target, rcond=None)
     residual = target - features @ optimum
-    return _Surface(features.T @ features / len(target), optimum, float(np.mean(residual**2)))
+    return Surface(features.T @ features / len(target), optimum, float(np.mean(residual**2)))
 
 
-def _descend(surface: _Surface, steps: int, lr_fraction: float) -> tuple[Descent, np.ndarray]:
+def descend(surface: Surface, steps: int, lr_fraction: float) -> tuple[Descent, np.ndarray]:
+    """Gradient descent from w = 0 at `lr_fraction` of the surface's stability limit 2 / L_max.
+
+    Returns:
+        What it reached, and the weights after each step (the first row is the start).
+    """
     hessian = 2.0 * surface.covariance
     eigenvalues = np.linalg.eigvalsh(hessian)
     learning_rate = lr_fraction * 2.0 / eigenvalues[-1]
@@ -191,46 +271,63 @@ def _descend(surface: _Surface, steps: int, lr_fraction: float) -> tuple[Descent
     return descent, weights
 
 
+_COLOURS = {"raw": "tab:red", "standardized": "tab:blue"}
+
+
+def draw_surface(
+    ax: Axes, name: str, surface: Surface, weights: np.ndarray, result: Descent, steps: int
+) -> None:
+    """One surface's contours at log-spaced loss levels, with the descent path on it.
+
+    Args:
+        ax: The panel.
+        name: "raw" or "standardized".
+        surface: The surface (`surfaces`).
+        weights: The descent path (`descend`).
+        result: What the descent reached.
+        steps: Its steps, for the title.
+    """
+    from matplotlib.colors import LogNorm
+
+    w1, w2 = _square_window(np.vstack([weights, surface.optimum]))
+    grid = np.stack(np.meshgrid(w1, w2), axis=-1)
+    excess = surface.excess(grid)
+    levels = np.geomspace(max(excess.max() * 1e-6, 1e-6), excess.max(), 13)
+    ax.contour(w1, w2, excess, levels=levels, norm=LogNorm(), cmap="viridis", linewidths=0.9)
+    ax.plot(weights[:, 0], weights[:, 1], "-", color=_COLOURS[name], lw=1.0, marker=".", ms=3)
+    ax.plot(*weights[0], "o", color="black", ms=6, label="start (w = 0)")
+    ax.plot(*surface.optimum, "*", color="gold", mec="black", ms=13, label="optimum")
+    ax.set_aspect("equal")
+    scaled = "" if name == "raw" else "standardized "
+    ax.set_xlabel(f"w1 (weight on {scaled}feature A)")
+    ax.set_ylabel(f"w2 (weight on {scaled}feature B)")
+    ax.set_title(
+        f"{name} features: condition number {result.condition_number:,.1f}\n"
+        f"{steps} steps at learning rate {result.learning_rate:.2g}",
+        fontsize=10,
+    )
+    ax.legend(loc="best", fontsize=8)
+
+
 def _plot(
     path: Path,
-    surfaces: dict[str, _Surface],
+    surfaces: dict[str, Surface],
     paths: dict[str, np.ndarray],
     results: dict[str, Descent],
     steps: int,
 ) -> None:
-    from matplotlib.colors import LogNorm
-
     from bnbench.analysis.figures import DPI, plt, save_figure
 
-    colours = {"raw": "tab:red", "standardized": "tab:blue"}
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.9), dpi=DPI, layout="constrained")
     for ax, (name, surface) in zip(axes[:2], surfaces.items(), strict=True):
-        weights, result = paths[name], results[name]
-        w1, w2 = _square_window(np.vstack([weights, surface.optimum]))
-        grid = np.stack(np.meshgrid(w1, w2), axis=-1)
-        excess = surface.excess(grid)
-        levels = np.geomspace(max(excess.max() * 1e-6, 1e-6), excess.max(), 13)
-        ax.contour(w1, w2, excess, levels=levels, norm=LogNorm(), cmap="viridis", linewidths=0.9)
-        ax.plot(weights[:, 0], weights[:, 1], "-", color=colours[name], lw=1.0, marker=".", ms=3)
-        ax.plot(*weights[0], "o", color="black", ms=6, label="start (w = 0)")
-        ax.plot(*surface.optimum, "*", color="gold", mec="black", ms=13, label="optimum")
-        ax.set_aspect("equal")
-        scaled = "" if name == "raw" else "standardized "
-        ax.set_xlabel(f"w1 (weight on {scaled}feature A)")
-        ax.set_ylabel(f"w2 (weight on {scaled}feature B)")
-        ax.set_title(
-            f"{name} features: condition number {result.condition_number:,.1f}\n"
-            f"{steps} steps at learning rate {result.learning_rate:.2g}",
-            fontsize=10,
-        )
-        ax.legend(loc="best", fontsize=8)
+        draw_surface(ax, name, surface, paths[name], results[name], steps)
 
     ax = axes[2]
     for name, surface in surfaces.items():
         excess = surface.excess(paths[name])
         reached = results[name].steps_to_target
         note = f"1% of optimum at step {reached}" if reached is not None else "1% not reached"
-        ax.plot(excess, color=colours[name], label=f"{name} ({note})")
+        ax.plot(excess, color=_COLOURS[name], label=f"{name} ({note})")
     # Both parameterizations describe the same least-squares problem: one optimal loss.
     tolerance = (_TARGET_RATIO - 1.0) * results["raw"].optimal_loss
     ax.axhline(tolerance, color="grey", ls=":", lw=1, label="1% of optimal loss")

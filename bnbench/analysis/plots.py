@@ -1,11 +1,14 @@
 """Figures drawn from a results tree, never from training: restyling a figure needs no retraining.
 
 `render_plots` reads the tree (`bnbench.results.tree`), draws every figure it has data for with
-the shared panel style (`bnbench.analysis.panels`) and writes `plots/index.md`. The activation,
-BN-statistics and overview figures show each arm at its own best grid cell, so a learning-rate grid
-compares arms each at their tuned rate, as DeepOBS does. That cell is chosen by the mean
-*validation* score (final by default), never by the test score the overview then shows, and every
-such figure names the cell it shows and how it was chosen.
+the shared panel style (`bnbench.analysis.panels`) and writes `plots/index.md`. The options the
+figures were drawn with (format, log axis, band, cell selection) are kept in `plots/figures.json`
+(`FigureOptions`), so a later re-render (`ablate` after a resume) draws them the same way.
+
+The activation, BN-statistics and overview figures show each arm at its own best grid cell, so a
+learning-rate grid compares arms each at their tuned rate, as DeepOBS does. That cell is chosen by
+the mean *validation* score (final by default), never by the test score the overview then shows,
+and every such figure names the cell it shows and how it was chosen.
 
 One idea, one file: every figure is a short method of `_Figures` drawing from the same tree with
 the same panels; splitting the figures across files would only scatter that shared state.
@@ -23,17 +26,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from bnbench.analysis.figures import check_format, save_figure
+from bnbench.analysis.figure_options import OPTIONS_FILE, FigureOptions, choose_options
+from bnbench.analysis.figures import save_figure
 from bnbench.analysis.panels import Diverged, Panels, hide_unused, new_figure
-from bnbench.errors import SpecError
-from bnbench.results.files import atomic_write_text
+from bnbench.results.files import atomic_write_text, write_json
 from bnbench.results.layout import PLOTS_DIR
 from bnbench.results.rows import Selection, validation_score
 from bnbench.results.tree import ResultsTree, grid_labels, load_results_tree
 
-__all__ = ["BANDS", "render_plots"]
+__all__ = ["INDEX", "draw_plots", "render_plots"]
 
-BANDS = ("std", "minmax")
+INDEX = "index.md"  # in plots/: every figure with its caption, and the choices behind them
 # {where} is ", each arm at its grid cell with the best <validation score> ..." with a grid.
 _CAPTIONS = {
     "curves": "{what} vs {unit}, one panel per grid cell: seed mean with {band}; train dashed, "
@@ -52,6 +55,8 @@ _CAPTIONS = {
     "cell, not only the best",
     "bn_statistics": "BN moving statistics, γ, β and batch-vs-moving gaps over training{where}; "
     "line style = layer",
+    "variance_shift": "variance shift (Li et al. 2019): Var of each BN layer's input in training "
+    "mode (dropout on) / in inference mode, geometric mean over units{where}; line style = layer",
     "overview": "one page: validation curves, final test score, time to target and activation "
     "percentiles{where}",
 }
@@ -69,16 +74,17 @@ _BN_STATS = {
 
 def render_plots(
     results_dir: Path,
-    fmt: str = "png",
-    log_loss: bool = False,
+    fmt: str | None = None,
+    log_loss: bool | None = None,
     *,
-    band: str = "std",
-    select_by: Selection = "final",
+    band: str | None = None,
+    select_by: Selection | None = None,
 ) -> list[Path]:
     """Draw every figure the results tree has data for into `results_dir/plots/`.
 
-    Also writes `plots/index.md`: which cell each arm is shown at and why, then one line per
-    figure with its file name and caption.
+    Each option left None is the one the figures there were last drawn with (`figures.json`),
+    else the default of `FigureOptions` (png, linear losses, ± 1 std, final validation score).
+    Also writes `plots/index.md` (`draw_plots`) and records the options used in `figures.json`.
 
     Args:
         results_dir: An ablation directory (with runs.csv) or a single run directory.
@@ -92,28 +98,52 @@ def render_plots(
         The figure files written, in index order.
 
     Raises:
-        SpecError: (a ValueError) If `fmt`, `band` or `select_by` is unknown, or `results_dir`
-            is missing or is not a results tree; the message names the path.
+        SpecError: (a ValueError) If `fmt`, `band` or `select_by` is unknown, `results_dir` is
+            missing or is not a results tree, or figures.json cannot be used; the message names
+            the path.
     """
-    check_format(fmt)
-    if band not in BANDS:
-        raise SpecError(f"unknown band {band!r}: expected one of {', '.join(BANDS)}")
-    validation_score(None, select_by)  # rejects an unknown selection before any reading
-    tree = load_results_tree(Path(results_dir))
-    out_dir = tree.root / PLOTS_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures = _Figures(tree, Panels(tree.arms, band, log_loss), select_by)
+    plots_dir = Path(results_dir) / PLOTS_DIR
+    options = choose_options(
+        plots_dir, format=fmt, log_loss=log_loss, band=band, select_by=select_by
+    )
+    return draw_plots(load_results_tree(Path(results_dir)), plots_dir, options)
+
+
+def draw_plots(tree: ResultsTree, plots_dir: Path, options: FigureOptions) -> list[Path]:
+    """Draw the figures of `tree` into `plots_dir`, with index.md and figures.json.
+
+    index.md says which cell each arm is shown at and why, which options the figures were drawn
+    with, then has one line per figure with its file name and caption. Every file is written
+    atomically; figures.json and index.md last, so they never describe figures not yet drawn.
+
+    Returns:
+        The figure files written, in index order.
+
+    Raises:
+        SpecError: an option is unknown.
+    """
+    options.check()
+    fmt = options.format
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    panels = Panels(tree.arms, options.band, options.log_loss)
+    figures = _Figures(tree, panels, options.select_by)
     written, lines = [], []
     for name, caption, draw in figures.found():
-        path = out_dir / f"{name}.{fmt}"
+        path = plots_dir / f"{name}.{fmt}"
         save_figure(draw(), path, fmt)
         written.append(path)
         lines.append(f"- [{path.name}]({path.name}): {caption}")
     header = [f"# Figures for `{tree.name}`", "", *figures.choice_lines()]
+    header += [
+        f"Drawn as {options.describe()} (kept in {OPTIONS_FILE}: `bnbench plot` and `ablate` "
+        "redraw with these unless given others).",
+        "",
+    ]
     failed = tree.runs.loc[tree.runs["status"] == "failed", "run_id"]
     if len(failed):
         header += [f"Left out {len(failed)} failed run(s): {', '.join(failed)}.", ""]
-    atomic_write_text(out_dir / "index.md", "\n".join([*header, *lines, ""]))
+    write_json(plots_dir / OPTIONS_FILE, options.record())
+    atomic_write_text(plots_dir / INDEX, "\n".join([*header, *lines, ""]))
     return written
 
 
@@ -168,6 +198,7 @@ class _Figures:
             ("activation_percentiles", {"layer", "p15", "p50", "p85"}, self.percentiles),
             ("train_inference_gap", {"train_mode_loss", "inference_mode_loss"}, self.gap),
             ("bn_statistics", {"layer"}, self.bn_statistics),
+            ("variance_shift", {"layer", "variance_ratio"}, self.variance_shift),
         ]
         for name, columns, builder in diagnostics:
             frame = self.diagnostics[name]
@@ -305,6 +336,26 @@ class _Figures:
             ax.set_title(_BN_STATS[stat][0], fontsize=9)
         hide_unused(axes, len(stats))
         title = "Batch-normalization statistics (mean over seeds)" + self._chosen_line()
+        fig.suptitle(title, fontsize=11)
+        layer_styles = [(s, f"layer {layer}") for s, layer in zip(styles, layers, strict=True)]
+        self.panels.legend(fig, self._arms_in(data), styles=layer_styles, labels=self.labels())
+        return fig
+
+    def variance_shift(self) -> Figure:
+        data = self._at_best(self.diagnostics["variance_shift"])
+        fed = data["fed_by_dropout"].astype(str) == "True"  # layers dropout feeds come first
+        layers = list(dict.fromkeys([*data.loc[fed, "layer"], *data["layer"]]))[:3]
+        styles = ["-", "--", ":"][: len(layers)]
+        fig, axes = new_figure(1, 1, height=3.2)
+        ax = axes[0][0]
+        for layer, style in zip(layers, styles, strict=True):
+            mine = data[data["layer"] == layer]
+            self.panels.lines(ax, mine, "step", [("variance_ratio", style)], band=False)
+        ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+        ax.set(xlabel="training step", yscale="log",
+               ylabel="Var(train) / Var(inference) (log scale)")  # fmt: skip
+        ax.grid(True, alpha=0.3)
+        title = "Variance shift of the BN inputs (mean over seeds)" + self._chosen_line()
         fig.suptitle(title, fontsize=11)
         layer_styles = [(s, f"layer {layer}") for s, layer in zip(styles, layers, strict=True)]
         self.panels.legend(fig, self._arms_in(data), styles=layer_styles, labels=self.labels())

@@ -2,7 +2,8 @@
 
 `build_report` reads `RESULTS_DIR/runs/*/` (each run's `ablation.json`, `config.yaml` and
 `summary.json`) and `ablation.yaml` when present, and writes `runs.csv` (one row per run) and
-`summary.{csv,md,json}` (one row per arm and grid cell; `summary.tex` on request). It never
+`summary.{csv,md,json}` (one row per arm and grid cell; `summary.tex` on request, its columns
+picked from `latex_catalogue`, rendered by `bnbench.analysis.latex`). It never
 trains and never imports Keras, so the tables can be rebuilt at any time, even while runs go on.
 The statistics and their definitions live in `bnbench.analysis.stats`.
 
@@ -16,7 +17,8 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from bnbench.analysis.latex import DEFAULT_COLUMNS, check_columns, label_for, latex_table
 from bnbench.analysis.stats import DEFINITIONS, FEWER_PAIRS, STATUSES, SUMMARY_STATS, summarize
 from bnbench.errors import SpecError
 from bnbench.results import rundir
@@ -55,6 +58,10 @@ class Report:
         metric: The runs' metric, e.g. "accuracy", or None for runs that only record a loss.
         select_by: Which validation score ("final" or "best") picked each arm's best cell.
         paths: File name -> path of every file written.
+        latex_columns: The columns of summary.tex (keys of `latex_catalogue`); () for none.
+        notes: Choices made before the summary (how runs were grouped, say), printed first
+            among `choices`.
+        unit: What a row's `arm` is called in headers: "arm", or "group" for `bnbench compare`.
     """
 
     root: Path
@@ -66,6 +73,9 @@ class Report:
     metric: str | None
     select_by: Selection = "final"
     paths: dict[str, Path] = field(default_factory=dict)
+    latex_columns: tuple[str, ...] = ()
+    notes: dict[str, str] = field(default_factory=dict)
+    unit: str = "arm"
 
     @property
     def score_label(self) -> str:
@@ -76,7 +86,7 @@ class Report:
     def choices(self) -> dict[str, str]:
         """Each choice that shapes the numbers, in words: printed above every summary."""
         quantity = validation_score(self.metric, self.select_by)[1]
-        made = {}
+        made = dict(self.notes)
         if self.grid_keys:
             made["best cell"] = f"chosen by {quantity} over completed runs ({BEST}), never by test"
         made["means"] = "over completed runs; (n=k/m) when a mean has fewer than the cell's m runs"
@@ -97,14 +107,21 @@ class Report:
 
 
 def build_report(
-    results_dir: Path, *, latex: bool = False, select_by: Selection = "final"
+    results_dir: Path,
+    *,
+    latex: bool = False,
+    latex_columns: Sequence[str] | None = None,
+    select_by: Selection = "final",
 ) -> Report:
     """Rebuild runs.csv and the summary tables of an ablation from its run directories.
 
     Args:
         results_dir: The ablation's results directory, holding `runs/<run_id>/`.
-        latex: Also write `summary.tex` (a booktabs tabular). Without it, a `summary.tex` left by
-            an earlier call is removed, so that no table outlives the runs it describes.
+        latex: Also write `summary.tex` (a booktabs table with caption and label). Without it, a
+            `summary.tex` left by an earlier call is removed, so that no table outlives the runs
+            it describes.
+        latex_columns: The table's columns, keys of `latex_catalogue`; None: `DEFAULT_COLUMNS`
+            (arm, cell with a grid, score, to_target, reached, diff).
         select_by: Which mean validation score marks each arm's best cell: "final" (at the end
             of training, the point the test score is read at) or "best" (over training).
 
@@ -113,8 +130,12 @@ def build_report(
 
     Raises:
         SpecError: The directory has no `runs/` folder or no run directory in it, a file in it
-            cannot be parsed (the message names the path), or `select_by` is unknown.
+            cannot be parsed (the message names the path), `select_by` is unknown, or
+            `latex_columns` is given without `latex` or names an unknown column (then nothing
+            is written).
     """
+    if latex_columns is not None and not latex:
+        raise SpecError("LaTeX columns are used only with the LaTeX table (--latex)")
     root = Path(results_dir)
     spec = read_mapping(root / ABLATION)  # {} for a tree copied without its spec
     found = [(path, rundir.read_entry(path)) for path in _run_dirs(root)]
@@ -132,8 +153,37 @@ def build_report(
     metric = next((run["metric"] for run in runs if run["metric"]), None)
     rows = summarize(runs, grid_keys, reference, metric, by=select_by)
     report = Report(root, rows, runs, arms, grid_keys, reference, metric, select_by)
-    _write(report, str(spec.get("name") or root.name), latex)
+    if latex:  # checked before anything is written
+        report = replace(report, latex_columns=tuple(pick_latex_columns(report, latex_columns)))
+    _write(report, str(spec.get("name") or root.name))
     return report
+
+
+def latex_catalogue(report: Report) -> dict[str, str]:
+    """Every column the LaTeX table can show: key -> header, in the markdown table's order.
+
+    The formatted columns first (`score` is "mean ± std (n=k/m)", `diff` "Δ [95% CI]", ...), then
+    `cell`, then every other summary.csv column as its raw value.
+    """
+    score = report.score_label
+    compact = {"score": score, "to_target": "steps to target", "final_val": "final val"}
+    compact |= {"best_val": "best val", "diff": f"Δ vs {report.reference} [95% CI]"}
+    columns = {key: compact.get(key, header) for key, header in _headers(report)}
+    columns.setdefault("cell", "cell")
+    for key in report.summary_columns:
+        columns.setdefault(key, key)
+    return columns
+
+
+def pick_latex_columns(report: Report, requested: Sequence[str] | None) -> list[str]:
+    """The LaTeX table's columns: `requested` when each is in `latex_catalogue`, else defaults.
+
+    Raises:
+        SpecError: a requested column is unknown or given twice (the message lists them all).
+    """
+    if requested is None:
+        return [c for c in DEFAULT_COLUMNS if c != "cell" or report.grid_keys]
+    return check_columns(requested, list(latex_catalogue(report)))
 
 
 def render_table(report: Report) -> Group:
@@ -147,7 +197,7 @@ def render_table(report: Report) -> Group:
     for cells, row in zip(rows, report.rows, strict=True):
         cells["status"] = "/".join(str(row[status]) for status in STATUSES)
         cells["to_target"] = _to_target(row, with_reached=True)
-    names = {"arm": "arm", "cell": "cell"} if report.grid_keys else {"arm": "arm"}
+    names = {"arm": report.unit, "cell": "cell"} if report.grid_keys else {"arm": report.unit}
     budgets = {(cells["steps"], cells["examples"]) for cells in rows}
     budget = {"steps": "steps"} if len(budgets) > 1 else {}
     columns = {**names, "n": "n", "status": "runs", **budget}
@@ -202,7 +252,9 @@ def _terminal_table(
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, caption_justify="left")
     for key, header in columns.items():
         left = key in ("arm", "cell")
-        table.add_column(header, justify="left" if left else "right", no_wrap=True)
+        # Names may wrap on a narrow terminal (a compare group's label is long); numbers never.
+        wrap = {"overflow": "fold"} if key == "arm" else {"no_wrap": True}
+        table.add_column(header, justify="left" if left else "right", **wrap)
     for cells in rows:
         table.add_row(*(cells[key] for key in columns))
     return table
@@ -232,7 +284,7 @@ def _run_order(
     return arms.index(run["arm"]), cell, seed is None, seed or 0, run["run_id"]
 
 
-def _write(report: Report, name: str, latex: bool) -> None:
+def _write(report: Report, name: str) -> None:
     root, paths = report.root, report.paths
     csv, js, md, tex = (TABLES[kind] for kind in ("csv", "json", "md", "tex"))
     paths.update({f: root / f for f in (RUNS_CSV, csv, js, md)})
@@ -243,10 +295,10 @@ def _write(report: Report, name: str, latex: bool) -> None:
     head.update(score=report.score_label, grid_keys=list(report.grid_keys))
     head.update(select_by=report.select_by, choices=report.choices)
     write_json(paths[js], {**head, "definitions": DEFINITIONS, "rows": rows})
-    atomic_write_text(paths[md], _markdown(report, name))
-    if latex:
+    atomic_write_text(paths[md], markdown_summary(report, name))
+    if report.latex_columns:
         paths[tex] = root / tex
-        atomic_write_text(paths[tex], _latex(report))
+        atomic_write_text(paths[tex], latex_summary(report, name))
     else:
         (root / tex).unlink(missing_ok=True)
 
@@ -254,7 +306,7 @@ def _write(report: Report, name: str, latex: bool) -> None:
 def _headers(report: Report) -> list[tuple[str, str]]:
     """(display key, header) of the markdown and LaTeX tables."""
     score, quantity = report.score_label, report.metric or "loss"
-    columns = [("arm", "arm"), *((f"grid.{k}", k) for k in report.grid_keys), ("n", "n")]
+    columns = [("arm", report.unit), *((f"grid.{k}", k) for k in report.grid_keys), ("n", "n")]
     columns += [(status, status) for status in STATUSES]
     columns += [("steps", "steps"), ("examples", "examples")]
     columns += [("score", f"{score} (mean ± std)")]
@@ -330,9 +382,10 @@ def _speedup(row: dict[str, Any]) -> str:
     return f"{_BOUND_MARKS[row['speedup_bound']]}{speedup:.2f}× {counted}"
 
 
-def _markdown(report: Report, name: str) -> str:
+def markdown_summary(report: Report, name: str) -> str:
+    """summary.md: the choices, one row per arm and cell with every column, the definitions."""
     headers = _headers(report)
-    lines = [f"# {name}", "", f"Reference arm: `{report.reference}`.", ""]
+    lines = [f"# {name}", "", f"Reference {report.unit}: `{report.reference}`.", ""]
     lines += [f"- {line}" for line in _choice_lines(report)] + [""]
     lines.append("| " + " | ".join(header for _, header in headers) + " |")
     lines.append("|" + "|".join("---" if k == "arm" else "--:" for k, _ in headers) + "|")
@@ -343,25 +396,39 @@ def _markdown(report: Report, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _latex(report: Report) -> str:
-    headers = _headers(report)
-    lines = [r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}", r"\toprule"]
-    lines.append(" & ".join(_tex(header) for _, header in headers) + r" \\")
-    lines.append(r"\midrule")
-    for row in report.rows:
-        cells = _display(row, report)
-        lines.append(" & ".join(_tex(cells[key]) for key, _ in headers) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+def latex_summary(report: Report, name: str) -> str:
+    """summary.tex: the `latex_columns` of every row, with a caption that explains their marks."""
+    catalogue = latex_catalogue(report)
+    columns = {key: catalogue[key] for key in report.latex_columns}
+    rows = [_display(row, report) for row in report.rows]
+    text = ["arm", "cell", *(f"grid.{key}" for key in report.grid_keys), "reference"]
+    caption = _caption(report, name, columns, rows)
+    return latex_table(columns, rows, caption=caption, label=label_for(name), text_columns=text)
 
 
-_TEX_ESCAPES = {c: "\\" + c for c in "&%$#_{}"} | {"\\": r"\textbackslash{}", "~": r"\~{}"}
-_TEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "−": "-", "^": r"\^{}"}
-_TEX_SYMBOLS |= {"≥": r"$\geq$", "≤": r"$\leq$", "†": r"\dag{}", BEST: r"$\star$", "–": "--"}
-
-
-def _tex(text: str) -> str:
-    return "".join(_TEX_ESCAPES.get(c) or _TEX_SYMBOLS.get(c) or c for c in text)
+def _caption(report: Report, name: str, columns: dict[str, str], rows: list[dict[str, str]]) -> str:
+    """What the table shows and every choice and mark in it, in plain text."""
+    shown = "".join(cells[key] for cells in rows for key in columns)
+    parts = [f"{name}."]
+    if "score" in columns:
+        parts = [f"{name}: {report.score_label}, mean ± std over completed runs."]
+    if "(n=" in shown:
+        parts.append("n=k/m: a mean over k of the m runs.")
+    if "to_target" in columns:
+        parts.append("Steps to target: mean ± std; ≥: a lower bound, as runs that never "
+                     "reached it count at their last step.")  # fmt: skip
+    if "reached" in columns:
+        parts.append("Reached: runs that reached the target, of all runs.")
+    if {"diff", "p", "speedup"} & set(columns):
+        parts.append(f"Paired over seeds against {report.reference}: Δ is the mean difference "
+                     f"with its 95% t interval.")  # fmt: skip
+    if FEWER_PAIRS in shown:
+        parts.append(f"{FEWER_PAIRS}: fewer pairs than seeds.")
+    if BEST in shown:
+        quantity = validation_score(report.metric, report.select_by)[1]
+        parts.append(f"{BEST}: each arm's best cell by {quantity}, never by test.")
+    parts.append(f"BN statistics at evaluation: {_bn_statistics(report.runs)}.")
+    return " ".join(parts)
 
 
 def _fmt(value: Any, spec: str) -> str:

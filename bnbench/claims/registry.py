@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from bnbench.claims import rules_inside, rules_norms, rules_speed
+from bnbench.claims import rules_inside, rules_norms, rules_shift, rules_speed
 from bnbench.claims.claim import Claim, Reduction
 from bnbench.config.registries import suggest
 from bnbench.errors import SpecError
@@ -59,6 +59,14 @@ _ENTRIES = (
           "full 90 s, quick 20 s",
           Reduction(grid={"training.batch_size": [2, 64]}, arms=["batch", "group"]),
           rules_norms.assess_small_batch, rules_norms.draw_small_batch),
+    Claim("small_batch_examples",
+          "Batch norm is weak at small batches, also at a fixed number of examples (epochs).",
+          "Wu & He 2018",
+          "test accuracy against batch size at a fixed number of epochs (learning rate scaled "
+          "linearly with the batch), BN vs GN (vs LN)",
+          "full 35 s, quick 20 s",
+          Reduction(grid={"training.batch_size": [2, 64]}, arms=["batch", "group"]),
+          rules_norms.assess_small_batch, rules_norms.draw_small_batch),
     Claim("placement",
           "Before the activation is better for sigmoid; for ReLU the placement is negligible.",
           "Ioffe & Szegedy 2015; long-running practitioner debate",
@@ -72,6 +80,13 @@ _ENTRIES = (
           "drift of the last block's pre-activation percentiles over training",
           "full 20 s, quick 15 s", Reduction(),
           rules_inside.assess_covariate_shift, rules_inside.draw_covariate_shift),
+    Claim("input_scaling", "Batch norm smooths optimization on badly scaled inputs.",
+          "common tutorial claim, after LeCun et al. 1998",
+          "paired ratio of steps to R² ≥ 0.999 on two_scale regression, raw inputs / BN (on the "
+          "inputs; in the hidden block), each arm at its fastest rate of the same grid",
+          "full 40 s, quick 20 s",
+          Reduction(grid={"training.learning_rate": [1e-5, 1e-4]}, arms=["raw", "bn"]),
+          rules_speed.assess_input_scaling, rules_speed.draw_input_scaling),
     Claim("train_inference_gap",
           "Batch norm networks score worse in inference mode than in training mode, the more "
           "so at high momentum and small batches.",
@@ -91,6 +106,14 @@ _ENTRIES = (
           "test accuracy at batch 256, ghost BN (virtual batches of 16) vs BN",
           "full 15 s, quick 15 s", Reduction(),
           rules_norms.assess_ghost_batch, rules_norms.draw_ghost_batch),
+    Claim("shift_adaptation",
+          "Re-estimating the BN statistics on shifted test data helps.",
+          "Schneider et al. 2020",
+          "shifted test accuracy (Gaussian noise, lower contrast) with BN re-estimated on 32 "
+          "shifted test examples − with the training statistics",
+          "full 35 s, quick 15 s",
+          Reduction(grid={"evaluation.shift.severity": [0.5]}),
+          rules_shift.assess_shift_adaptation, rules_shift.draw_shift_adaptation),
 )  # fmt: skip
 
 CLAIMS: Mapping[str, Claim] = MappingProxyType({claim.id: claim for claim in _ENTRIES})

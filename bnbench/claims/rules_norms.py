@@ -1,8 +1,9 @@
 """Verdict rules and figures of the claims about where and how to normalize.
 
-regularization, small_batch, placement, train_inference, dropout_order and ghost_batch. Every
-accuracy is the final test accuracy under the BN statistics the claim's config chose, and a run
-that diverged scores the chance rate of its data (it learned nothing usable).
+regularization, small_batch (and small_batch_examples), placement, train_inference,
+dropout_order and ghost_batch. Every accuracy is the final test accuracy under the BN statistics
+the claim's config chose, and a run that diverged scores the chance rate of its data (it learned
+nothing usable). dropout_order also reads `diagnostics/variance_shift.csv`.
 """
 
 from __future__ import annotations
@@ -93,10 +94,12 @@ def draw_regularization(evidence: Evidence) -> Figure:
     return fig
 
 
-# --- 7. small batches ---------------------------------------------------------------------------
+# --- 7. small batches (at a fixed number of steps, or of examples) -----------------------------
 
 
 def assess_small_batch(evidence: Evidence) -> Assessment:
+    """BN vs group norm across batch sizes; the budget (steps or examples) is read from the runs,
+    so the same rule decides small_batch and small_batch_examples."""
     sizes = [int(b) for b in evidence.values(BATCH)]
     small, large = {BATCH: min(sizes)}, {BATCH: max(sizes)}
     drops = {arm: _minus(accuracy(evidence, arm, large), accuracy(evidence, arm, small))
@@ -109,15 +112,32 @@ def assess_small_batch(evidence: Evidence) -> Assessment:
                 f"test accuracy at batch {min(sizes)}, group norm − BN",
                 differences(evidence, "final_test_metric", "group", "batch", small), 0.0, "above"),
     ]  # fmt: skip
-    sentences = [f"Every run takes the same number of steps; batch sizes {sizes}."]
+    sentences = [f"Every run has {batch_budget(evidence, sizes)}; batch sizes {sizes}."]
     for arm in evidence.tree.arms:
         means = [fmt(mean_of(accuracy(evidence, arm, {BATCH: b}))) for b in sizes]
         sentences.append(f"{arm} norm: test accuracy {' → '.join(means)} (batch {sizes}).")
     return Assessment(findings, sentences)
 
 
+def batch_budget(evidence: Evidence, sizes: list[int]) -> str:
+    """What the runs hold fixed across batch sizes, from their step counts: "the same number of
+    steps (300)" or "the same number of examples (4,320: 2,160 steps at batch 2 … 68 at 64)"."""
+    steps = {b: sorted({int(t) for t in evidence.where(None, {BATCH: b})["total_steps"].dropna()})
+             for b in sizes}  # fmt: skip
+    counts = sorted({n for found in steps.values() for n in found})
+    if len(counts) == 1:
+        return f"the same number of steps ({counts[0]:,})"
+    examples = sorted({b * n for b, found in steps.items() for n in found})
+    span = f"{examples[0]:,}" if len(examples) == 1 else f"{examples[0]:,}–{examples[-1]:,}"
+    ends = [f"{', '.join(f'{n:,}' for n in steps[b])} steps at batch {b}"
+            for b in (min(sizes), max(sizes))]  # fmt: skip
+    return f"the same number of examples ({span}: {' … '.join(ends)})"
+
+
 def draw_small_batch(evidence: Evidence) -> Figure:
-    fig, (ax,) = figure(1, "accuracy against batch size at a fixed number of steps", width=6.0)
+    sizes = [int(b) for b in evidence.values(BATCH)]
+    budget = batch_budget(evidence, sizes).split(" (")[0].removeprefix("the same ")
+    fig, (ax,) = figure(1, f"accuracy against batch size at a fixed {budget}", width=6.0)
     by_x(ax, evidence, lambda arm, b: accuracy(evidence, arm, {BATCH: b}),
          evidence.values(BATCH), list(evidence.tree.arms), log_x=True)  # fmt: skip
     ax.set_xlabel("batch size")
@@ -217,26 +237,88 @@ def draw_train_inference(evidence: Evidence) -> Figure:
 
 # --- 12. dropout before BN ----------------------------------------------------------------------
 
+DROPOUT_ARMS = ("dropout_before_bn", "dropout_after_bn")
+
+
+def fed_layers(evidence: Evidence) -> list[str]:
+    """The BN layers that dropout feeds in the dropout_before_bn arm (its variance_shift rows)."""
+    rows = evidence.diagnostics("variance_shift")
+    if rows.empty:
+        return []
+    fed = rows[(rows["arm"] == DROPOUT_ARMS[0]) & (rows["fed_by_dropout"].astype(str) == "True")]
+    return sorted({str(name) for name in fed["layer"]})
+
+
+def variance_shifts(evidence: Evidence, arm: str, layers: list[str]) -> dict[int, float]:
+    """Seed -> ln Var(train) / Var(inference) of the `layers`' inputs at the last recorded step,
+    averaged over the layers (the recorder's ratio is already a geometric mean over units)."""
+    rows = evidence.diagnostics("variance_shift")
+    if rows.empty or not layers:
+        return {}
+    rows = rows[(rows["arm"] == arm) & rows["layer"].isin(layers)]
+    out = {}
+    for seed, part in rows.groupby("seed"):
+        last = part[part["step"] == part["step"].max()]
+        ratios = last["variance_ratio"].astype(float)
+        if len(last) == len(layers) and bool((ratios > 0).all()):
+            out[int(seed)] = float(np.mean(np.log(ratios)))
+    return out
+
 
 def assess_dropout_order(evidence: Evidence) -> Assessment:
     values = differences(evidence, "final_test_metric", "dropout_after_bn", "dropout_before_bn")
-    findings = [finding("", "test accuracy, dropout after every BN − dropout feeding BN",
-                        values, 0.0, "above")]  # fmt: skip
+    layers = fed_layers(evidence)
+    shifts = {arm: variance_shifts(evidence, arm, layers) for arm in DROPOUT_ARMS}
+    sizes = {arm: {s: abs(v) for s, v in shifts[arm].items()} for arm in DROPOUT_ARMS}
+    where = ", ".join(layers) or "the BN fed by dropout"
+    findings = [
+        finding("", "test accuracy, dropout after every BN − dropout feeding BN",
+                values, 0.0, "above"),
+        finding("variance shift (Li et al.'s mechanism)",
+                f"|ln Var(train) / Var(inference)| of the input of {where} at the end, "
+                "dropout feeding BN − dropout after every BN",
+                per_seed(_minus(sizes[DROPOUT_ARMS[0]], sizes[DROPOUT_ARMS[1]])), 0.0, "above"),
+    ]  # fmt: skip
     sentences = []
-    for arm in ("dropout_before_bn", "dropout_after_bn"):
+    for arm in DROPOUT_ARMS:
         train_mode = mean_of(evidence.by_seed("final.val_train_mode_accuracy", arm))
         inference = mean_of(evidence.by_seed("final_val_metric", arm))
         sentences.append(f"{arm}: test accuracy {fmt(mean_of(accuracy(evidence, arm)))}; "
                          f"validation accuracy {fmt(train_mode)} in training mode vs "
                          f"{fmt(inference)} in inference mode.")  # fmt: skip
+    if layers:
+        ratios = {arm: fmt(float(np.exp(mean_of(shifts[arm]))), 3) for arm in DROPOUT_ARMS}
+        sentences.append(
+            f"Variance shift of {where} at the end (Var of its input in training mode / in "
+            "inference mode, geometric mean over units and seeds): "
+            f"{ratios[DROPOUT_ARMS[0]]} when dropout feeds it, {ratios[DROPOUT_ARMS[1]]} with "
+            "dropout after every BN."
+        )
+    else:
+        sentences.append("No variance_shift diagnostic names a BN layer fed by dropout.")
     return Assessment(findings, sentences)
 
 
 def draw_dropout_order(evidence: Evidence) -> Figure:
-    fig, (ax,) = figure(1, "dropout before vs after batch norm", width=5.0)
-    arms = ("dropout_before_bn", "dropout_after_bn")
-    paired_points(ax, [(a, accuracy(evidence, a)) for a in arms], "test accuracy",
-                  colours(evidence))  # fmt: skip
+    fig, (left, right) = figure(2, "dropout before vs after batch norm")
+    palette = colours(evidence)
+    paired_points(left, [(a, accuracy(evidence, a)) for a in DROPOUT_ARMS], "test accuracy",
+                  palette)  # fmt: skip
+    layers, rows = fed_layers(evidence), evidence.diagnostics("variance_shift")
+    for arm in DROPOUT_ARMS:
+        mine = rows[(rows["arm"] == arm) & rows["layer"].isin(layers)] if layers else rows[:0]
+        if mine.empty:
+            continue
+        wide = mine.pivot_table(index="step", columns="seed", values="variance_ratio")
+        right.plot(wide.index, wide.to_numpy(), color=palette[arm], alpha=0.35, lw=0.8)
+        mean = np.exp(np.log(wide).mean(axis=1))
+        right.plot(mean.index, mean.to_numpy(), color=palette[arm], lw=2, label=arm)
+    right.axhline(1.0, color="0.4", ls=":", lw=1)
+    where = ", ".join(layers) or "BN"
+    right.set(yscale="log", xlabel="step", ylabel=f"Var(train) / Var(inference), input of {where}")
+    right.set_title("variance shift (thin: seeds; thick: geometric mean)", fontsize=9)
+    right.legend(fontsize=7, frameon=False)
+    right.grid(alpha=0.25)
     return fig
 
 

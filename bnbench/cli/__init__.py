@@ -13,6 +13,7 @@ from bnbench.claims.commands import claims_app
 # Importing a command module registers its commands; the order here is the order of --help.
 # isort: off
 from bnbench.cli import run, grid, analysis, export  # noqa: F401
+
 # isort: on
 from bnbench.cli.common import app
 

@@ -1,4 +1,4 @@
-"""Commands that read a results tree or draw: `report`, `plot`, `landscape`."""
+"""Commands that read results or draw: `report`, `plot`, `compare`, `landscape`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,20 @@ from bnbench.errors import SpecError, user_errors
 @user_errors
 def report(
     results_dir: ResultsDir,
-    latex: Annotated[bool, typer.Option(help="Also write summary.tex.")] = False,
+    latex: Annotated[
+        bool,
+        typer.Option(
+            help="Also write summary.tex: a booktabs table (caption, label) of arm, cell, test "
+            "score, steps to target, runs that reached it and the paired difference."
+        ),
+    ] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            help="With --latex: the table's columns, comma-separated, from the summary's "
+            "columns (e.g. arm,cell,score,diff,p); an unknown one lists them all."
+        ),
+    ] = None,
     html: Annotated[
         bool, typer.Option(help="Also write report.html: one self-contained page of it all.")
     ] = False,
@@ -34,7 +47,10 @@ def report(
     on one page that opens offline."""
     if spec is not None and not html:
         raise SpecError("--spec is used only with --html")
-    write_tables(results_dir, latex=latex)
+    if columns is not None and not latex:
+        raise SpecError("--columns is used only with --latex")
+    picked = None if columns is None else [c.strip() for c in columns.split(",")]
+    write_tables(results_dir, latex=latex, columns=picked)
     if html:
         from bnbench.export.html_report import write_html_report
 
@@ -45,11 +61,65 @@ def report(
 @user_errors
 def plot(
     results_dir: ResultsDir,
-    format: Annotated[FigureFormat, typer.Option("--format", help="Image format.")] = "png",
-    log_loss: Annotated[bool, typer.Option(help="Loss on a log axis.")] = False,
+    format: Annotated[
+        FigureFormat | None,
+        typer.Option(
+            "--format",
+            help="Image format (default: the one the figures were last drawn in, else png).",
+            show_default=False,
+        ),
+    ] = None,
+    log_loss: Annotated[
+        bool | None,
+        typer.Option(
+            "--log-loss/--linear-loss",
+            help="Loss on a log axis (default: as last drawn, else linear).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Draw learning curves, sensitivity plots and BN diagnostics from a results directory."""
+    """Draw learning curves, sensitivity plots and BN diagnostics from a results directory.
+
+    The options are remembered in DIR/plots/figures.json: a later `plot` or `ablate` redraws
+    with them unless given others; plots/index.md states them."""
     draw_figures(results_dir, format, log_loss=log_loss)
+
+
+@app.command()
+@user_errors
+def compare(
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="Run directories of `bnbench train`, two or more.", show_default=False),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write compare.json, runs.csv, summary.csv, summary.md and plots/ here: a "
+            "new or empty folder, or an earlier compare output. Without it nothing is written."
+        ),
+    ] = None,
+    format: Annotated[
+        FigureFormat | None,
+        typer.Option(
+            "--format",
+            help="With --out: image format (default: as last drawn in --out, else png).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Compare separately trained runs: group them by the config keys in which they differ (never
+    the seed), then mean ± std, steps to target and paired differences per group.
+
+    The reference group is the first run's. Failed and unfinished runs are counted and named,
+    never averaged; runs of different datasets, metrics or targets are refused."""
+    from bnbench.analysis.compare import compare_runs
+    from bnbench.analysis.tables import render_table
+
+    result = compare_runs(run_dirs, out=out, fmt=format)
+    console.print(render_table(result.report))
+    if out is not None:
+        console.print(f"{len(result.paths)} files written to {out} (compare.json lists them)")
 
 
 @app.command()

@@ -68,20 +68,30 @@ AblationPath = Annotated[Path, typer.Argument(help="An ablation spec (YAML).", s
 ResultsDir = Annotated[Path, typer.Argument(help="A results directory.", show_default=False)]
 
 
-def write_tables(results_dir: Path, latex: bool) -> None:
+def write_tables(results_dir: Path, latex: bool, columns: list[str] | None = None) -> None:
+    """Rebuild and print the summary tables; `columns` picks the LaTeX table's columns."""
     from bnbench.analysis.tables import build_report, render_table
     from bnbench.export.histories import write_histories
 
-    result = build_report(results_dir, latex=latex)
+    result = build_report(results_dir, latex=latex, latex_columns=columns)
     write_histories(results_dir)
     console.print(render_table(result))
     console.print(f"tables written to {results_dir}: runs.csv, histories.csv, summary.csv, "
                   f"summary.md, summary.json{', summary.tex' if latex else ''}")  # fmt: skip
 
 
-def draw_figures(results_dir: Path, fmt: str, log_loss: bool = False) -> None:
+def draw_figures(results_dir: Path, fmt: str | None = None, log_loss: bool | None = None) -> None:
+    """Draw the figures of `results_dir`.
+
+    Args:
+        results_dir: A results tree.
+        fmt: png, svg or pdf; None: the format the figures were last drawn in (kept in
+            plots/figures.json), else png.
+        log_loss: Losses on a log axis; None: as last drawn, else linear.
+    """
     from bnbench.analysis.plots import render_plots
 
     paths = render_plots(results_dir, fmt=fmt, log_loss=log_loss)
     noun = "figure" if len(paths) == 1 else "figures"
-    console.print(f"{len(paths)} {noun} written to {results_dir / 'plots'} (see index.md)")
+    drawn = f" ({paths[0].suffix.lstrip('.')})" if paths else ""
+    console.print(f"{len(paths)} {noun}{drawn} written to {results_dir / 'plots'} (see index.md)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -24,6 +25,19 @@ from bnbench.results import rundir
 if TYPE_CHECKING:
     from bnbench.ablate.executor import ExecutorOptions
     from bnbench.ablate.runner import Outcome
+    from bnbench.config.ablation import Ablation
+
+AblationSetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a value of every run: dotted.key=value (repeatable). Acts as one more "
+        "entry at the end of the ablation's overrides: the arms and the grid are applied after "
+        "it, so a key they set is refused. Recorded in the results tree's ablation.yaml; "
+        "changed runs get new run ids; give the same --set again to resume.",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
@@ -31,13 +45,27 @@ if TYPE_CHECKING:
 def plan(
     ablation_path: AblationPath,
     out: Annotated[Path | None, typer.Option(help="Results directory to check.")] = None,
+    set_: AblationSetOption = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Runs at once, for the estimate.")] = 1,
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            "--estimate",
+            help="Without finished runs in --out to time, train one run of each backend for "
+            "a few dozen steps (in a temporary folder) to estimate the runtime.",
+        ),
+    ] = False,
 ) -> None:
-    """Show the expanded run table (arms, grid cells, seeds, run ids, what is done) and warn
-    about how a varied batch size is budgeted; trains nothing."""
+    """Show the expanded run table (arms, grid cells, seeds, run ids, what is done), warn
+    about how a varied batch size is budgeted, and estimate the runtime; writes nothing.
+
+    The runtime is estimated from the timings of finished runs in --out (matched by backend,
+    model, data and batch size), or with --estimate from a short probe run."""
+    from bnbench.ablate.estimate import describe_estimate, estimate_runtime
     from bnbench.ablate.runner import plan_table
     from bnbench.config.ablation import budget_warnings, load_ablation
 
-    ablation = load_ablation(ablation_path)
+    ablation = load_ablation(ablation_path, set_ or [])
     rows = plan_table(ablation, out)
     cells = len({row["cell"] for row in rows})
     table = Table(
@@ -56,8 +84,21 @@ def plan(
     else:
         done = sum(rundir.is_done(row["state"]) for row in rows)
         console.print(f"{done} of {len(rows)} runs already finished in {out}")
+    _print_sets(ablation)
     for message in budget_warnings(ablation):
         console.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
+    with console.status("timing a probe run…") if estimate else nullcontext():
+        predicted = estimate_runtime(ablation, out, jobs, probe=estimate)
+    for line in describe_estimate(predicted, out, probe=estimate):
+        console.print(line, markup=False, highlight=False)
+
+
+def _print_sets(ablation: Ablation) -> None:
+    from bnbench.config.ablation import set_options
+
+    if ablation.sets:
+        console.print(f"applied to every run after the overrides, before arms and grid: "
+                      f"{set_options(ablation.sets)}", markup=False, highlight=False)  # fmt: skip
 
 
 ExecutorChoice = Literal["local", "ray", "slurm"]
@@ -69,6 +110,7 @@ SlurmClusterChoice = Literal["slurm", "local"]
 def ablate(
     ablation_path: AblationPath,
     out: Annotated[Path, typer.Option(help="Results directory.")],
+    set_: AblationSetOption = None,
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -142,10 +184,11 @@ def ablate(
     )  # fmt: skip
     options.check()
     command = _ablate_command(ablation_path, out, jobs, retry_failed, shard, save_models, plots,
-                              quiet, options.command_words())  # fmt: skip
+                              quiet, options.command_words(), set_ or [])  # fmt: skip
     resume = f"to resume, run the same command: {command}"
     try:
-        outcome = _run_grid(ablation_path, out, options, retry_failed, shard, save_models, quiet)
+        outcome = _run_grid(ablation_path, out, options, retry_failed, shard, save_models, quiet,
+                            set_ or [])  # fmt: skip
         if outcome.interrupted and outcome.unfinished:
             midway = len(outcome.stopped_midway)
             stopped = f" ({midway} stopped midway, left incomplete)" if midway else ""
@@ -157,7 +200,7 @@ def ablate(
         else:  # the last one out writes the tables
             write_tables(out, latex=False)
             if plots:
-                draw_figures(out, "png")
+                draw_figures(out)
     except KeyboardInterrupt:  # outside the runs (loading, tables, figures): no run is affected
         err_console.print(f"interrupted; {resume}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
@@ -166,12 +209,27 @@ def ablate(
     if outcome.lost:
         err_console.print(f"{len(outcome.lost)} run(s) lost their worker and are left "
                           f"incomplete; {resume}", highlight=False, soft_wrap=True)  # fmt: skip
-    if outcome.failed:
-        err_console.print(f"[red]{len(outcome.failed)} run(s) failed[/] (traceback.txt in each):")
-        for run_id in outcome.failed:
-            err_console.print(f"  {run_id}: {outcome.errors.get(run_id, 'recorded earlier')}")
+    _print_failed(outcome)
     if outcome.failed or outcome.lost:
         raise typer.Exit(1)
+
+
+def _print_failed(outcome: Outcome) -> None:
+    from bnbench.ablate.runner import failed_earlier
+
+    earlier = failed_earlier(outcome)
+    now = [run_id for run_id in outcome.failed if run_id not in earlier]
+    if now:
+        err_console.print(f"[red]{len(now)} run(s) failed[/] (traceback.txt in each):")
+        for run_id in now:
+            err_console.print(f"  {run_id}: {escape(outcome.errors.get(run_id, ''))}")
+    if earlier:
+        runs = (f"{len(earlier)} runs failed earlier and are skipped" if len(earlier) != 1
+                else "1 run failed earlier and is skipped")  # fmt: skip
+        err_console.print(f"[red]{runs}[/]; rerun with --retry-failed to train them again:",
+                          highlight=False)  # fmt: skip
+        for run_id in earlier:
+            err_console.print(f"  {run_id}: {escape(outcome.errors.get(run_id, ''))}")
 
 
 def _key_values(pairs: list[str], option: str) -> dict[str, str]:
@@ -196,20 +254,24 @@ def _print_elsewhere(out: Path, elsewhere: dict[str, str]) -> None:
 
 
 def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_failed: bool,
-              shard: str | None, save_models: bool, quiet: bool) -> Outcome:  # fmt: skip
+              shard: str | None, save_models: bool, quiet: bool, sets: list[str]
+              ) -> Outcome:  # fmt: skip
     """Load the ablation, say what will run, and run it behind the live display."""
     from bnbench.ablate.progress import AblationProgress, QuietProgress
     from bnbench.ablate.runner import parse_shard, plan_table, run_ablation, shard_runs
     from bnbench.config.ablation import load_ablation
 
-    ablation = load_ablation(ablation_path)
+    ablation = load_ablation(ablation_path, sets)
     part = parse_shard(shard)
     selected = {run.run_id for run in shard_runs(ablation.runs, part)}
-    finished = sum(rundir.is_done(row["state"]) and row["run_id"] in selected
-                   for row in plan_table(ablation, out))  # fmt: skip
+    states = [row["state"] for row in plan_table(ablation, out) if row["run_id"] in selected]
+    finished = sum(rundir.is_done(state) for state in states)
+    failed = states.count("failed") if not retry_failed else 0
+    skipped = f", {failed} failed earlier (skipped; --retry-failed trains them)" if failed else ""
     where = f"--jobs {options.jobs or 1}" if options.name == "local" else f"on {options.name}"
     console.print(f"{ablation.spec.name}: {len(selected)} runs selected, {finished} already "
-                  f"finished, {where} → {out}")  # fmt: skip
+                  f"finished{skipped}, {where} → {out}")  # fmt: skip
+    _print_sets(ablation)
     slots = options.jobs or (1 if options.name == "local" else max(1, len(selected)))
     display = (QuietProgress(err_console) if quiet
                else AblationProgress(console, len(selected), finished, slots))  # fmt: skip
@@ -221,11 +283,13 @@ def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_fa
 
 def _ablate_command(ablation_path: Path, out: Path, jobs: int | None, retry_failed: bool,
                     shard: str | None, save_models: bool, plots: bool, quiet: bool,
-                    executor_words: list[str]) -> str:  # fmt: skip
+                    executor_words: list[str], sets: list[str]) -> str:  # fmt: skip
     """The `bnbench ablate` command line with these options, to copy and paste."""
     import shlex
 
     words = ["bnbench", "ablate", str(ablation_path), "--out", str(out), *executor_words]
+    for item in sets:
+        words += ["--set", item]
     if jobs is not None and jobs != 1:
         words += ["--jobs", str(jobs)]
     if shard is not None:

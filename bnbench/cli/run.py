@@ -21,6 +21,7 @@ from bnbench.errors import SpecError, user_errors
 from bnbench.results import rundir
 
 if TYPE_CHECKING:
+    from bnbench.config.schema import RunSpec
     from bnbench.results.rundir import RunSummary
 
 
@@ -50,9 +51,14 @@ def train(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a finished run in --out.")] = False,
     save_model: Annotated[bool, typer.Option(help="Write model.keras.")] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No set-up messages, no progress bar.")
+    ] = False,
 ) -> None:
-    """Train one run and write a self-describing run directory."""
+    """Train one run and write a self-describing run directory.
+
+    Before the first step it says what it is doing (importing Keras, loading data, building
+    the model, compiling) and then how long each took; then a bar of steps, loss and ETA."""
     from bnbench.results.placement import claim_run_dir
     from bnbench.train.loop import train as train_run
     from bnbench.train.plan import resolved_config
@@ -60,8 +66,10 @@ def train(
     spec = load_spec(spec_path, set_, backend)
     with claim_run_dir(out, resolved_config(spec), overwrite=overwrite) as run_dir:
         try:
-            with _progress(quiet) as hook:
-                result = train_run(spec, run_dir, save_model=save_model, progress=hook)
+            with _progress(quiet) as shown:  # None when quiet
+                phase = shown.phase if shown is not None else None
+                result = train_run(spec, run_dir, save_model=save_model, progress=shown,
+                                   phase=phase)  # fmt: skip
         except (SpecError, OSError):  # bad input or an --out that cannot be written: exit 2
             raise
         except KeyboardInterrupt:
@@ -78,7 +86,7 @@ def train(
                 f"[bold red]run failed:[/] {type(err).__name__}: {err}\n{where}", highlight=False
             )
             raise typer.Exit(1) from None
-    _print_result(result.summary, run_dir)
+    _print_result(result.summary, run_dir, spec)
 
 
 @app.command()
@@ -113,18 +121,26 @@ def _progress(quiet: bool) -> Any:
     return StepProgress(console)
 
 
-def _print_result(summary: RunSummary, run_dir: Path) -> None:
+def _print_result(summary: RunSummary, run_dir: Path, spec: RunSpec) -> None:
     from bnbench.config.registries import lower_is_better
 
     table = Table(title=f"run {summary.run_id}", show_header=False)
     colour = {"completed": "green", "diverged": "yellow"}.get(summary.status, "red")
     table.add_row("status", f"[{colour}]{summary.status}[/]")
     if summary.diverged_step:
-        table.add_row("diverged at step", str(summary.diverged_step))
+        per_call = spec.training.steps_per_execution
+        within = f" (within the last {per_call}: steps_per_execution)" if per_call > 1 else ""
+        table.add_row("diverged at step", f"{summary.diverged_step}{within}")
     table.add_row("backend", str(summary.backend))
     table.add_row("steps", f"{summary.steps_done} / {summary.total_steps}")
     for key, value in summary.final.items():
         table.add_row(key, f"{value:.4f}")
+    shift = spec.evaluation.shift
+    for key, value in summary.shifted.items():  # "test_accuracy@n32": BN re-estimated on 32
+        name, _, how = key.partition("@")
+        how = "training BN statistics" if how == "moving" else f"BN re-estimated on {how[1:]}"
+        where = f"{shift.kind} {shift.severity:g}" if shift is not None else "shifted"
+        table.add_row(f"{name} ({where}, {how})", f"{value:.4f}")
     target = summary.target
     if target.metric:
         reached = target.step if target.step is not None else "not reached"

@@ -8,6 +8,8 @@ anything trains, so a grid with one invalid cell fails up front.
 from __future__ import annotations
 
 import itertools
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bnbench.config.backend_policy import choose_backend
 from bnbench.config.identity import config_hash, run_id
-from bnbench.config.loading import EXCLUSIVE_KEYS, apply_overrides, set_dotted, validate
+from bnbench.config.loading import (
+    EXCLUSIVE_KEYS,
+    apply_overrides,
+    parse_assignment,
+    set_dotted,
+    validate,
+)
 from bnbench.config.schema import RunSpec
 from bnbench.config.yamlfile import SourceMap, load_yaml
 from bnbench.errors import SpecError
@@ -123,19 +131,47 @@ class PlannedRun:
 
 @dataclass(frozen=True)
 class Ablation:
-    """A loaded ablation: its spec, resolved data, and the planned runs."""
+    """A loaded ablation: its spec, resolved data, and the planned runs.
+
+    Attributes:
+        spec: The ablation file, validated.
+        resolved: What the results tree records as `ablation.yaml`: the file with its base
+            spec inlined, its seeds listed, its reference arm named, and under `set` the
+            command line's `--set` overrides (absent when there were none).
+        runs: The expanded runs.
+    """
 
     spec: AblationSpec
     resolved: dict[str, Any]
     runs: list[PlannedRun]
 
+    @property
+    def sets(self) -> dict[str, Any]:
+        """The command line's `--set` overrides, by dotted key."""
+        return dict(self.resolved.get(SET_KEY) or {})
 
-def load_ablation(path: Path) -> Ablation:
+
+# The key of `ablation.yaml` that records the `--set` overrides an ablation was run with.
+SET_KEY = "set"
+
+
+def load_ablation(path: Path, sets: Iterable[str] = ()) -> Ablation:
     """Read, validate and expand an ablation file.
 
+    Args:
+        path: the ablation file.
+        sets: 'dotted.key=value' overrides from the command line (`--set`). Each acts as one
+            more entry at the end of the file's `overrides`: it changes the base spec of every
+            run, and the arms and the grid are applied after it. A key that an arm or the grid
+            also sets (or replaces: `training.steps` and `training.epochs`) is refused, since
+            it would be silently undone there; so are `seed` and `name`, which the ablation
+            gives each run.
+
     Raises:
-        SpecError: anything wrong with the ablation, its base spec, or any expanded run.
+        SpecError: anything wrong with the ablation, its base spec, a `--set`, or any
+            expanded run.
     """
+    command_line = parse_sets(sets)
     data, where = load_yaml(path)
     if "arms" not in data and ("model" in data or "dataset" in data):
         raise SpecError(
@@ -143,6 +179,7 @@ def load_ablation(path: Path) -> Ablation:
             "use bnbench validate or bnbench train"
         )
     spec = validate(AblationSpec, data, where)
+    refuse_shadowed_sets(spec, command_line)
     if isinstance(spec.base, str):
         try:
             base_path = (path.parent / spec.base).resolve()
@@ -152,8 +189,74 @@ def load_ablation(path: Path) -> Ablation:
         base_where = str(base_path)
     else:
         base, base_where = spec.base, f"{path} (base)"
-    runs = expand(spec, base, base_where, where)
-    return Ablation(spec, _resolved(spec, base), runs)
+    runs = expand(spec, base, base_where, where, command_line)
+    return Ablation(spec, _resolved(spec, base, command_line), runs)
+
+
+def parse_sets(sets: Iterable[str]) -> dict[str, Any]:
+    """['training.steps=20', ...] -> {'training.steps': 20, ...}; a repeated key keeps its last.
+
+    Raises:
+        SpecError: an item is not 'dotted.key=value'.
+    """
+    found: dict[str, Any] = {}
+    for text in sets:
+        key, value = parse_assignment(text)
+        found.pop(key, None)  # in the order last given
+        found[key] = value
+    return found
+
+
+def refuse_shadowed_sets(spec: AblationSpec, sets: Mapping[str, Any]) -> None:
+    """Refuse a `--set` that an arm or the grid would undo in some runs (it would do nothing
+    there, silently), and a `--set` of what the ablation gives each run (seed, name).
+
+    Two keys collide when they are equal, when one lies inside the other (`model.norm` and
+    `model.norm.kind`), or when one replaces the other (`training.steps`, `training.epochs`).
+
+    Raises:
+        SpecError: naming the option, who sets the key, and what to do instead.
+    """
+    owners = [("the grid", key, "every run") for key in spec.grid]
+    owners += [(f"arm {arm!r}", key, "its runs") for arm, keys in spec.arms.items() for key in keys]
+    for key, value in sets.items():
+        option = f"--set {key}={_shown(value)}"
+        if key.split(".")[0] in ("seed", "name"):
+            raise SpecError(
+                f"{option}: the ablation gives every run its seed (seeds or repeats) and its "
+                "name (its arm), so this --set would do nothing; change the ablation file"
+            )
+        for owner, other, scope in owners:
+            how = _collision(key, other)
+            if how:
+                raise SpecError(
+                    f"{option}: {owner} sets {other}, which {how} in {scope} (arms and the "
+                    "grid are applied after --set, so it would be silently undone); change "
+                    "the ablation file instead"
+                )
+
+
+def _collision(key: str, other: str) -> str:
+    """How setting `other` after `key` undoes it: '' when it does not."""
+    if other == key:
+        return "overrides it"
+    if other.startswith(f"{key}."):
+        return "overrides part of it"
+    if key.startswith(f"{other}."):
+        return "replaces it"
+    if EXCLUSIVE_KEYS.get(key) == other:
+        return f"clears {key}"
+    return ""
+
+
+def _shown(value: Any) -> str:
+    """A --set value as it would be typed."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def set_options(sets: Mapping[str, Any]) -> str:
+    """The `--set` options that give `sets`: '--set training.steps=20 --set ...'."""
+    return " ".join(f"--set {key}={_shown(value)}" for key, value in sets.items())
 
 
 def budget_warnings(ablation: Ablation) -> list[str]:
@@ -206,13 +309,20 @@ def budget_warnings(ablation: Ablation) -> list[str]:
     return messages
 
 
-def _resolved(spec: AblationSpec, base: dict[str, Any]) -> dict[str, Any]:
+def _resolved(spec: AblationSpec, base: dict[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
     out = spec.model_dump(mode="json")
     out["base"] = base
     out["seeds"] = spec.seed_list
     out["reference"] = spec.reference_arm
     out.pop("repeats", None)
-    return out
+    if not sets:  # no key at all, so that trees written before --set existed still match
+        return out
+    ordered: dict[str, Any] = {}
+    for key, value in out.items():
+        ordered[key] = value
+        if key == "overrides":  # where a reader looks for what every run was given
+            ordered[SET_KEY] = dict(sets)
+    return ordered
 
 
 def _matches(entry: dict[str, Any], arm: str, cell: dict[str, Any]) -> bool:
@@ -238,8 +348,13 @@ def _check_excludes(spec: AblationSpec, cells: list[dict[str, Any]], where: Sour
             )
 
 
-def _blame(err: SpecError, keys: list[str], arm: str, where: SourceMap | None, source: str) -> str:
-    """Where an error in an expanded run comes from: the ablation's arm or grid, or the base."""
+def _blame(err: SpecError, keys: list[str], arm: str, where: SourceMap | None, source: str,
+           sets: Mapping[str, Any]) -> str:  # fmt: skip
+    """Where an error in an expanded run comes from: a --set, the ablation's arm or grid, or
+    the base."""
+    for key, value in sets.items():
+        if key in str(err):
+            return f"--set {key}={_shown(value)}"
     if where is not None:
         for key in keys:
             if key in str(err):
@@ -258,20 +373,29 @@ def expand(
     base: dict[str, Any],
     source: str = "base",
     ablation_where: SourceMap | None = None,
+    sets: Mapping[str, Any] | None = None,
 ) -> list[PlannedRun]:
     """Cross arms × grid cells × seeds into validated, uniquely identified runs.
 
     Every arm and cell gets the same seeds, so runs can be compared pair by pair. The run's
     `name` is its arm, so the run id (slug + hash of the resolved config) says which arm it is.
+    The base gets the file's `overrides`, then `sets` (the command line's `--set`), then each
+    arm's and grid cell's values.
 
     Raises:
         SpecError: a dotted key that does not exist, a value of the wrong type, two arms that
             produce identical runs, or a grid that excludes everything.
     """
+    sets = sets or {}
     try:
         common = apply_overrides(base, spec.overrides.items(), RunSpec, EXCLUSIVE_KEYS)
     except SpecError as err:
         raise SpecError(f"overrides: {err}") from None
+    for key, value in sets.items():
+        try:
+            common = apply_overrides(common, [(key, value)], RunSpec, EXCLUSIVE_KEYS)
+        except SpecError as err:
+            raise SpecError(f"--set {key}={_shown(value)}: {err}") from None
     keys = list(spec.grid)
     cells = [
         dict(zip(keys, values, strict=True)) for values in itertools.product(*spec.grid.values())
@@ -295,7 +419,7 @@ def expand(
                     run_spec = validate(RunSpec, data, None)
                 except SpecError as err:
                     keys = [*arm_overrides, *cell]
-                    origin = _blame(err, keys, arm, ablation_where, source)
+                    origin = _blame(err, keys, arm, ablation_where, source, sets)
                     raise SpecError(f"{origin}: {where}: {err}") from None
                 runs.append(PlannedRun(len(runs), arm, cell, seed, run_spec, ""))
                 body = run_spec.model_dump(mode="json", exclude={"name"})

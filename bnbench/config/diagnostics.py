@@ -40,6 +40,12 @@ class DiagnosticsSpec(BaseModel):
     Activation percentiles are taken every ``every`` steps, the rest at step 0 and every
     evaluation point. BN batch statistics and gradients are those of training mode; losses
     and gradients are of the data loss alone (no regularisation penalties).
+
+    ``variance_shift`` is Li et al.'s (2019) probe: for every batch-norm layer, the variance of
+    its input in training mode (dropout active, earlier BN layers on batch statistics) over
+    its variance in inference mode, per unit on the whole probe batch, then the geometric
+    mean over units. Above 1 means the layer's moving variance, gathered in training, is
+    larger than what it normalizes at inference.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -48,11 +54,13 @@ class DiagnosticsSpec(BaseModel):
     bn_statistics: bool = False
     train_inference_gap: bool = False
     gradient_norms: bool = False
+    variance_shift: bool = False
     probe_size: int = Field(default=256, ge=1)
 
     @property
     def enabled(self) -> bool:
         """Whether any diagnostic is switched on."""
         return self.activation_percentiles is not None or any(
-            (self.bn_statistics, self.train_inference_gap, self.gradient_norms)
-        )
+            (self.bn_statistics, self.train_inference_gap, self.gradient_norms,
+             self.variance_shift)
+        )  # fmt: skip

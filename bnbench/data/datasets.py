@@ -293,8 +293,10 @@ def ensure_available(specs: Iterable[DatasetSpec]) -> None:
     of an ablation, one by one, with the same long message.
 
     Raises:
-        SpecError: a dataset cannot be read or downloaded; the first one found.
+        SpecError: a dataset cannot be read or downloaded (the first one found), saying how
+            many of the runs need it.
     """
+    specs = list(specs)
     seen: set[str] = set()
     for spec in specs:
         key = spec.model_dump_json()
@@ -302,7 +304,25 @@ def ensure_available(specs: Iterable[DatasetSpec]) -> None:
             continue
         seen.add(key)
         if spec.path is None and not REGISTRY[spec.name].cached():
-            load_dataset(spec)
+            try:
+                load_dataset(spec)
+            except SpecError as err:
+                users, total = sum(other.name == spec.name for other in specs), len(specs)
+                need = (f"{users} of the {total} runs to train need it" if users < total
+                        else f"all {total} runs to train need it" if total > 1
+                        else "the run to train needs it")  # fmt: skip
+                raise SpecError(f"{err} ({need}; none was started)") from None
+
+
+def training_size(spec: DatasetSpec) -> int:
+    """The number of examples a run of `spec` trains on (after the subset and the held-out
+    split), read from the data on this machine.
+
+    Raises:
+        SpecError: the data is not on this machine (a Keras dataset not downloaded yet) or
+            cannot be read.
+    """
+    return len(load_dataset(spec, download=False).x_train)
 
 
 def describe() -> list[dict[str, str]]:

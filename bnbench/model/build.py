@@ -1,6 +1,7 @@
 """Build a Keras Sequential model from a model spec.
 
-Layer names follow one contract that the diagnostics rely on: block i (1-based, counting each
+Layer names follow one contract that the diagnostics rely on: `input_norm` (batch norm on the
+inputs, when `model.input_norm` asks for it) comes first; block i (1-based, counting each
 copy of a block with `repeat: n` as a block of its own) yields
 `block{i}_dense` or `block{i}_conv`, then `block{i}_norm` and `block{i}_act` in the order the
 placement sets, then `block{i}_pool` and `block{i}_dropout`; `block{i}_flatten` and
@@ -19,6 +20,7 @@ from bnbench.config.schema import (
     FlattenBlock,
     GlobalAvgPoolBlock,
     InitializerArgs,
+    InputNormSpec,
     ModelSpec,
     NormSpec,
     RandomNormalInit,
@@ -83,6 +85,19 @@ def normalization_layer(norm: NormSpec, name: str, channels: int) -> keras.layer
             name=name,
         )
     return None
+
+
+def input_normalization(spec: InputNormSpec, channels: int) -> keras.layers.Layer:
+    """The `input_norm` layer: batch norm over the last axis of the raw inputs.
+
+    It standardizes each feature (each channel of an image) with batch statistics, and has no
+    linear layer before it, so the bias rule of `block_layers` does not apply.
+    """
+    norm = NormSpec(kind="batch", momentum=spec.momentum, epsilon=spec.epsilon,
+                    center=spec.center, scale=spec.scale)  # fmt: skip
+    layer = normalization_layer(norm, "input_norm", channels)
+    assert layer is not None  # kind "batch" always gives a layer
+    return layer
 
 
 def kernel_initializer(spec: str | InitializerArgs) -> str | keras.initializers.Initializer:
@@ -188,6 +203,8 @@ def build_model(
             f"{what}; leave it out to infer it"
         )
     layers: list[keras.layers.Layer] = [keras.Input(shape=shape, name="input")]
+    if spec.input_norm is not None:
+        layers.append(input_normalization(spec.input_norm, int(shape[-1])))
     rank = len(shape)  # feature-map rank: 3 for (h, w, c), 1 for vectors
     size = min(shape[:2]) if rank == 3 else 0  # the smaller spatial side of the feature map
     # A block with `repeat: n` stands for n copies; each copy is a block of its own in the names.

@@ -43,8 +43,17 @@ RUN_COLUMNS = (
     "batch_size",
     "learning_rate",
     "bn_statistics",
+    # `evaluation.shift` (blank without it): the shift, and the test metric on shifted inputs
+    # with the moving statistics and with BN re-estimated on the largest number of examples;
+    # summary.json's `shifted` holds every number of examples and the loss too.
+    "shift_kind",
+    "shift_severity",
+    "shift_prior_strength",
+    "adapt_examples",
+    "shifted_test_metric",
+    "adapted_test_metric",
 )
-_TEXT_COLUMNS = ("metric", "target_metric", "bn_statistics")
+_TEXT_COLUMNS = ("metric", "target_metric", "bn_statistics", "shift_kind")
 # Every runs.csv column but the text ones, so readers parse exactly these as numbers.
 NUMERIC_COLUMNS = tuple(c for c in ("seed", *RUN_COLUMNS) if c not in _TEXT_COLUMNS)
 
@@ -107,6 +116,7 @@ def run_row(
         "learning_rate": _first(summary.learning_rate, training.get("learning_rate")),
         # Written by newer versions only; blank here means "not recorded" (then: moving).
         "bn_statistics": getattr(summary, "bn_statistics", None),
+        **_shift_columns(config, summary, metric),
     }
     for key in grid_keys:
         row[f"grid.{key}"] = grid[key] if key in grid else _dotted(config, key)
@@ -137,6 +147,26 @@ def validation_score(metric: str | None, by: Selection = "final") -> tuple[str, 
     quantity = metric or "loss"
     column = f"{by}_val_{'metric' if metric else 'loss'}"
     return column, f"mean {by} validation {quantity}", not lower_is_better(quantity)
+
+
+def _shift_columns(
+    config: dict[str, Any], summary: rundir.RunSummary, metric: str | None
+) -> dict[str, Any]:
+    """The runs.csv columns of `evaluation.shift`, from the config and `summary.shifted`."""
+    shift = _mapping(_dotted(config, "evaluation.shift"))
+    counts = [n for n in shift.get("adapt_examples") or [] if isinstance(n, int)]
+    largest = max(counts) if counts else None
+    scores = summary.shifted
+    return {
+        "shift_kind": shift.get("kind"),
+        "shift_severity": shift.get("severity"),
+        "shift_prior_strength": shift.get("prior_strength"),
+        "adapt_examples": largest,
+        "shifted_test_metric": scores.get(rundir.shifted_key(metric, None)) if metric else None,
+        "adapted_test_metric": (
+            scores.get(rundir.shifted_key(metric, largest)) if metric and largest else None
+        ),
+    }
 
 
 def _first(recorded: Any, configured: Any) -> Any:

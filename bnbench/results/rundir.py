@@ -46,7 +46,8 @@ RUN_FILES = frozenset(
 # Any of these marks a folder as a run directory.
 MARKERS = frozenset({CONFIG, SUMMARY, INCOMPLETE})
 # The diagnostics CSVs (file stems under diagnostics/), in the order plots show them.
-DIAGNOSTICS = ("activation_percentiles", "bn_statistics", "train_inference_gap", "gradient_norms")
+DIAGNOSTICS = ("activation_percentiles", "bn_statistics", "train_inference_gap", "gradient_norms",
+               "variance_shift")  # fmt: skip
 
 Status = Literal["completed", "diverged", "failed"]
 FINISHED: tuple[Status, ...] = ("completed", "diverged", "failed")
@@ -132,6 +133,26 @@ class RunSummary(_Record):
     # best validation accuracy stayed within half a class share (1 / (2 k)) of it.
     chance_accuracy: float | None = None
     stalled: bool | None = None
+    # With `evaluation.shift`: the test loss and metrics on the shifted inputs, keyed by
+    # `shifted_key` ("test_accuracy@moving", "test_accuracy@n32", ...); empty without it.
+    shifted: dict[str, float] = {}
+
+
+def shifted_key(name: str, examples: int | None) -> str:
+    """The `RunSummary.shifted` key of a test `name` ("loss", "accuracy") on shifted inputs.
+
+    Args:
+        name: The loss or a metric.
+        examples: How many shifted examples the BN statistics were re-estimated on; None for
+            the training (moving) statistics.
+    """
+    return f"test_{name}@{'moving' if examples is None else f'n{examples}'}"
+
+
+def shifted_count(key: str, name: str) -> int | None:
+    """N of a `shifted_key(name, N)` key; None for any other key (the moving one included)."""
+    head, _, tail = key.rpartition("@n")
+    return int(tail) if head == f"test_{name}" and tail.isdigit() else None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ restyled without training. An ablation directory holds `ablation.yaml` (arm orde
 (one row per run, grid values in `grid.<dotted key>` columns) and `runs/<run_id>/` with
 `history.csv`, `summary.json`, `config.yaml` and optional `diagnostics/*.csv`. A single run
 directory (with `summary.json` and no `runs.csv`) is read as an ablation of one run whose arm is
-the config's `name`.
+the config's `name`. `tree_from_runs` builds the same tree from runs.csv-like rows of separately
+trained run directories (`bnbench compare`), so the figures never know where their runs lie.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class ResultsTree:
         grid_keys: Dotted keys the grid varies, e.g. "training.learning_rate".
         cells: Grid-cell labels in grid order; ("",) without a grid.
         metric: The metric name, e.g. "accuracy", or None for loss-only runs.
+        title: What the figures call the tree; None: `name` reads it from ablation.yaml.
     """
 
     root: Path
@@ -89,10 +91,13 @@ class ResultsTree:
     grid_keys: tuple[str, ...]
     cells: tuple[str, ...]
     metric: str | None
+    title: str | None = None
 
     @property
     def name(self) -> str:
-        """The ablation's name from ablation.yaml, else the folder's name."""
+        """The title, else the ablation's name from ablation.yaml, else the folder's name."""
+        if self.title is not None:
+            return self.title
         spec = read_mapping(self.root / ABLATION)
         return str(spec["name"]) if spec.get("name") else self.root.name
 
@@ -165,6 +170,30 @@ def load_results_tree(results_dir: Path) -> ResultsTree:
             f"{str(root)!r} is not a results tree: it holds neither runs.csv (an ablation) "
             "nor summary.json (a single run)"
         )
+    return tree_from_runs(root, runs, run_dirs, arm_order)
+
+
+def tree_from_runs(
+    root: Path,
+    runs: pd.DataFrame,
+    run_dirs: dict[str, Path],
+    arm_order: list[str],
+    title: str | None = None,
+) -> ResultsTree:
+    """A tree from runs.csv-like rows and the run directory of each run id.
+
+    Args:
+        root: The folder the tree stands for (where its figures go).
+        runs: One row per run: `run_id`, `arm`, `seed`, `status`, the `RUN_COLUMNS` present and
+            any `grid.<dotted key>` columns.
+        run_dirs: Run id -> its run directory, read for history.csv and the diagnostics.
+        arm_order: Arms in the order that fixes their colours; arms not in it follow.
+        title: What the figures call the tree (default: from ablation.yaml in `root`).
+
+    Raises:
+        SpecError: a history or diagnostics file cannot be parsed; the message names it.
+    """
+    runs = runs.copy()
     for column in NUMERIC_COLUMNS:
         runs[column] = pd.to_numeric(runs[column], errors="coerce") if column in runs else np.nan
     runs["status"] = runs["status"].fillna("unknown").astype(str) if "status" in runs else "unknown"
@@ -187,6 +216,7 @@ def load_results_tree(results_dir: Path) -> ResultsTree:
         grid_keys=grid_keys,
         cells=cells or ("",),
         metric=str(metrics.iloc[0]) if len(metrics) else None,
+        title=title,
     )
 
 

@@ -7,6 +7,8 @@ dropped. Keras is imported inside functions so that ``bnbench`` imports without 
 Reference:
     Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network Training by Reducing
     Internal Covariate Shift", ICML 2015 (Figure 1(b, c): pre-activation percentiles).
+    Li, Chen, Hu & Yang, "Understanding the Disharmony between Dropout and Batch Normalization
+    by Variance Shift", CVPR 2019 (the variance shift, `bnbench.train.variance_shift`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from bnbench.config.diagnostics import ActivationPercentilesSpec, DiagnosticsSpec
 from bnbench.results import rundir
 from bnbench.results.files import write_csv
+from bnbench.train import variance_shift
 
 _ACTIVATION_LAYER = re.compile(r"^(block(\d+))_act$")
 _METRICS = ("accuracy",)
@@ -32,6 +35,7 @@ _COLUMNS = {
     "train_inference_gap": ["step", "train_mode_loss", "inference_mode_loss",
                             "train_mode_metric", "inference_mode_metric", "train_mode_batch_size"],
     "gradient_norms": ["step", "layer", "grad_norm"],
+    "variance_shift": variance_shift.COLUMNS,
 }  # fmt: skip
 
 
@@ -108,15 +112,17 @@ class DiagnosticsRecorder:
         ]
         self._act_blocks = _chosen_blocks(model, spec.activation_percentiles)
         self._unit = _chosen_unit(model, self._act_blocks, spec.activation_percentiles)
-        self._bn_layers = [
-            layer
-            for layer in model.layers
-            if spec.bn_statistics and isinstance(layer, keras.layers.BatchNormalization)
+        bn_layers = [
+            layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
         ]
+        self._bn_layers = bn_layers if spec.bn_statistics else []
+        self._shift_layers = bn_layers if spec.variance_shift else []
+        self._fed_by_dropout = variance_shift.fed_by_dropout(model)
         self._probe_model = None
-        if self._act_blocks or self._bn_layers:
+        if self._act_blocks or self._bn_layers or self._shift_layers:
             # Keyed by the layer whose input it is; a dict keeps its structure even for one output.
-            names = [f"{b}_act" for b in self._act_blocks] + [b.name for b in self._bn_layers]
+            names = [f"{b}_act" for b in self._act_blocks]
+            names += [b.name for b in bn_layers if b in self._bn_layers + self._shift_layers]
             outputs = {name: model.get_layer(name).input for name in names}
             self._probe_model = probe = keras.Model(inputs=model.inputs[0], outputs=outputs)
             # The probe model shares the model's variable objects (a subset of them): its
@@ -141,7 +147,9 @@ class DiagnosticsRecorder:
         percentiles = self._spec.activation_percentiles
         if percentiles is not None:
             self._percentile_steps = set(range(0, total_steps + 1, percentiles.every))
-        if self._bn_layers or self._spec.train_inference_gap or self._spec.gradient_norms:
+        at_evaluations = (self._bn_layers, self._shift_layers, self._spec.train_inference_gap,
+                          self._spec.gradient_norms)  # fmt: skip
+        if any(at_evaluations):
             self._eval_steps = {0} | {s for s in eval_steps if 0 <= s <= total_steps}
         self._scheduled = True
         return self._percentile_steps | self._eval_steps
@@ -166,25 +174,29 @@ class DiagnosticsRecorder:
         )
         want_percentiles = step in self._percentile_steps
         want_bn = bool(self._bn_layers) and step in self._eval_steps
-        if self._probe_model is not None and (want_percentiles or want_bn):
+        want_shift = bool(self._shift_layers) and step in self._eval_steps
+        if self._probe_model is not None and (want_percentiles or want_bn or want_shift):
             # Training mode: batch statistics, as during training and in Figure 1.
-            outputs, _ = self._probe_model.stateless_call(
-                [trainable[i] for i in self._probe_trainable],
-                [non_trainable[i] for i in self._probe_non_trainable],
-                self._x,
-                training=True,
-            )
-            arrays = {name: keras.ops.convert_to_numpy(v) for name, v in outputs.items()}
+            arrays = self._probe(trainable, non_trainable, training=True)
             # Pooled over examples and units (the distribution a "typical" unit sees), or over
             # the examples (and positions) of one unit.
             for block in self._act_blocks if want_percentiles else []:
                 values = arrays[f"{block}_act"]
-                values = values.ravel() if self._unit == "pooled" else values[..., self._unit]
+                unit = self._unit  # "pooled" or an index
+                values = values.ravel() if isinstance(unit, str) else values[..., unit]
                 summary = np.percentile(values, self._percentiles)
                 row = [step, block, self._unit, *map(float, summary)]
                 self._rows["activation_percentiles"].append(row)
             if want_bn:
                 self._record_bn(step, [arrays[layer.name] for layer in self._bn_layers])
+            if want_shift:
+                inference = self._probe(trainable, non_trainable, training=False)
+                for layer in self._shift_layers:
+                    name, fed = layer.name, layer.name in self._fed_by_dropout
+                    row = variance_shift.variance_row(
+                        step, name, fed, arrays[name], inference[name], layer.axis
+                    )
+                    self._rows["variance_shift"].append(row)
         if step not in self._eval_steps:
             return
         if self._spec.train_inference_gap:
@@ -216,6 +228,21 @@ class DiagnosticsRecorder:
             columns = self._columns[name]
             records = [dict(zip(columns, row, strict=True)) for row in rows]
             write_csv(rundir.diagnostics_path(run_dir, name), records, columns)
+
+    def _probe(
+        self, trainable: list[Any], non_trainable: list[Any], training: bool
+    ) -> dict[str, np.ndarray]:
+        """The probe model's outputs on the whole probe batch, by layer name; updates dropped."""
+        import keras
+
+        assert self._probe_model is not None  # the callers check
+        outputs, _ = self._probe_model.stateless_call(
+            [trainable[i] for i in self._probe_trainable],
+            [non_trainable[i] for i in self._probe_non_trainable],
+            self._x,
+            training=training,
+        )
+        return {name: keras.ops.convert_to_numpy(v) for name, v in outputs.items()}
 
     def _record_bn(self, step: int, bn_inputs: list[np.ndarray]) -> None:
         import keras

@@ -6,7 +6,10 @@ A network with batch norm gives different numbers depending on which statistics 
 * recalibrated: inference mode with each BN layer's population mean and variance re-estimated on
   a fixed set of training batches just before the evaluation (PreciseBN, Wu & Johnson 2021);
 * train mode: every batch of the run's own batch size normalized with its own statistics, as
-  during training (dropout and other layers stay in inference mode).
+  during training (dropout and other layers stay in inference mode);
+* shifted (`evaluation.shift`, after training only): the test split with shifted inputs, with
+  the moving statistics and with statistics re-estimated on N shifted test examples
+  (Schneider et al. 2020; `bnbench.config.schema.ShiftSpec` says what the numbers mean).
 
 Both extra modes go through Keras' compiled `evaluate`/`predict` on a functional wrapper that
 shares the model's layers, so they run at the speed of a plain evaluation on every backend. The
@@ -24,7 +27,13 @@ from typing import Any
 import numpy as np
 
 from bnbench.config.registries import LOSSES, METRICS
+from bnbench.results.rundir import shifted_key
 from bnbench.train.prepare import Prepared
+from bnbench.train.shift import shift_split
+
+# Re-estimation feeds its N examples in zero-padded batches of this size, so that every N runs
+# one compiled shape (each row is independent in inference mode; the padding is never read).
+ADAPT_BATCH = 256
 
 
 class Evaluator:
@@ -46,6 +55,7 @@ class Evaluator:
         ]
         self._train_mode: Any = None
         self._bn_inputs: Any = None
+        self._bn_inputs_inference: Any = None
         self._metric_keys = ["loss", *prepared.metric_names]
 
     @property
@@ -112,6 +122,72 @@ class Evaluator:
             statistics.append((means.mean(axis=0), variances.mean(axis=0)))
         return statistics
 
+    def shifted(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Loss and metrics on the shifted split, keyed by `rundir.shifted_key`.
+
+        First with the moving statistics, then for each N of `evaluation.shift.adapt_examples`
+        with every BN layer's statistics re-estimated on N shifted examples
+        (`adapted_statistics`); each N starts again from the moving statistics, and all are
+        restored on leaving. Without BN layers there is nothing to re-estimate: every N scores
+        as the moving statistics do.
+        """
+        shift = self.spec.shift
+        if shift is None:
+            return {}
+        split = shift_split(x, shift, self.run.spec.seed)
+        result: dict[str, float] = self.moving(split.x, y)
+        scores = {shifted_key(k, None): float(result[k]) for k in self._metric_keys}
+        for examples in shift.adapt_examples:
+            statistics = self.adapted_statistics(split.adapt_inputs(examples), shift.prior_strength)
+            with self._restored():
+                for layer, (mean, variance) in zip(self.bn_layers, statistics, strict=True):
+                    layer.moving_mean.assign(mean)
+                    layer.moving_variance.assign(variance)
+                result = self.moving(split.x, y)
+            scores |= {shifted_key(k, examples): float(result[k]) for k in self._metric_keys}
+        return scores
+
+    def adapted_statistics(
+        self, inputs: np.ndarray, prior_strength: int | None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each BN layer's mean and variance re-estimated on `inputs` (Schneider et al. 2020).
+
+        Layer by layer, in order: a layer's input is computed in inference mode with the layers
+        before it already normalizing with their re-estimated statistics, and its mean and
+        (biased) variance are taken over the N examples (and any spatial positions), as BN in
+        training mode would on one batch of them. With `prior_strength` n the moving statistics
+        count as n examples: `(n * moving + N * estimate) / (n + N)`. The model's own statistics
+        are unchanged on return.
+
+        Args:
+            inputs: The N (shifted) examples.
+            prior_strength: n, or None to use the estimate alone.
+
+        Returns:
+            One (mean, variance) per BN layer, in the model's order.
+        """
+        count = len(inputs)
+        weight = 1.0 if prior_strength is None else count / (count + prior_strength)
+        padded = np.zeros((-(-count // ADAPT_BATCH) * ADAPT_BATCH, *inputs.shape[1:]),
+                          dtype=inputs.dtype)  # fmt: skip
+        padded[:count] = inputs
+        statistics = []
+        with self._restored():
+            for layer in self.bn_layers:
+                outputs = self._bn_inputs_model(training=False).predict(
+                    padded, batch_size=ADAPT_BATCH, verbose=0
+                )
+                values = np.asarray(outputs[layer.name], dtype=np.float64)[:count]
+                channel = layer.axis % values.ndim  # the layer's axis, counting the batch axis
+                axes = tuple(a for a in range(values.ndim) if a != channel)
+                source = np.array(layer.moving_mean), np.array(layer.moving_variance)
+                mean = weight * values.mean(axis=axes) + (1 - weight) * source[0]
+                variance = weight * values.var(axis=axes) + (1 - weight) * source[1]
+                layer.moving_mean.assign(mean)
+                layer.moving_variance.assign(variance)
+                statistics.append((mean, variance))
+        return statistics
+
     @contextmanager
     def _restored(self) -> Iterator[None]:
         """Restore every BN moving statistic to its exact value on leaving."""
@@ -135,13 +211,19 @@ class Evaluator:
             )
         return self._train_mode
 
-    def _bn_inputs_model(self) -> Any:
-        if self._bn_inputs is None:
-            self._bn_inputs = self._wrapper(outputs="bn_inputs")
-        return self._bn_inputs
+    def _bn_inputs_model(self, training: bool = True) -> Any:
+        """The model giving every BN layer's input, with BN in training or inference mode."""
+        if training:
+            if self._bn_inputs is None:
+                self._bn_inputs = self._wrapper(outputs="bn_inputs")
+            return self._bn_inputs
+        if self._bn_inputs_inference is None:
+            self._bn_inputs_inference = self._wrapper(outputs="bn_inputs", bn_training=False)
+        return self._bn_inputs_inference
 
-    def _wrapper(self, outputs: str) -> Any:
-        """A functional model over the same layers, with every BN layer in training mode."""
+    def _wrapper(self, outputs: str, bn_training: bool = True) -> Any:
+        """A functional model over the same layers, every BN layer in training mode (unless
+        `bn_training` is False: then every layer runs in the mode the model is called in)."""
         import keras
 
         model = self.run.model
@@ -150,7 +232,7 @@ class Evaluator:
         for layer in model.layers:
             if layer in self.bn_layers:
                 seen[layer.name] = node
-                node = _batch_statistics_class()(layer)(node)
+                node = _batch_statistics_class()(layer)(node) if bn_training else layer(node)
             else:
                 node = layer(node)
         return keras.Model(inputs, node if outputs == "predictions" else seen)

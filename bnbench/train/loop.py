@@ -24,7 +24,7 @@ from bnbench.results import rundir
 from bnbench.results.rundir import HistoryRow, Params, RunSummary, Target
 from bnbench.train.monitor import ProgressHook, StepMonitor, keras_callback
 from bnbench.train.plan import resolved_config
-from bnbench.train.prepare import Prepared, prepare
+from bnbench.train.prepare import PhaseHook, Prepared, prepare
 
 
 @dataclass
@@ -47,6 +47,7 @@ def train(
     save_model: bool = True,
     progress: ProgressHook | None = None,
     fast_feeding: bool = True,
+    phase: PhaseHook | None = None,
 ) -> RunResult:
     """Train one run and write its directory.
 
@@ -56,6 +57,7 @@ def train(
         save_model: also write `model.keras`.
         progress: called with (step, total_steps, loss) during training.
         fast_feeding: use the backend's fast input path (see `bnbench.train.feeding`).
+        phase: called as each set-up phase begins, before the first step (`prepare.Phase`).
 
     Returns:
         The result, whose status is 'completed' or 'diverged'.
@@ -65,7 +67,7 @@ def train(
             written in that case.
         KeyboardInterrupt: re-raised after marking the directory incomplete.
     """
-    prepared = prepare(spec)
+    prepared = prepare(spec, phase=phase)
     # From here on the directory exists; the marker says so until the summary is written.
     resolved = _as_trained(resolved_config(spec), prepared)
     rundir.begin(run_dir, resolved)
@@ -114,6 +116,7 @@ class _Loop:
         self.target: tuple[int, float] | None = None  # (step, seconds) when first reached
         self.initial_loss: float | None = None
         self.diverged_reason: str | None = None
+        self.shifted: dict[str, float] = {}  # the test split under `evaluation.shift`
         self.seconds = {"fit": 0.0, "evaluation": 0.0, "writing": 0.0}
         self.t0 = time.perf_counter()
         # Train loss/metrics at an evaluation point: the mean over the steps since the previous
@@ -156,6 +159,8 @@ class _Loop:
         diverged = monitor.diverged_at is not None
         with self._timed("evaluation"):
             final = {} if diverged else self._test()
+            if not diverged:
+                self.shifted = self.evaluator.shifted(run.data.x_test, run.data.y_test)
         if self.history:
             last_row = self.history[-1].values
             final.update({k: float(v) for k, v in last_row.items() if k.startswith("val_")})
@@ -179,7 +184,7 @@ class _Loop:
         run, monitor = self.prep, self.monitor
         batch_size = run.spec.training.batch_size
         idx = run.order[step * batch_size : stop * batch_size]
-        monitor.begin_chunk(step)
+        monitor.begin_chunk(step, stop)
         fit_start = time.perf_counter()
         logs = self.feeder.fit(run.data.x_train[idx], run.data.y_train[idx], [callback])
         self.seconds["fit"] += time.perf_counter() - fit_start
@@ -289,6 +294,7 @@ class _Loop:
             "chance_accuracy": chance,
             "timings": self._timings(),
             "stalled": _stalled(best, run, chance) if status == "completed" else None,
+            "shifted": self.shifted,
         })  # fmt: skip
 
     @contextmanager

@@ -22,9 +22,13 @@ class StepMonitor:
     and the step computed from the batch index. The loss in the logs is the running mean since
     the chunk began, so it turns non-finite at the very step that diverged, and stays so.
 
-    It also times each chunk from the end of its first step to the end of its last: the first
-    step of a chunk carries the `fit` call's set-up (and on the first chunk the compilation),
+    It also times each chunk from the end of its first call to the end of its last: the first
+    call of a chunk carries the `fit` call's set-up (and on the first chunk the compilation),
     so the steady step time leaves it out.
+
+    With `steps_per_execution` N > 1, Keras calls back once per N steps with the batch index of
+    the group's last step (past the chunk's end for a short last group: the step is clamped to
+    the chunk), so a divergence is seen at the end of the group in which it happened.
     """
 
     def __init__(self, total: int, hook: ProgressHook | None) -> None:
@@ -32,34 +36,37 @@ class StepMonitor:
         self.hook = hook
         self.step = 0
         self.chunk_start = 0
+        self.chunk_stop = total
         self.diverged_at: int | None = None
         self._lock = threading.Lock()
         self._last_report = 0.0
-        self._first_end: float | None = None  # when the chunk's first step ended
+        self._first_end: tuple[int, float] | None = None  # (batch, time) of its first call
         self._last_end: tuple[int, float] | None = None  # (batch, time) of its latest step
 
-    def begin_chunk(self, start: int) -> None:
-        """A `fit` call starts at step `start`."""
+    def begin_chunk(self, start: int, stop: int) -> None:
+        """A `fit` call trains the steps from `start` to `stop`."""
         with self._lock:
-            self.chunk_start = start
+            self.chunk_start, self.chunk_stop = start, stop
             self._first_end = self._last_end = None
 
     def steady(self) -> tuple[int, float]:
-        """(steps, seconds) of the current chunk after its first step; (0, 0.0) if unknown."""
+        """(steps, seconds) of the current chunk after its first call; (0, 0.0) if unknown."""
         with self._lock:
-            if self._first_end is None or self._last_end is None or self._last_end[0] == 0:
+            first, last = self._first_end, self._last_end
+            if first is None or last is None or last[0] <= first[0]:
                 return 0, 0.0
-            return self._last_end[0], self._last_end[1] - self._first_end
+            last_step = min(last[0], self.chunk_stop - self.chunk_start - 1)
+            return last_step - first[0], last[1] - first[1]
 
     def on_batch_end(self, batch: int, logs: dict[str, Any] | None) -> bool:
         """Record the end of a chunk's `batch`-th step; True when training must stop."""
-        step = self.chunk_start + batch + 1
+        step = min(self.chunk_start + batch + 1, self.chunk_stop)
         loss = None if not logs or logs.get("loss") is None else float(logs["loss"])
         now = time.perf_counter()
         with self._lock:
             self.step = max(self.step, step)
-            if batch == 0:
-                self._first_end = now
+            if self._first_end is None or batch < self._first_end[0]:
+                self._first_end = (batch, now)
             if self._last_end is None or batch > self._last_end[0]:
                 self._last_end = (batch, now)
             if loss is not None and not math.isfinite(loss):

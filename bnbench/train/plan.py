@@ -45,9 +45,8 @@ class Plan:
             total = training.steps
         else:
             total = max(1, math.ceil((training.epochs or 10.0) * num_train / training.batch_size))
-        every = training.eval_every or steps_per_epoch
-        points = [*list(range(every, total, every)), total]
-        return cls(total, steps_per_epoch, tuple(points), num_train, training.batch_size)
+        points = evaluation_points(total, training.eval_every or steps_per_epoch)
+        return cls(total, steps_per_epoch, points, num_train, training.batch_size)
 
     def epoch(self, step: int) -> float:
         """Passes over the training set after `step` steps, in the unit `epochs` is given in.
@@ -56,6 +55,38 @@ class Plan:
         (the total steps come from `epochs * num_train / batch_size`, rounded up).
         """
         return step * self.batch_size / self.num_train
+
+
+def evaluation_points(total_steps: int, every: int) -> tuple[int, ...]:
+    """The steps after which a run of `total_steps` evaluating every `every` steps evaluates."""
+    return (*range(every, total_steps, every), total_steps)
+
+
+def run_length(spec: RunSpec, sizes: dict[str, int] | None = None) -> tuple[int, int]:
+    """(optimizer steps, evaluation points) of a run, counted as `Plan.from_spec` counts them,
+    without building anything.
+
+    The training set's size is read only when the length or the evaluation cadence is given
+    in epochs (then the data is loaded from this machine, never downloaded).
+
+    Args:
+        spec: the run spec.
+        sizes: training-set sizes already read, by dataset section (filled in here).
+
+    Raises:
+        SpecError: the size is needed and the data is not on this machine or cannot be read.
+    """
+    training = spec.training
+    if training.steps is not None and training.eval_every is not None:
+        return training.steps, len(evaluation_points(training.steps, training.eval_every))
+    from bnbench.data.datasets import training_size
+
+    sizes = {} if sizes is None else sizes
+    key = spec.dataset.model_dump_json()
+    if key not in sizes:
+        sizes[key] = training_size(spec.dataset)
+    plan = Plan.from_spec(training, sizes[key])
+    return plan.total_steps, len(plan.eval_steps)
 
 
 def batch_order(num_train: int, total_steps: int, batch_size: int, seed: int) -> np.ndarray:

@@ -7,8 +7,9 @@ metric, diagnostics block names), so `validate` accepts exactly what `train` acc
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -26,6 +27,21 @@ from bnbench.train.plan import (
     check_target,
     loss_and_metrics,
 )
+from bnbench.train.shift import check_shift
+
+# What a run does before its first step, in this order. A `PhaseHook` is called with each as it
+# begins: "imports" (Keras and the backend), "data" (reading and checking the data), "build"
+# (seeding, building and compiling the model, the diagnostics' probe), "compile" (from the end
+# of `prepare` to the first step: the first evaluation and the first step's compilation, which
+# Keras does lazily). The first step's progress report ends the last phase.
+Phase = Literal["imports", "data", "build", "compile"]
+PhaseHook = Callable[[Phase], None]
+PHASES: dict[Phase, str] = {
+    "imports": "importing Keras",
+    "data": "loading data",
+    "build": "building the model",
+    "compile": "compiling",
+}
 
 
 @dataclass(frozen=True)
@@ -58,12 +74,13 @@ class Prepared:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def prepare(spec: RunSpec, *, download: bool = True) -> Prepared:
+def prepare(spec: RunSpec, *, download: bool = True, phase: PhaseHook | None = None) -> Prepared:
     """Activate the backend, load the data, seed, build and compile the model of `spec`.
 
     Args:
         spec: the run spec.
         download: let Keras download a dataset missing from its cache (`validate` does not).
+        phase: called as each phase begins (`Phase`); the last, "compile", as this returns.
 
     Raises:
         SpecError: the spec cannot be trained (backend missing, data missing, blocks not fitting
@@ -72,6 +89,8 @@ def prepare(spec: RunSpec, *, download: bool = True) -> Prepared:
     """
     from bnbench.train.backend import activate, set_random_seed
 
+    announce = phase or _silent
+    announce("imports")
     clock = _Clock()
     backend = choose_backend(spec)
     activate(backend)
@@ -81,10 +100,13 @@ def prepare(spec: RunSpec, *, download: bool = True) -> Prepared:
     from bnbench.model.build import build_model
 
     clock.lap("imports")
+    announce("data")
     data = load_dataset(spec.dataset, download=download)
     loss_name, metric_names = loss_and_metrics(spec.training, data.task)
     check_target(spec.training, metric_names)
+    check_shift(spec.evaluation.shift, len(data.x_test))
     clock.lap("data")
+    announce("build")
     keras.utils.clear_session()
     set_random_seed(spec.seed)
     if spec.training.deterministic and backend == "tensorflow":
@@ -100,13 +122,31 @@ def prepare(spec: RunSpec, *, download: bool = True) -> Prepared:
         optimizer=make_optimizer(spec.training, plan.total_steps),
         loss=LOSSES[loss_name],
         metrics=[METRICS[m] for m in metric_names],
+        steps_per_execution=spec.training.steps_per_execution,
     )
     order = batch_order(len(data.x_train), plan.total_steps, spec.training.batch_size, spec.seed)
     recorder = _recorder(spec, model, data, order, loss_name, metric_names)
     clock.lap("build")
+    announce("compile")
     return Prepared(
         spec, backend, data, plan, model, loss_name, metric_names, order, recorder, clock.laps
     )
+
+
+def _silent(phase: Phase) -> None:
+    return None
+
+
+def check_data(specs: Iterable[RunSpec]) -> None:
+    """Make sure, before any run starts, that the data of every run can be read: a Keras
+    dataset missing from the cache is downloaded here, once (`ensure_available`).
+
+    Raises:
+        SpecError: a dataset is neither cached nor downloadable; says how many runs need it.
+    """
+    from bnbench.data.datasets import ensure_available
+
+    ensure_available(spec.dataset for spec in specs)
 
 
 class _Clock:

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from bnbench.ablate.runner import parse_shard, shard_runs
 from bnbench.cli import app
-from bnbench.config.ablation import AblationSpec, budget_warnings, expand, load_ablation
+from bnbench.config.ablation import AblationSpec, expand, load_ablation
+from bnbench.config.budget import budget_warnings
 from tests.conftest import TINY_SPEC, files_under
 
 runner = CliRunner()

@@ -32,8 +32,9 @@ from bnbench.ablate.claims import CLAIMS_DIR, Claims
 from bnbench.ablate.executor import SLURM_DIR, Executor, ExecutorOptions, open_executor
 from bnbench.ablate.interrupts import counting_ctrl_c
 from bnbench.ablate.launch import Launcher, Listener, Outcome
-from bnbench.config.ablation import SET_KEY, Ablation, PlannedRun, set_options
+from bnbench.config.ablation import SET_KEY, Ablation, PlannedRun
 from bnbench.config.identity import jsonable
+from bnbench.config.sets import set_options
 from bnbench.errors import SpecError
 from bnbench.results import files, rundir
 from bnbench.results.files import read_mapping, write_json

@@ -63,7 +63,8 @@ def plan(
     model, data and batch size), or with --estimate from a short probe run."""
     from bnbench.ablate.estimate import describe_estimate, estimate_runtime
     from bnbench.ablate.runner import plan_table
-    from bnbench.config.ablation import budget_warnings, load_ablation
+    from bnbench.config.ablation import load_ablation
+    from bnbench.config.budget import budget_warnings
 
     ablation = load_ablation(ablation_path, set_ or [])
     rows = plan_table(ablation, out)
@@ -94,7 +95,7 @@ def plan(
 
 
 def _print_sets(ablation: Ablation) -> None:
-    from bnbench.config.ablation import set_options
+    from bnbench.config.sets import set_options
 
     if ablation.sets:
         console.print(f"applied to every run after the overrides, before arms and grid: "

@@ -8,7 +8,6 @@ anything trains, so a grid with one invalid cell fails up front.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bnbench.config.backend_policy import choose_backend
 from bnbench.config.identity import config_hash, run_id
-from bnbench.config.loading import (
-    EXCLUSIVE_KEYS,
-    apply_overrides,
-    parse_assignment,
-    set_dotted,
-    validate,
-)
+from bnbench.config.loading import EXCLUSIVE_KEYS, apply_overrides, set_dotted, validate
 from bnbench.config.schema import RunSpec
+from bnbench.config.sets import parse_sets, refuse_shadowed_sets, shown_value
 from bnbench.config.yamlfile import SourceMap, load_yaml
 from bnbench.errors import SpecError
 
@@ -179,7 +173,7 @@ def load_ablation(path: Path, sets: Iterable[str] = ()) -> Ablation:
             "use bnbench validate or bnbench train"
         )
     spec = validate(AblationSpec, data, where)
-    refuse_shadowed_sets(spec, command_line)
+    refuse_shadowed_sets(spec.grid, spec.arms, command_line)
     if isinstance(spec.base, str):
         try:
             base_path = (path.parent / spec.base).resolve()
@@ -191,122 +185,6 @@ def load_ablation(path: Path, sets: Iterable[str] = ()) -> Ablation:
         base, base_where = spec.base, f"{path} (base)"
     runs = expand(spec, base, base_where, where, command_line)
     return Ablation(spec, _resolved(spec, base, command_line), runs)
-
-
-def parse_sets(sets: Iterable[str]) -> dict[str, Any]:
-    """['training.steps=20', ...] -> {'training.steps': 20, ...}; a repeated key keeps its last.
-
-    Raises:
-        SpecError: an item is not 'dotted.key=value'.
-    """
-    found: dict[str, Any] = {}
-    for text in sets:
-        key, value = parse_assignment(text)
-        found.pop(key, None)  # in the order last given
-        found[key] = value
-    return found
-
-
-def refuse_shadowed_sets(spec: AblationSpec, sets: Mapping[str, Any]) -> None:
-    """Refuse a `--set` that an arm or the grid would undo in some runs (it would do nothing
-    there, silently), and a `--set` of what the ablation gives each run (seed, name).
-
-    Two keys collide when they are equal, when one lies inside the other (`model.norm` and
-    `model.norm.kind`), or when one replaces the other (`training.steps`, `training.epochs`).
-
-    Raises:
-        SpecError: naming the option, who sets the key, and what to do instead.
-    """
-    owners = [("the grid", key, "every run") for key in spec.grid]
-    owners += [(f"arm {arm!r}", key, "its runs") for arm, keys in spec.arms.items() for key in keys]
-    for key, value in sets.items():
-        option = f"--set {key}={_shown(value)}"
-        if key.split(".")[0] in ("seed", "name"):
-            raise SpecError(
-                f"{option}: the ablation gives every run its seed (seeds or repeats) and its "
-                "name (its arm), so this --set would do nothing; change the ablation file"
-            )
-        for owner, other, scope in owners:
-            how = _collision(key, other)
-            if how:
-                raise SpecError(
-                    f"{option}: {owner} sets {other}, which {how} in {scope} (arms and the "
-                    "grid are applied after --set, so it would be silently undone); change "
-                    "the ablation file instead"
-                )
-
-
-def _collision(key: str, other: str) -> str:
-    """How setting `other` after `key` undoes it: '' when it does not."""
-    if other == key:
-        return "overrides it"
-    if other.startswith(f"{key}."):
-        return "overrides part of it"
-    if key.startswith(f"{other}."):
-        return "replaces it"
-    if EXCLUSIVE_KEYS.get(key) == other:
-        return f"clears {key}"
-    return ""
-
-
-def _shown(value: Any) -> str:
-    """A --set value as it would be typed."""
-    return value if isinstance(value, str) else json.dumps(value, default=str)
-
-
-def set_options(sets: Mapping[str, Any]) -> str:
-    """The `--set` options that give `sets`: '--set training.steps=20 --set ...'."""
-    return " ".join(f"--set {key}={_shown(value)}" for key, value in sets.items())
-
-
-def budget_warnings(ablation: Ablation) -> list[str]:
-    """What to say about how runs of different batch sizes are budgeted, before they train.
-
-    A grid (or arms) over `training.batch_size` silently fixes two more choices. An epoch budget
-    gives every run the same examples, so the step counts differ by the batch ratio (batch 2
-    takes 128× the steps of batch 256); a step budget gives every run the same updates instead.
-    And one learning rate for every batch size makes the step size per example differ. Both are
-    legitimate; a reader of the results needs to know which was chosen.
-
-    Args:
-        ablation: the loaded, expanded ablation.
-
-    Returns:
-        One message per concern; empty when the batch size does not vary across runs.
-    """
-    trainings = [run.spec.training for run in ablation.runs]
-    sizes = sorted({t.batch_size for t in trainings})
-    if len(sizes) < 2:
-        return []
-    small, large = sizes[0], sizes[-1]
-    varies = f"training.batch_size varies from {small} to {large}"
-    messages = []
-    epochs = sorted({t.epochs for t in trainings if t.steps is None}, key=lambda e: e or 0.0)
-    if epochs:
-        # Plan.from_spec's default length when neither epochs nor steps is given.
-        budget = ", ".join("the default 10" if e is None else f"{e:g}" for e in epochs)
-        messages.append(
-            f"{varies} under a fixed epoch budget (training.epochs: {budget}): every run sees "
-            f"the same number of examples, so batch {small} takes about {large / small:g}× the "
-            f"optimizer steps of batch {large}. Keep epochs to compare at a fixed number of "
-            "examples; give training.steps (in overrides) to compare at a fixed number of "
-            "steps. training.lr_scaling (linear or sqrt, with training.reference_batch_size) "
-            "sets how the learning rate follows the batch size."
-        )
-    rates_per_size = {
-        size: {t.learning_rate for t in trainings if t.batch_size == size} for size in sizes
-    }
-    swept = any(len(rates) > 1 for rates in rates_per_size.values())
-    if all(t.lr_scaling == "none" for t in trainings) and not swept:
-        shown = ", ".join(f"{rate:g}" for rate in sorted({t.learning_rate for t in trainings}))
-        messages.append(
-            f"{varies} with the same learning rate ({shown}) at every batch size "
-            "(training.lr_scaling: none), so the step size per example falls as the batch "
-            "grows. Set training.lr_scaling: linear (Goyal et al. 2017) or sqrt with "
-            "training.reference_batch_size to scale it, or add training.learning_rate to the "
-            "grid to tune it per batch size."
-        )
-    return messages
 
 
 def _resolved(spec: AblationSpec, base: dict[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
@@ -354,7 +232,7 @@ def _blame(err: SpecError, keys: list[str], arm: str, where: SourceMap | None, s
     the base."""
     for key, value in sets.items():
         if key in str(err):
-            return f"--set {key}={_shown(value)}"
+            return f"--set {key}={shown_value(value)}"
     if where is not None:
         for key in keys:
             if key in str(err):
@@ -395,7 +273,7 @@ def expand(
         try:
             common = apply_overrides(common, [(key, value)], RunSpec, EXCLUSIVE_KEYS)
         except SpecError as err:
-            raise SpecError(f"--set {key}={_shown(value)}: {err}") from None
+            raise SpecError(f"--set {key}={shown_value(value)}: {err}") from None
     keys = list(spec.grid)
     cells = [
         dict(zip(keys, values, strict=True)) for values in itertools.product(*spec.grid.values())

@@ -307,11 +307,10 @@ class _Loop:
 
     def _timings(self) -> dict[str, float]:
         """Where the run's time went, in seconds (README: Performance)."""
-        steps = len(self.chunk_times)
         per_step = (self._step_time_ms() or 0.0) / 1000
-        # Steady stepping, the first step of each chunk counted at the steady rate; the rest
-        # of fit's time is its set-up and the compilation.
-        stepping = min(self.seconds["fit"], self.steady[1] + steps * per_step)
+        # Every step done at the steady rate; the rest of fit's time is its set-up and the
+        # compilation.
+        stepping = min(self.seconds["fit"], self.monitor.step * per_step)
         return {
             **self.prep.timings,
             "compile_and_setup": self.seconds["fit"] - stepping,
@@ -325,8 +324,8 @@ class _Loop:
         steps, seconds = self.steady
         if steps > 0:
             return seconds / steps * 1000
-        # Only one-step chunks: their times include the set-up; the later ones at least no
-        # compilation.
+        # Only chunks of one call (one step, or no more than steps_per_execution): their times
+        # include the set-up; the later ones at least no compilation.
         times = self.chunk_times[1:] or self.chunk_times
         return float(np.median(times)) * 1000 if times else None
 

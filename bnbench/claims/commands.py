@@ -29,6 +29,7 @@ claims_app = typer.Typer(
     help="Common claims about batch normalization, each a shipped ablation with a verdict rule: "
     "list them, run them (resumable), and report verdicts with their statistics and figures.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",  # paragraphs rewrap; `code` shows as code
 )
 console = Console()
 err_console = Console(stderr=True)

@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # paragraphs rewrap; `code` shows as code
 )
 console = Console()
 err_console = Console(stderr=True)

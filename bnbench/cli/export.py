@@ -14,6 +14,7 @@ export_app = typer.Typer(
     help="Export a results tree to the tools researchers already use (TensorBoard, MLflow); "
     "reads the tree only, and replaces an earlier export.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",  # paragraphs rewrap; `code` shows as code
 )
 app.add_typer(export_app, name="export")
 

@@ -64,9 +64,14 @@ def write_run(
     status: str = "completed",
     reached: int | None = 20,
     metric: str | None = "accuracy",
+    ran: str = "jax",
     **changes: Any,
 ) -> Path:
-    """A run directory as `bnbench train` writes it (config, history, summary)."""
+    """A run directory as `bnbench train` writes it (config, history, summary).
+
+    `ran` is the backend its summary records (the one that ran); the config's is `jax` unless
+    `backend=` changes it.
+    """
     rundir.begin(path, _config(seed, norm, rate, **changes))
     if status == "failed":
         try:
@@ -88,7 +93,7 @@ def write_run(
     final = {"test_loss": 1 - test, "val_loss": 1 - test, "val_accuracy": test}
     final |= {"test_accuracy": test} if metric else {}
     summary = rundir.RunSummary(
-        run_id=path.name, status=status, name=path.name, seed=seed, backend="jax",
+        run_id=path.name, status=status, name=path.name, seed=seed, backend=ran,
         metric=metric, metrics=[metric] if metric else [], total_steps=30, steps_done=30,
         batch_size=16, learning_rate=rate, final=final, step_time_ms=1.0,
         target=rundir.Target(metric="val_accuracy", value=0.5, step=reached),
@@ -216,6 +221,44 @@ def test_runs_that_differ_only_by_seed_are_one_group(tmp_path):
     assert "differ only in their seed" in comparison.report.notes["groups"]
 
 
+def test_the_backend_that_ran_groups_runs_not_the_configs_auto(tmp_path):
+    # `bnbench train` records `backend: auto`, an ablation the resolved `jax`: the same setting.
+    runs = [write_run(tmp_path / "train-s0", 0, backend="auto"), write_run(tmp_path / "abl-s1", 1)]
+    comparison = compare_runs(runs)
+    assert comparison.keys == () and comparison.report.rows[0]["n"] == 2
+    # Runs that really ran on two backends are two groups, labelled by the backend that ran.
+    runs.append(write_run(tmp_path / "tf-s0", 0, ran="tensorflow", backend="auto"))
+    comparison = compare_runs(runs)
+    assert [g.label for g in comparison.groups] == ["backend=jax", "backend=tensorflow"]
+    assert "backend: the one that ran" in comparison.report.notes["groups"]
+
+
+def test_diagnostics_keys_never_group_and_are_named_in_a_note(tmp_path):
+    every = {"diagnostics__activation_percentiles__every": 10}
+    runs = [write_run(tmp_path / "plain-s0", 0), write_run(tmp_path / "diag-s1", 1, **every)]
+    comparison = compare_runs([*runs, write_run(tmp_path / "none-s0", 0, "none", **every)])
+    assert comparison.keys == ("model.norm.kind",)
+    assert [len(g.members) for g in comparison.groups] == [2, 1]
+    notes = comparison.report.notes
+    assert "diagnostics.* never group runs" in notes["groups"]
+    assert "diagnostics.activation_percentiles.every" in notes["diagnostics"]
+    # Same seed, differing only in what was recorded: one run twice, not two groups.
+    with pytest.raises(SpecError, match="same config and seed"):
+        compare_runs([runs[0], write_run(tmp_path / "diag-s0", 0, **every)])
+
+
+def test_one_group_prints_a_sentence_not_an_empty_paired_table(tmp_path):
+    runs = [str(r) for r in _grid(tmp_path / "runs", norms=("batch",), seeds=(0, 1))]
+    result = runner.invoke(app, ["compare", *runs, "--out", str(tmp_path / "cmp")],
+                           terminal_width=200)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "One group: nothing to pair." in result.output
+    assert "paired over seeds against" not in result.output
+    markdown = (tmp_path / "cmp" / "summary.md").read_text()
+    assert "★" not in markdown and "best cell" not in markdown  # no grid: nothing is marked
+    assert "best cell" not in json.loads((tmp_path / "cmp" / MARKER).read_text())["definitions"]
+
+
 def test_repeated_folder_names_get_distinct_run_ids(tmp_path):
     runs = [write_run(tmp_path / "a" / "run", 0), write_run(tmp_path / "b" / "run", 1)]
     ids = [run["run_id"] for run in compare_runs(runs).report.runs]
@@ -287,6 +330,8 @@ def test_paths_that_are_not_finished_run_directories_are_named(tmp_path):
     (tmp_path / "notes" / "a.txt").write_text("x")
     _refused(tmp_path, [str(run), str(tmp_path / "notes")], f"{tmp_path / 'notes'} is not a run")
     _refused(tmp_path, [str(run), str(tmp_path / "nowhere")], "nowhere: no such directory")
+    _refused(tmp_path, [str(run), str(tmp_path / "notes" / "a.txt")],
+             f"{tmp_path / 'notes' / 'a.txt'} is a file, not a run directory")  # fmt: skip
     ablation = tmp_path / "abl"
     write_run(ablation / "runs" / "x", 1)
     (ablation / "runs.csv").write_text("run_id,arm\nx,a\n")
@@ -305,7 +350,8 @@ def test_the_same_run_twice_is_refused(tmp_path):
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
-        ({"dataset__name": "mnist"}, "differ in dataset: mnist/null (b1); digits/null (b0)"),
+        ({"dataset__name": "mnist"}, "differ in dataset: mnist (b1); digits (b0);"),
+        ({"dataset__path": "/data/d.npz"}, "dataset: digits, path=/data/d.npz (b1); digits (b0)"),
         ({"training__target_value": 0.8}, "differ in target"),
         ({"metric": None}, "differ in metric"),
     ],

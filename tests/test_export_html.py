@@ -12,6 +12,7 @@ from bnbench.analysis.stats import DEFINITIONS
 from bnbench.cli import app
 from bnbench.export.html_check import check_html
 from bnbench.export.html_report import REPORT_HTML, write_html_report
+from tests.conftest import files_under
 from tests.export_tree import DIVERGED, FAILED, HEADER, NAME, UNFINISHED, run_id, write_tree
 
 runner = CliRunner()
@@ -104,13 +105,19 @@ def test_the_page_says_how_to_add_the_question_when_no_spec_is_given(tmp_path):
     assert (root / "plots" / "index.md").is_file()  # drawn because they were missing
 
 
+def _snapshot(root):
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files_under(root)}
+
+
 def test_a_spec_of_another_ablation_is_refused(tmp_path):
     root = write_tree(tmp_path / "tiny")
     other = tmp_path / "other.yaml"
     other.write_text("# another question\nname: other\n")
+    before = _snapshot(root)
     result = runner.invoke(app, ["report", str(root), "--html", "--spec", str(other)])
     assert result.exit_code == 2, result.output
     assert "is the ablation 'other', not this tree's 'tiny_bn'" in result.output
+    assert _snapshot(root) == before  # checked before the tables are rewritten
     result = runner.invoke(app, ["report", str(root), "--spec", str(other)])
     assert result.exit_code == 2 and "only with --html" in result.output
 
@@ -137,3 +144,24 @@ def test_the_checker_passes_a_minimal_page():
         "<table><thead><tr><th>a</th></tr></thead><tr><td>1</td></tr></table></body></html>"
     )
     assert check_html(page) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("nonexist.yaml", "nonexist.yaml: no such file"),
+        ("folder", "folder: is a folder, not an ablation file"),
+        ("bare.yaml", "bare.yaml: has no header comment to show"),
+        ("broken.yaml", "cannot read"),
+    ],
+)
+def test_a_bad_spec_is_refused_before_anything_is_written(tmp_path, name, fragment):
+    root = write_tree(tmp_path / "tiny", report=False)  # no tables yet: any write would show
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "bare.yaml").write_text(f"name: {NAME}\narms: {{}}\n")
+    (tmp_path / "broken.yaml").write_text("# q\nname: [unclosed\n")
+    before = _snapshot(root)
+    result = runner.invoke(app, ["report", str(root), "--html", "--spec", str(tmp_path / name)])
+    assert result.exit_code == 2, result.output
+    assert fragment in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert _snapshot(root) == before

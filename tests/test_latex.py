@@ -127,7 +127,8 @@ def test_report_cli_writes_the_chosen_columns(root):
     result = runner.invoke(app, ["report", str(root), "--latex", "--columns", "arm, diff ,p"])
     assert result.exit_code == 0, result.output
     header, _ = _table((root / "summary.tex").read_text())
-    assert header == ["arm", r"$\Delta$ vs no\_norm {[}95\% CI{]}", "p"]
+    # The row labels stay first: arm, and on a grid tree its cell.
+    assert header == ["arm", "cell", r"$\Delta$ vs no\_norm {[}95\% CI{]}", "p"]
 
 
 @pytest.mark.parametrize(

@@ -478,3 +478,24 @@ def test_an_unusable_figures_json_is_named_and_nothing_is_drawn(
     assert [p.name for p in (run_dir / "plots").iterdir()] == ["figures.json"]
     render_plots(run_dir, fmt="png", log_loss=False, band="std", select_by="final")  # all given
     assert json.loads((run_dir / "plots" / "figures.json").read_text())["format"] == "png"
+
+
+def test_a_compare_folder_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bnbench.analysis.compare import compare_runs
+    from bnbench.cli import app
+    from tests.conftest import files_under
+    from tests.test_compare import write_run
+
+    runs = [write_run(tmp_path / f"{norm}-s{seed}", seed, norm)
+            for norm in ("batch", "none") for seed in (0, 1)]  # fmt: skip
+    out = tmp_path / "cmp"
+    compare_runs(runs, out=out, fmt="svg")
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files_under(tmp_path)}
+    result = CliRunner().invoke(app, ["plot", str(out), "--format", "png"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"{out} is a `bnbench compare` folder" in text
+    assert f"re-run `bnbench compare RUN_DIR... --out {out}` to redraw it" in text
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files_under(tmp_path)} == before

@@ -102,3 +102,35 @@ def test_steps_per_execution_is_validated():
         {"dataset": {"name": "digits"}, "model": {"blocks": [{"type": "dense", "units": 4}]}}
     )
     assert default.training.steps_per_execution == 1  # exact divergence steps unless asked
+
+
+def test_monitor_times_nothing_when_callbacks_arrive_out_of_order():
+    """A chunk cut short (a divergence) may see its first call timed after its last: the step
+    time must not come out negative."""
+    import time
+
+    monitor = StepMonitor(total=40, hook=None)
+    monitor.begin_chunk(0, 40)
+    monitor.on_batch_end(7, {"loss": float("nan")})  # the group's last call, delivered first
+    time.sleep(0.01)
+    monitor.on_batch_end(3, {"loss": 2.0})  # an earlier call, delivered late
+    assert monitor.steady() == (0, 0.0)
+
+
+def test_train_says_a_grouped_divergence_is_known_to_within_the_group(
+    tiny_spec, write_spec, tmp_path
+):
+    from typer.testing import CliRunner
+
+    from bnbench.cli import app
+
+    tiny_spec["training"].update({"learning_rate": 1e12, "steps": 40, "eval_every": 20,
+                                  "steps_per_execution": 8})  # fmt: skip
+    command = ["train", str(write_spec(tiny_spec)), "-q", "--no-save-model",
+               "--out", str(tmp_path / "run")]  # fmt: skip
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "within the last 8: steps_per_execution" in result.output
+    summary = rundir.read_summary(tmp_path / "run")
+    assert summary is not None and summary.step_time_ms is not None
+    assert summary.step_time_ms > 0

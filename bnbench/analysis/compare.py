@@ -1,7 +1,10 @@
 """Compare separately trained runs (`bnbench train` run directories): `bnbench compare`.
 
 The runs are grouped by the config keys in which they differ (`bnbench.analysis.grouping`; the
-seed never groups), and each group becomes an arm of the same summary and figures an ablation
+seed never groups). A config is read as what the run trained with: its backend is the one that
+ran (from summary.json: an ablation records `jax` where `bnbench train` records `auto`), and
+its `diagnostics` section, which only says what to record, is left out (the notes name the
+diagnostics keys that differ). Each group becomes an arm of the same summary and figures an ablation
 gets: `bnbench.analysis.stats` for means, steps to target and paired differences,
 `bnbench.analysis.tables` for the renderings, `bnbench.analysis.plots` for the figures. Groups are
 compared with the reference group (the group of the first run given) seed by seed, over the
@@ -30,9 +33,9 @@ import pandas as pd
 
 from bnbench import __version__
 from bnbench.analysis.figure_options import OPTIONS_FILE, FigureOptions, choose_options
-from bnbench.analysis.grouping import ABSENT, Group, flatten, group_runs, show
-from bnbench.analysis.plots import INDEX, draw_plots
-from bnbench.analysis.stats import DEFINITIONS, SUMMARY_STATS, summarize
+from bnbench.analysis.grouping import ABSENT, Group, differing_keys, flatten, group_runs, show
+from bnbench.analysis.plots import COMPARE_MARKER, INDEX, draw_plots
+from bnbench.analysis.stats import SUMMARY_STATS, summarize
 from bnbench.analysis.tables import Report, markdown_summary
 from bnbench.errors import SpecError
 from bnbench.results import rundir
@@ -47,9 +50,12 @@ from bnbench.results.layout import ABLATION, PLOTS_DIR, RUNS_CSV, RUNS_DIR, TABL
 from bnbench.results.rows import run_columns, run_row
 from bnbench.results.tree import tree_from_runs
 
-MARKER = "compare.json"  # in a compare output folder: what was compared, and which files
+MARKER = COMPARE_MARKER  # in a compare output folder: what was compared, and which files
 # Settings that must be equal in every run: scores on different data, metrics or targets do not
 # compare (a paired difference across datasets would be a number without a meaning).
+# The config section of what a run records beside training (activation percentiles, BN
+# statistics...): it never changes the training, so it never groups runs; the notes name it.
+DIAGNOSTICS = "diagnostics"
 SAME = {
     "dataset": ("dataset.name", "dataset.path"),
     "target": ("training.target_metric", "training.target_value"),
@@ -100,8 +106,9 @@ def compare_runs(
     runs = [
         run_row(path) | {"run_id": name} for path, name in zip(paths, _names(paths), strict=True)
     ]
-    _check_comparable(runs, configs)
-    keys, groups = group_runs(configs)
+    settings = [_setting(config, run) for config, run in zip(configs, runs, strict=True)]
+    _check_comparable(runs, settings)
+    keys, groups = group_runs(settings)
     place = {group.label: i for i, group in enumerate(groups)}
     for group in groups:
         for index in group.members:
@@ -114,7 +121,7 @@ def compare_runs(
     rows = summarize(ordered, (), reference, metric)  # one row per group, in group order
     for row, group in zip(rows, groups, strict=True):
         row.update({f"config.{key}": group.values[key] for key in keys})
-    notes = _notes(keys, groups, ordered)
+    notes = _notes(keys, groups, ordered, differing_keys([_recording(c) for c in configs]))
     arms = tuple(group.label for group in groups)
     folder = Path(out) if out is not None else Path(".")
     report = Report(folder, rows, ordered, arms, (), reference, metric, notes=notes, unit="group")
@@ -129,12 +136,32 @@ def compare_runs(
     return comparison
 
 
+def _setting(config: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """What a run's scores depend on: its config with the backend that ran, without diagnostics.
+
+    An ablation records the resolved backend (`jax`) where `bnbench train` records the spec's
+    (`auto`), so the summary's backend, when known, stands for both; what is recorded
+    (`DIAGNOSTICS`) is measured beside training and never changes it.
+    """
+    setting = {key: value for key, value in config.items() if key != DIAGNOSTICS}
+    if run["backend"]:
+        setting["backend"] = run["backend"]
+    return setting
+
+
+def _recording(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a config that `_setting` leaves out: what the run recorded."""
+    return {DIAGNOSTICS: config[DIAGNOSTICS]} if DIAGNOSTICS in config else {}
+
+
 def _check_run_dirs(run_dirs: Sequence[Path]) -> list[Path]:
     paths = [Path(p).expanduser() for p in run_dirs]
     if len(paths) < 2:
         raise SpecError(f"compare needs at least two run directories, got {len(paths)}")
     seen: dict[Path, Path] = {}
     for path in paths:
+        if path.is_file():
+            raise SpecError(f"{path} is a file, not a run directory")
         if not path.is_dir():
             raise SpecError(f"{path}: no such directory")
         if (path / RUNS_CSV).exists() or (path / RUNS_DIR).is_dir() or (path / ABLATION).exists():
@@ -169,9 +196,9 @@ def _check_comparable(runs: list[dict[str, Any]], configs: list[dict[str, Any]])
     """Refuse runs whose scores do not compare, and one run given twice under two paths."""
     flats = [flatten(config) for config in configs]
     for what, keys in SAME.items():
-        _same(what, [tuple(show(flat.get(k)) for k in keys) for flat in flats], runs)
+        _same(what, [_shown(flat, keys) for flat in flats], runs)
     trained = [run for run in runs if run["status"] in ("completed", "diverged")]
-    _same("metric", [(str(run["metric"]),) for run in trained], trained)
+    _same("metric", [str(run["metric"]) for run in trained], trained)
     settings: dict[str, str] = {}
     for run, flat in zip(runs, flats, strict=True):
         key = show({k: v for k, v in flat.items() if k != "name"})
@@ -183,28 +210,57 @@ def _check_comparable(runs: list[dict[str, Any]], configs: list[dict[str, Any]])
         settings[key] = run["run_id"]
 
 
-def _same(what: str, values: list[tuple[str, ...]], runs: list[dict[str, Any]]) -> None:
-    found: dict[tuple[str, ...], list[str]] = {}
+def _shown(flat: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """The settings `keys` of one run as the refusal shows them: only those that are set.
+
+    E.g. "digits", "digits, path=/data/d.npz", "val_accuracy, target_value=0.5"; "unset" when
+    none is.
+    """
+    parts = [(key, flat[key]) for key in keys if flat.get(key) is not None]
+    shown = [
+        show(value) if key == keys[0] else f"{key.rsplit('.', 1)[-1]}={show(value)}"
+        for key, value in parts
+    ]
+    return ", ".join(shown) or "unset"
+
+
+def _same(what: str, values: list[str], runs: list[dict[str, Any]]) -> None:
+    found: dict[str, list[str]] = {}
     for value, run in zip(values, runs, strict=True):
         found.setdefault(value, []).append(run["run_id"])
     if len(found) > 1:
-        listed = "; ".join(f"{'/'.join(v)} ({', '.join(ids)})" for v, ids in found.items())
+        listed = "; ".join(f"{value} ({', '.join(ids)})" for value, ids in found.items())
         raise SpecError(
             f"the runs differ in {what}: {listed}; their scores do not compare: "
             f"compare runs of one {what}"
         )
 
 
-def _notes(keys: list[str], groups: list[Group], runs: list[dict[str, Any]]) -> dict[str, str]:
-    """The choices behind the comparison, for the table's notes and summary.md."""
+def _notes(
+    keys: list[str], groups: list[Group], runs: list[dict[str, Any]], recorded: list[str]
+) -> dict[str, str]:
+    """The choices behind the comparison, for the table's notes and summary.md.
+
+    Args:
+        keys: The grouping keys.
+        groups: The groups, the reference first.
+        runs: The run rows, with their group as `arm`.
+        recorded: The `diagnostics.*` keys in which the runs differ (they never group).
+    """
     notes = {}
+    never = f"the seed, the name and {DIAGNOSTICS}.* never group runs"
     if keys:
         notes["groups"] = (
-            f"runs grouped by the config keys in which they differ: "
-            f"{', '.join(keys)} (the seed and the name never group runs)"
+            f"runs grouped by the config keys in which they differ: {', '.join(keys)} "
+            f"({never}; backend: the one that ran)"
         )
     else:
-        notes["groups"] = "the runs differ only in their seed (and name): one group"
+        notes["groups"] = f"the runs differ only in their seed (and name): one group ({never})"
+    if recorded:
+        notes["diagnostics"] = (
+            f"the runs differ in what they record ({', '.join(recorded)}), which does not "
+            "change training: not grouped"
+        )
     if any(value == ABSENT for group in groups for value in group.values.values()):
         notes["groups"] += (
             f"; {ABSENT}: the run's config lacks the key (written by another bnbench version?)"
@@ -294,6 +350,6 @@ def _record(comparison: Comparison) -> dict[str, Any]:
         "groups": groups,
         "runs": runs,
         "choices": report.choices,
-        "definitions": DEFINITIONS,
+        "definitions": report.definitions,
         "rows": report.rows,
     }

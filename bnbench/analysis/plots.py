@@ -29,12 +29,17 @@ from matplotlib.ticker import NullLocator
 from bnbench.analysis.figure_options import OPTIONS_FILE, FigureOptions, choose_options
 from bnbench.analysis.figures import save_figure
 from bnbench.analysis.panels import Diverged, Panels, hide_unused, new_figure
+from bnbench.errors import SpecError
 from bnbench.results.files import atomic_write_text, write_json
 from bnbench.results.layout import PLOTS_DIR
 from bnbench.results.rows import Selection, validation_score
 from bnbench.results.tree import ResultsTree, grid_labels, load_results_tree
 
-__all__ = ["INDEX", "draw_plots", "render_plots"]
+__all__ = ["COMPARE_MARKER", "INDEX", "draw_plots", "render_plots"]
+
+# The file that makes a folder a `bnbench compare` output (`bnbench.analysis.compare` writes it).
+# Its figures come from runs that lie elsewhere, so only `compare` can redraw them.
+COMPARE_MARKER = "compare.json"
 
 INDEX = "index.md"  # in plots/: every figure with its caption, and the choices behind them
 # {where} is ", each arm at its grid cell with the best <validation score> ..." with a grid.
@@ -99,9 +104,14 @@ def render_plots(
 
     Raises:
         SpecError: (a ValueError) If `fmt`, `band` or `select_by` is unknown, `results_dir` is
-            missing or is not a results tree, or figures.json cannot be used; the message names
-            the path.
+            missing, is not a results tree or is a `bnbench compare` output folder, or
+            figures.json cannot be used; the message names the path. Nothing is written then.
     """
+    if (Path(results_dir) / COMPARE_MARKER).is_file():
+        raise SpecError(
+            f"{results_dir} is a `bnbench compare` folder; re-run `bnbench compare RUN_DIR... "
+            f"--out {results_dir}` to redraw it"
+        )
     plots_dir = Path(results_dir) / PLOTS_DIR
     options = choose_options(
         plots_dir, format=fmt, log_loss=log_loss, band=band, select_by=select_by
@@ -353,7 +363,7 @@ class _Figures:
             self.panels.lines(ax, mine, "step", [("variance_ratio", style)], band=False)
         ax.axhline(1.0, color="grey", lw=0.8, ls=":")
         ax.set(xlabel="training step", yscale="log",
-               ylabel="Var(train) / Var(inference) (log scale)")  # fmt: skip
+               ylabel="Var(dropout on) / Var(dropout off) (log)")  # fmt: skip
         ax.grid(True, alpha=0.3)
         title = "Variance shift of the BN inputs (mean over seeds)" + self._chosen_line()
         fig.suptitle(title, fontsize=11)

@@ -98,6 +98,13 @@ class Report:
         return made
 
     @property
+    def definitions(self) -> dict[str, str]:
+        """What every column means (`DEFINITIONS`); without a grid, no best cell is marked."""
+        if self.grid_keys:
+            return dict(DEFINITIONS)
+        return {key: text for key, text in DEFINITIONS.items() if key != "best cell"}
+
+    @property
     def run_columns(self) -> list[str]:
         return run_columns(self.grid_keys)
 
@@ -178,12 +185,21 @@ def latex_catalogue(report: Report) -> dict[str, str]:
 def pick_latex_columns(report: Report, requested: Sequence[str] | None) -> list[str]:
     """The LaTeX table's columns: `requested` when each is in `latex_catalogue`, else defaults.
 
+    The row labels are always kept, so that no table has rows nobody can name: `arm` goes
+    first when `requested` leaves it out, and with a grid `cell` right after `arm` (unless a
+    `cell` or `grid.<key>` column is requested).
+
     Raises:
         SpecError: a requested column is unknown or given twice (the message lists them all).
     """
     if requested is None:
         return [c for c in DEFAULT_COLUMNS if c != "cell" or report.grid_keys]
-    return check_columns(requested, list(latex_catalogue(report)))
+    picked = check_columns(requested, list(latex_catalogue(report)))
+    if "arm" not in picked:
+        picked.insert(0, "arm")
+    if report.grid_keys and not any(c == "cell" or c.startswith("grid.") for c in picked):
+        picked.insert(picked.index("arm") + 1, "cell")
+    return picked
 
 
 def render_table(report: Report) -> Group:
@@ -207,17 +223,20 @@ def render_table(report: Report) -> Group:
         {**columns, "score": "mean ± std", "to_target": "to target"},
         rows,
     )
-    comparisons = _terminal_table(
+    paired = [
+        cells
+        for cells, row in zip(rows, report.rows, strict=True)
+        if row["arm"] != report.reference
+    ]
+    comparisons: Table | Text = _terminal_table(
         f"paired over seeds against {report.reference} (t test)",
         "speedup: reference / arm steps to target, paired over seeds\n"
         f"pairs: completed in both arms / seeds; {FEWER_PAIRS}: fewer pairs than seeds",
         {**names, "pairs": "pairs", "diff": "Δ [95% CI]", "p": "p", "speedup": "speedup"},
-        [
-            cells
-            for cells, row in zip(rows, report.rows, strict=True)
-            if row["arm"] != report.reference
-        ],
+        paired,
     )
+    if not paired:  # an empty table would read as a comparison that found nothing
+        comparisons = Text(f"One {report.unit}: nothing to pair.\n")
     notes = _choice_lines(report)
     if len(budgets) == 1 and (steps := next(iter(budgets)))[0]:
         notes.insert(0, f"Budget: {steps[0]} steps ({steps[1] or '?'} examples) per run.")
@@ -294,7 +313,7 @@ def _write(report: Report, name: str) -> None:
     head: dict[str, Any] = {"name": name, "reference": report.reference, "metric": report.metric}
     head.update(score=report.score_label, grid_keys=list(report.grid_keys))
     head.update(select_by=report.select_by, choices=report.choices)
-    write_json(paths[js], {**head, "definitions": DEFINITIONS, "rows": rows})
+    write_json(paths[js], {**head, "definitions": report.definitions, "rows": rows})
     atomic_write_text(paths[md], markdown_summary(report, name))
     if report.latex_columns:
         paths[tex] = root / tex
@@ -392,7 +411,7 @@ def markdown_summary(report: Report, name: str) -> str:
     for row in report.rows:
         cells = _display(row, report)
         lines.append("| " + " | ".join(cells[k].replace("|", "\\|") for k, _ in headers) + " |")
-    lines += ["", *(f"- {key}: {text}" for key, text in DEFINITIONS.items())]
+    lines += ["", *(f"- {key}: {text}" for key, text in report.definitions.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -420,8 +439,14 @@ def _caption(report: Report, name: str, columns: dict[str, str], rows: list[dict
     if "reached" in columns:
         parts.append("Reached: runs that reached the target, of all runs.")
     if {"diff", "p", "speedup"} & set(columns):
-        parts.append(f"Paired over seeds against {report.reference}: Δ is the mean difference "
-                     f"with its 95% t interval.")  # fmt: skip
+        parts.append(f"Paired over seeds against {report.reference}.")
+    if "diff" in columns:
+        parts.append("Δ: the mean difference with its 95% t interval.")
+    if {"p", "p_value"} & set(columns):
+        parts.append("p: two-sided paired t test (scipy.stats.ttest_rel) of that difference.")
+    if "speedup" in columns:
+        parts.append("Speedup: reference / arm steps to target (above 1: faster); ≥, ≤: a bound "
+                     "when a run never reached the target.")  # fmt: skip
     if FEWER_PAIRS in shown:
         parts.append(f"{FEWER_PAIRS}: fewer pairs than seeds.")
     if BEST in shown:

@@ -250,8 +250,9 @@ def fed_layers(evidence: Evidence) -> list[str]:
 
 
 def variance_shifts(evidence: Evidence, arm: str, layers: list[str]) -> dict[int, float]:
-    """Seed -> ln Var(train) / Var(inference) of the `layers`' inputs at the last recorded step,
-    averaged over the layers (the recorder's ratio is already a geometric mean over units)."""
+    """Seed -> ln Var(dropout on) / Var(dropout off) of the `layers`' inputs at the last
+    recorded step, averaged over the layers (the recorder's ratio is already a geometric mean
+    over units)."""
     rows = evidence.diagnostics("variance_shift")
     if rows.empty or not layers:
         return {}
@@ -275,7 +276,7 @@ def assess_dropout_order(evidence: Evidence) -> Assessment:
         finding("", "test accuracy, dropout after every BN − dropout feeding BN",
                 values, 0.0, "above"),
         finding("variance shift (Li et al.'s mechanism)",
-                f"|ln Var(train) / Var(inference)| of the input of {where} at the end, "
+                f"|ln Var(dropout on) / Var(dropout off)| of the input of {where} at the end, "
                 "dropout feeding BN − dropout after every BN",
                 per_seed(_minus(sizes[DROPOUT_ARMS[0]], sizes[DROPOUT_ARMS[1]])), 0.0, "above"),
     ]  # fmt: skip
@@ -289,8 +290,8 @@ def assess_dropout_order(evidence: Evidence) -> Assessment:
     if layers:
         ratios = {arm: fmt(float(np.exp(mean_of(shifts[arm]))), 3) for arm in DROPOUT_ARMS}
         sentences.append(
-            f"Variance shift of {where} at the end (Var of its input in training mode / in "
-            "inference mode, geometric mean over units and seeds): "
+            f"Variance shift of {where} at the end (Var of its input with dropout on / off, "
+            "every BN on its moving statistics; geometric mean over units and seeds): "
             f"{ratios[DROPOUT_ARMS[0]]} when dropout feeds it, {ratios[DROPOUT_ARMS[1]]} with "
             "dropout after every BN."
         )
@@ -315,8 +316,9 @@ def draw_dropout_order(evidence: Evidence) -> Figure:
         right.plot(mean.index, mean.to_numpy(), color=palette[arm], lw=2, label=arm)
     right.axhline(1.0, color="0.4", ls=":", lw=1)
     where = ", ".join(layers) or "BN"
-    right.set(yscale="log", xlabel="step", ylabel=f"Var(train) / Var(inference), input of {where}")
-    right.set_title("variance shift (thin: seeds; thick: geometric mean)", fontsize=9)
+    right.set(yscale="log", xlabel="step", ylabel="Var(dropout on) / Var(dropout off)")
+    right.set_title(f"variance shift of the {where} input\n(thin: seeds; thick: geometric mean)",
+                    fontsize=9)  # fmt: skip
     right.legend(fontsize=7, frameon=False)
     right.grid(alpha=0.25)
     return fig

@@ -27,7 +27,8 @@ def report(
         str | None,
         typer.Option(
             help="With --latex: the table's columns, comma-separated, from the summary's "
-            "columns (e.g. arm,cell,score,diff,p); an unknown one lists them all."
+            "columns (e.g. arm,cell,score,diff,p); an unknown one lists them all. The row "
+            "labels are always kept: arm first and, with a grid, cell after it, when left out."
         ),
     ] = None,
     html: Annotated[
@@ -50,6 +51,10 @@ def report(
     if columns is not None and not latex:
         raise SpecError("--columns is used only with --latex")
     picked = None if columns is None else [c.strip() for c in columns.split(",")]
+    if spec is not None:  # before any table is written: a wrong --spec changes nothing
+        from bnbench.export.html_report import read_question
+
+        read_question(results_dir, spec)
     write_tables(results_dir, latex=latex, columns=picked)
     if html:
         from bnbench.export.html_report import write_html_report
@@ -80,8 +85,10 @@ def plot(
 ) -> None:
     """Draw learning curves, sensitivity plots and BN diagnostics from a results directory.
 
-    The options are remembered in DIR/plots/figures.json: a later `plot` or `ablate` redraws
-    with them unless given others; plots/index.md states them."""
+    DIR is an ablation's results tree or one run directory (its figures go to DIR/plots/); a
+    `bnbench compare` folder is refused: `compare ... --out DIR` redraws it. The options are
+    remembered in DIR/plots/figures.json: a later `plot` or `ablate` redraws with them unless
+    given others; plots/index.md states them."""
     draw_figures(results_dir, format, log_loss=log_loss)
 
 
@@ -111,7 +118,9 @@ def compare(
     """Compare separately trained runs: group them by the config keys in which they differ (never
     the seed), then mean ± std, steps to target and paired differences per group.
 
-    The reference group is the first run's. Failed and unfinished runs are counted and named,
+    The backend is the one that ran (an ablation records `jax` where `train` records `auto`);
+    `diagnostics.*` keys never group, as recording does not change training (the notes list
+    them). The reference group is the first run's. Failed and unfinished runs are counted and named,
     never averaged; runs of different datasets, metrics or targets are refused."""
     from bnbench.analysis.compare import compare_runs
     from bnbench.analysis.tables import render_table

@@ -128,8 +128,11 @@ def _print_result(summary: RunSummary, run_dir: Path, spec: RunSpec) -> None:
     colour = {"completed": "green", "diverged": "yellow"}.get(summary.status, "red")
     table.add_row("status", f"[{colour}]{summary.status}[/]")
     if summary.diverged_step:
+        # A non-finite loss is seen at the end of its group of steps; the factor rule is
+        # checked at evaluation points, so its step is exact.
         per_call = spec.training.steps_per_execution
-        within = f" (within the last {per_call}: steps_per_execution)" if per_call > 1 else ""
+        grouped = per_call > 1 and (summary.diverged_reason or "").startswith("non-finite")
+        within = f" (within the last {per_call}: steps_per_execution)" if grouped else ""
         table.add_row("diverged at step", f"{summary.diverged_step}{within}")
     table.add_row("backend", str(summary.backend))
     table.add_row("steps", f"{summary.steps_done} / {summary.total_steps}")
@@ -138,8 +141,15 @@ def _print_result(summary: RunSummary, run_dir: Path, spec: RunSpec) -> None:
     shift = spec.evaluation.shift
     for key, value in summary.shifted.items():  # "test_accuracy@n32": BN re-estimated on 32
         name, _, how = key.partition("@")
+        if how != "moving" and summary.bn_statistics is None:
+            continue  # nothing to re-estimate: the same number as the training statistics
         how = "training BN statistics" if how == "moving" else f"BN re-estimated on {how[1:]}"
-        where = f"{shift.kind} {shift.severity:g}" if shift is not None else "shifted"
+        if summary.bn_statistics is None:
+            how = "no batch norm"
+        where = "shifted"
+        if shift is not None:  # contrast's severity is a factor: 1 is no change, 0 is flat
+            where = (f"noise std {shift.severity:g}" if shift.kind == "noise"
+                     else f"contrast ×{shift.severity:g}")  # fmt: skip
         table.add_row(f"{name} ({where}, {how})", f"{value:.4f}")
     target = summary.target
     if target.metric:

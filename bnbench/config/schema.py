@@ -401,7 +401,7 @@ class TrainingSpec(Strict):
     # the per-step Python overhead (about 1.7x faster steps for the digits MLP at 32) and leaves
     # every number unchanged except one: a loss that turns non-finite is seen only at the end
     # of its group, so `diverged_step` is then known to within this many steps.
-    steps_per_execution: int = Field(1, ge=1, le=1000)
+    steps_per_execution: int = Field(1, ge=1, le=1000, strict=True)
 
     @field_validator("optimizer")
     @classmethod

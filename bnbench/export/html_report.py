@@ -120,6 +120,31 @@ def _question(root: Path, name: str, spec: Path | None) -> str:
     return "\n".join([*parts, "</section>"])
 
 
+def read_question(results_dir: Path, spec: Path) -> str:
+    """The header comment of the ablation file `spec`, checked before anything is written.
+
+    `bnbench report --html --spec` calls it before it writes the tables, so that a wrong
+    `--spec` changes nothing in `results_dir`.
+
+    Args:
+        results_dir: The results tree; its ablation.yaml names the ablation (else the folder).
+        spec: The ablation file the tree was run from.
+
+    Returns:
+        The header comment, without its `#` marks.
+
+    Raises:
+        SpecError: `spec` is missing, not a readable file, not this tree's ablation, or has no
+            header comment; the message names it.
+    """
+    root, spec = Path(results_dir), Path(spec)
+    if not spec.is_file():
+        missing = "is a folder, not an ablation file" if spec.is_dir() else "no such file"
+        raise SpecError(f"--spec {spec}: {missing}")
+    name = read_mapping(root / ABLATION).get("name") or root.name
+    return _header(spec, str(name))
+
+
 def _header(spec: Path, name: str) -> str:
     """The leading comment of the ablation file `spec`, checked to be this tree's ablation."""
     data = parse_file(spec)

@@ -118,19 +118,22 @@ class DiagnosticsRecorder:
         self._bn_layers = bn_layers if spec.bn_statistics else []
         self._shift_layers = bn_layers if spec.variance_shift else []
         self._fed_by_dropout = variance_shift.fed_by_dropout(model)
-        self._probe_model = None
-        if self._act_blocks or self._bn_layers or self._shift_layers:
+        self._probe_model: Any = None
+        self._shift_model: Any = None
+        # The probe models share the model's variable objects (a subset of them): their
+        # variable lists are mapped, by identity, to positions in the model's lists.
+        position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+        position |= {id(v): i for i, v in enumerate(model.non_trainable_variables)}
+        if self._act_blocks or self._bn_layers:
             # Keyed by the layer whose input it is; a dict keeps its structure even for one output.
             names = [f"{b}_act" for b in self._act_blocks]
-            names += [b.name for b in bn_layers if b in self._bn_layers + self._shift_layers]
+            names += [b.name for b in self._bn_layers]
             outputs = {name: model.get_layer(name).input for name in names}
-            self._probe_model = probe = keras.Model(inputs=model.inputs[0], outputs=outputs)
-            # The probe model shares the model's variable objects (a subset of them): its
-            # variable lists are mapped, by identity, to positions in the model's lists.
-            position = {id(v): i for i, v in enumerate(model.trainable_variables)}
-            position |= {id(v): i for i, v in enumerate(model.non_trainable_variables)}
-            self._probe_trainable = [position[id(v)] for v in probe.trainable_variables]
-            self._probe_non_trainable = [position[id(v)] for v in probe.non_trainable_variables]
+            self._probe_model = keras.Model(inputs=model.inputs[0], outputs=outputs)
+            self._probe_positions = _positions(self._probe_model, position)
+        if self._shift_layers:
+            self._shift_model = _dropout_only_model(model)
+            self._shift_positions = _positions(self._shift_model, position)
         self._scheduled = False
         self._percentile_steps: set[int] = set()
         self._eval_steps: set[int] = set()
@@ -175,9 +178,23 @@ class DiagnosticsRecorder:
         want_percentiles = step in self._percentile_steps
         want_bn = bool(self._bn_layers) and step in self._eval_steps
         want_shift = bool(self._shift_layers) and step in self._eval_steps
-        if self._probe_model is not None and (want_percentiles or want_bn or want_shift):
+        if want_shift:
+            # Only dropout differs between the two passes: every BN layer normalizes with its
+            # moving statistics in both (`_dropout_only_model`).
+            train = self._probe(self._shift_model, self._shift_positions, trainable,
+                                non_trainable, training=True)  # fmt: skip
+            inference = self._probe(self._shift_model, self._shift_positions, trainable,
+                                    non_trainable, training=False)  # fmt: skip
+            for layer in self._shift_layers:
+                name, fed = layer.name, layer.name in self._fed_by_dropout
+                row = variance_shift.variance_row(
+                    step, name, fed, train[name], inference[name], layer.axis
+                )
+                self._rows["variance_shift"].append(row)
+        if self._probe_model is not None and (want_percentiles or want_bn):
             # Training mode: batch statistics, as during training and in Figure 1.
-            arrays = self._probe(trainable, non_trainable, training=True)
+            arrays = self._probe(self._probe_model, self._probe_positions, trainable,
+                                 non_trainable, training=True)  # fmt: skip
             # Pooled over examples and units (the distribution a "typical" unit sees), or over
             # the examples (and positions) of one unit.
             for block in self._act_blocks if want_percentiles else []:
@@ -189,14 +206,6 @@ class DiagnosticsRecorder:
                 self._rows["activation_percentiles"].append(row)
             if want_bn:
                 self._record_bn(step, [arrays[layer.name] for layer in self._bn_layers])
-            if want_shift:
-                inference = self._probe(trainable, non_trainable, training=False)
-                for layer in self._shift_layers:
-                    name, fed = layer.name, layer.name in self._fed_by_dropout
-                    row = variance_shift.variance_row(
-                        step, name, fed, arrays[name], inference[name], layer.axis
-                    )
-                    self._rows["variance_shift"].append(row)
         if step not in self._eval_steps:
             return
         if self._spec.train_inference_gap:
@@ -230,15 +239,19 @@ class DiagnosticsRecorder:
             write_csv(rundir.diagnostics_path(run_dir, name), records, columns)
 
     def _probe(
-        self, trainable: list[Any], non_trainable: list[Any], training: bool
+        self,
+        probe: Any,
+        positions: tuple[list[int], list[int]],
+        trainable: list[Any],
+        non_trainable: list[Any],
+        training: bool,
     ) -> dict[str, np.ndarray]:
-        """The probe model's outputs on the whole probe batch, by layer name; updates dropped."""
+        """A probe model's outputs on the whole probe batch, by layer name; updates dropped."""
         import keras
 
-        assert self._probe_model is not None  # the callers check
-        outputs, _ = self._probe_model.stateless_call(
-            [trainable[i] for i in self._probe_trainable],
-            [non_trainable[i] for i in self._probe_non_trainable],
+        outputs, _ = probe.stateless_call(
+            [trainable[i] for i in positions[0]],
+            [non_trainable[i] for i in positions[1]],
             self._x,
             training=training,
         )
@@ -358,3 +371,44 @@ def _gradients(loss: Callable[[list[Any]], Any], values: list[Any]) -> list[np.n
         np.zeros(v.shape) if g is None else keras.ops.convert_to_numpy(g)
         for v, g in zip(values, grads, strict=True)
     ]
+
+
+def _positions(probe: Any, position: dict[int, int]) -> tuple[list[int], list[int]]:
+    """Where a probe model's trainable and non-trainable variables sit in the model's lists."""
+    return (
+        [position[id(v)] for v in probe.trainable_variables],
+        [position[id(v)] for v in probe.non_trainable_variables],
+    )
+
+
+def _dropout_only_model(model: Any) -> Any:
+    """The model's layers called anew with every batch-norm layer fixed in inference mode,
+    returning each batch-norm layer's input by name.
+
+    Called with `training=True`, only dropout (and other training-only noise) acts; so the two
+    passes of the variance-shift probe differ by dropout alone, as in Li et al.'s analysis,
+    instead of also by the batch-versus-moving statistics of every earlier BN layer (which
+    early in training move a layer's input variance by orders of magnitude on their own).
+    """
+    import keras
+
+    class InferenceMode(keras.layers.Layer):  # type: ignore[misc]
+        """Calls a layer with training=False. A functional model hands its own `training` to
+        every layer whose call takes one, overriding a node's; this call takes none."""
+
+        def __init__(self, layer: Any) -> None:
+            super().__init__(name=f"{layer.name}_inference_mode")
+            self.inner = layer
+
+        def call(self, x: Any) -> Any:
+            return self.inner(x, training=False)
+
+    inputs = keras.Input(shape=model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)
+    x, taps = inputs, {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            taps[layer.name] = x
+            x = InferenceMode(layer)(x)
+        else:
+            x = layer(x)
+    return keras.Model(inputs=inputs, outputs=taps)

@@ -326,7 +326,7 @@ class _Loop:
             return seconds / steps * 1000
         # Only chunks of one call (one step, or no more than steps_per_execution): their times
         # include the set-up; the later ones at least no compilation.
-        times = self.chunk_times[1:] or self.chunk_times
+        times = [t for t in (self.chunk_times[1:] or self.chunk_times) if t > 0.0]
         return float(np.median(times)) * 1000 if times else None
 
 

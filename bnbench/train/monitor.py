@@ -56,7 +56,13 @@ class StepMonitor:
             if first is None or last is None or last[0] <= first[0]:
                 return 0, 0.0
             last_step = min(last[0], self.chunk_stop - self.chunk_start - 1)
-            return last_step - first[0], last[1] - first[1]
+            seconds = last[1] - first[1]
+            # Callbacks run on a helper thread and may arrive out of order: when the chunk's
+            # first call is timed after its last (a chunk cut short by a divergence), nothing
+            # steady was timed.
+            if last_step <= first[0] or seconds <= 0.0:
+                return 0, 0.0
+            return last_step - first[0], seconds
 
     def on_batch_end(self, batch: int, logs: dict[str, Any] | None) -> bool:
         """Record the end of a chunk's `batch`-th step; True when training must stop."""

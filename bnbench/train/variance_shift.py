@@ -4,7 +4,12 @@ Dropout scales the units it keeps by 1 / (1 - rate) in training and does nothing
 so the layer after it sees a larger variance in training than at inference. A batch-norm layer
 fed by dropout gathers its moving variance in training and then normalizes inference-mode inputs
 with it: Li et al. call the mismatch the variance shift. The probe measures it on a fixed batch,
-for every batch-norm layer, as Var(input in training mode) / Var(input in inference mode).
+for every batch-norm layer, as Var(input with dropout on) / Var(input with dropout off), with
+every batch-norm layer normalizing by its moving statistics in both passes: only dropout
+differs. (Were the earlier BN layers switched to batch statistics too, their moving averages'
+lag early in training would move the ratio by orders of magnitude without any dropout.) A BN
+layer after other BN layers still sees the shift of a dropout further up: inference-mode BN is
+an affine map and passes it on.
 
 Reference:
     Li, Chen, Hu & Yang, "Understanding the Disharmony between Dropout and Batch Normalization
@@ -52,8 +57,8 @@ def variance_row(
         step: The training step.
         layer: The batch-norm layer's name.
         fed: Whether dropout feeds it (`fed_by_dropout`).
-        train: Its input on the probe in training mode.
-        inference: Its input on the same probe in inference mode.
+        train: Its input on the probe with dropout on.
+        inference: Its input on the same probe with dropout off.
         axis: The layer's feature axis.
     """
     channel = axis % train.ndim

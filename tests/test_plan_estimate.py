@@ -42,7 +42,13 @@ def ablation(write_spec) -> tuple[Path, Ablation]:
 
 
 def _finish(results: Path, ablation: Ablation, index: int, step_ms: float) -> None:
-    """A finished run of the tree, by hand: its config and a summary with known timings."""
+    """A finished run of the tree, by hand: its config and a summary with known timings; and
+    the tree's ablation.yaml, as `ablate` writes it (plan warns about a tree without one)."""
+    import yaml
+
+    results.mkdir(exist_ok=True)
+    text = yaml.safe_dump(ablation.resolved, sort_keys=False)
+    (results / "ablation.yaml").write_text(text, encoding="utf-8")
     run = ablation.runs[index]
     run_dir = results / "runs" / run.run_id
     rundir.begin(run_dir, run.spec.model_dump(mode="json"))

@@ -308,9 +308,11 @@ def probe_costs(run: PlannedRun, steps: int = PROBE_STEPS) -> Costs:
     )
 
 
-def describe_estimate(estimate: Estimate, results_dir: Path | None, probe: bool) -> list[str]:
+def describe_estimate(estimate: Estimate, results_dir: Path | str | None, probe: bool) -> list[str]:
     """What `bnbench plan` prints about an estimate: the time, what it was estimated from,
-    the measured costs, and which runs it leaves out (and how to include them)."""
+    the measured costs, and which runs it leaves out (and how to include them).
+
+    `results_dir` is the tree the estimate learned from, or words saying why none was used."""
     failed = _failed_line(estimate)
     if not estimate.remaining:
         return ["estimated runtime: nothing left to train", *failed]

@@ -43,6 +43,9 @@ from bnbench.results.layout import ABLATION, MANIFEST, PLOTS_DIR, run_path
 __all__ = [
     "Listener",
     "Outcome",
+    "check_destination",
+    "check_out_folder",
+    "destination_refusal",
     "failed_earlier",
     "parse_shard",
     "plan_table",
@@ -119,10 +122,10 @@ def run_ablation(
         executor: where runs train (default: worker processes here).
 
     Raises:
-        SpecError: the directory holds something else or a different ablation, a dataset of
-            the runs to train is neither cached nor downloadable, the executor cannot start
-            (in these three cases nothing is written), a run to clear is a symbolic link, or a
-            local worker process died.
+        SpecError: the directory is a file, or holds something else or a different ablation
+            (`check_destination`), a dataset of the runs to train is neither cached nor
+            downloadable, the executor cannot start (in these three cases nothing is written),
+            a run to clear is a symbolic link, or a local worker process died.
     """
     from bnbench.train.prepare import check_data
 
@@ -130,7 +133,7 @@ def run_ablation(
     if jobs is not None:
         options = replace(options, jobs=jobs)
     options.check()
-    _check_destination(ablation, results_dir)  # before anything, so a refusal writes nothing
+    check_destination(ablation, results_dir)  # before anything, so a refusal writes nothing
     selected = shard_runs(ablation.runs, shard)
     outcome = Outcome(total=len(selected))
     todo = _unfinished(selected, results_dir, retry_failed, outcome)
@@ -155,17 +158,51 @@ def run_ablation(
     return outcome
 
 
-def _check_destination(ablation: Ablation, results_dir: Path) -> None:
-    """Refuse a results directory that holds something other than this ablation; reads only."""
+def check_destination(ablation: Ablation, results_dir: Path) -> None:
+    """Refuse a results directory that `run_ablation` must not write into; reads only.
+
+    Raises:
+        SpecError: `results_dir` (or a folder above it) is a file, or it holds a different
+            ablation, this ablation with other `--set` values, or something other than an
+            ablation.
+    """
+    check_out_folder(results_dir)
+    refusal = destination_refusal(ablation, results_dir)
+    if refusal is not None:
+        raise SpecError(refusal)
+
+
+def check_out_folder(results_dir: Path) -> None:
+    """Refuse an --out that is a file, or lies below one; reads only.
+
+    Raises:
+        SpecError: as said, naming the file.
+    """
+    if results_dir.exists() and not results_dir.is_dir():
+        raise SpecError(f"--out {results_dir} is a file, not a folder")
+    for above in results_dir.parents:  # the nearest existing folder above must be one
+        if above.exists():
+            if not above.is_dir():
+                raise SpecError(f"--out {results_dir}: {above} is a file, not a folder")
+            break
+
+
+def destination_refusal(ablation: Ablation, results_dir: Path) -> str | None:
+    """Why `run_ablation` would refuse `results_dir` (a folder or nothing yet), or None.
+
+    It refuses a folder holding a different ablation (or this one run with other `--set`
+    values), and a non-empty folder holding no ablation; reads only.
+    """
     path = results_dir / ABLATION
     if path.exists():
         existing = read_mapping(path)
         if existing != ablation.resolved:
-            raise SpecError(_difference(results_dir, existing, ablation.resolved))
+            return _difference(results_dir, existing, ablation.resolved)
     elif results_dir.is_dir() and any(
         name not in HIDDEN and not files.is_temp_name(name) for name in os.listdir(results_dir)
     ):
-        raise SpecError(f"{results_dir}: is not empty and holds no ablation; choose another --out")
+        return f"{results_dir}: is not empty and holds no ablation; choose another --out"
+    return None
 
 
 def _difference(results_dir: Path, existing: dict[str, Any], resolved: dict[str, Any]) -> str:
@@ -205,7 +242,7 @@ def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
 
     text = yaml.safe_dump(ablation.resolved, sort_keys=False)
     if not files.create_exclusive(results_dir / ABLATION, text.encode("utf-8")):
-        _check_destination(ablation, results_dir)  # another invocation's: the same ablation?
+        check_destination(ablation, results_dir)  # another invocation's: the same ablation?
     manifest = {
         "ablation": ablation.resolved["name"],
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

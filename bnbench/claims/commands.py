@@ -65,7 +65,9 @@ def list_claims(
 @claims_app.command("run")
 @user_errors
 def run(
-    out: Annotated[Path, typer.Option(help="Results directory; each claim goes to OUT/<id>/.")],
+    out: Annotated[
+        Path, typer.Option(help="Results directory; each claim goes to `OUT/CLAIM_ID/`.")
+    ],
     jobs: Annotated[int, typer.Option(help="Runs at once, each in its own process.")] = 1,
     only: Annotated[
         str | None, typer.Option(help="Comma-separated claim ids (default: all).")
@@ -77,8 +79,8 @@ def run(
     configs: ConfigsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
 ) -> None:
-    """Run the claims' ablations into OUT/<id>/ (resumable: the same command continues an
-    interrupted run), then write the report."""
+    """Run the claims' ablations into `OUT/CLAIM_ID/` (resumable: the same command continues
+    an interrupted run), then write the report."""
     from bnbench.claims.plan import CONFIGS, plan_claims, run_claims
     from bnbench.claims.registry import select
 

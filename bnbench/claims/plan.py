@@ -19,7 +19,7 @@ from bnbench.config.loading import validate
 from bnbench.config.yamlfile import load_yaml
 from bnbench.errors import SpecError
 from bnbench.results.files import read_mapping
-from bnbench.results.layout import ABLATION
+from bnbench.results.layout import ABLATION, MANIFEST
 
 if TYPE_CHECKING:
     from bnbench.ablate.runner import Listener, Outcome
@@ -99,9 +99,11 @@ def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CON
     """Load every claim's ablation and check its folder before anything runs.
 
     Raises:
-        SpecError: an invalid claim file, or a folder `OUT/<id>` that holds something else
-            (another budget of the claim, say): then nothing has been written.
+        SpecError: an invalid claim file, `out` a file or an ablation's results tree, or a
+            folder `OUT/<id>` that holds something else (another budget of the claim, say):
+            then nothing has been written.
     """
+    check_claims_out(out)
     planned = [(claim, load_claim(claim, quick, configs)) for claim in claims]
     for claim, ablation in planned:
         folder = out / claim.id
@@ -115,6 +117,26 @@ def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CON
         if folder.exists() and not folder.is_dir():
             raise SpecError(f"{folder}: exists and is not a folder")
     return planned
+
+
+def check_claims_out(out: Path) -> None:
+    """Refuse an --out for `claims run` that is a file or an ablation's results tree (which
+    `bnbench ablate` wrote, or one claim's folder); reads only.
+
+    Raises:
+        SpecError: as said, with what to do instead.
+    """
+    from bnbench.claims.registry import CLAIMS
+
+    if out.exists() and not out.is_dir():
+        raise SpecError(f"--out {out} is a file, not a folder")
+    found = [name for name in (ABLATION, MANIFEST) if (out / name).exists()]
+    if found:
+        where = (f" (the folder of claim {out.name!r}: give its parent, {out.parent})"
+                 if out.name in CLAIMS else "")  # fmt: skip
+        raise SpecError(
+            f"{out} holds an ablation ({found[0]}){where}; choose another --out for claims"
+        )
 
 
 def run_claims(

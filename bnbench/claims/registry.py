@@ -98,7 +98,8 @@ _ENTRIES = (
           rules_norms.assess_train_inference, rules_norms.draw_train_inference),
     Claim("dropout_order", "Dropout that feeds batch norm hurts (variance shift).",
           "Li et al. 2019",
-          "test accuracy with dropout after every BN vs dropout feeding the next BN",
+          "test accuracy with dropout after every BN vs dropout feeding the next BN; the "
+          "variance shift (dropout on / off) of the BN input it feeds",
           "full 15 s, quick 15 s", Reduction(),
           rules_norms.assess_dropout_order, rules_norms.draw_dropout_order),
     Claim("ghost_batch", "Ghost batch norm improves generalization in large-batch training.",

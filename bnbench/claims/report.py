@@ -29,14 +29,15 @@ def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
     """Assess every claim with a folder in `out`, in registry order, and draw its figure.
 
     Raises:
-        SpecError: `out` holds no claim folder, or a file in one cannot be read.
+        SpecError: `out` does not exist, is a file, an ablation's tree or one claim's folder,
+            or holds no claim folder; or a file in one cannot be read.
     """
     from bnbench.analysis.figures import save_figure
     from bnbench.analysis.tables import build_report
 
     found = [c for c in CLAIMS.values() if (out / c.id / ABLATION).is_file()]
     if not found:
-        raise SpecError(f"{out}: holds no claim results; run `bnbench claims run --out {out}`")
+        raise SpecError(_not_claims(out))
     reports = []
     for claim in found:
         folder = out / claim.id
@@ -55,6 +56,27 @@ def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
         save_figure(claim.draw(evidence), out / figure, "png")
         reports.append(ClaimReport(claim, mode, assessment, evidence.budget(), figure))
     return reports
+
+
+def _not_claims(out: Path) -> str:
+    """Why `out`, holding no claim folder, has no claims to report, and what to give instead."""
+    run = f"run `bnbench claims run --out {out}`"
+    if not out.exists():
+        return f"{out}: does not exist; give a claims results folder, or {run} first"
+    if not out.is_dir():
+        return f"{out}: is a file, not a claims results folder"
+    if (out / ABLATION).is_file():
+        if out.name in CLAIMS:
+            return (
+                f"{out}: is the folder of the single claim {out.name!r}; give its parent: "
+                f"`bnbench claims report {out.parent}` (or read it as an ablation with "
+                f"`bnbench report {out}`)"
+            )
+        return (
+            f"{out}: is an ablation results tree, not a claims one; read it with "
+            f"`bnbench report {out}`"
+        )
+    return f"{out}: holds no claim results; {run}"
 
 
 def write_claims_report(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -27,14 +27,26 @@ if TYPE_CHECKING:
     from bnbench.ablate.runner import Outcome
     from bnbench.config.ablation import Ablation
 
+_SET_HELP = (
+    "Override a value of every run: dotted.key=value (repeatable). Acts as one more entry at "
+    "the end of the ablation's overrides: the arms and the grid are applied after it, so a key "
+    "they set is refused. "
+)
 AblationSetOption = Annotated[
     list[str] | None,
     typer.Option(
         "--set",
-        help="Override a value of every run: dotted.key=value (repeatable). Acts as one more "
-        "entry at the end of the ablation's overrides: the arms and the grid are applied after "
-        "it, so a key they set is refused. Recorded in the results tree's ablation.yaml; "
-        "changed runs get new run ids; give the same --set again to resume.",
+        help=_SET_HELP + "Recorded in the results tree's ablation.yaml; changed runs get new "
+        "run ids; give the same --set again to resume.",
+        show_default=False,
+    ),
+]
+PlanSetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help=_SET_HELP + "Shows the runs as ablate would apply it (changed runs get new run "
+        "ids); plan writes nothing.",
         show_default=False,
     ),
 ]
@@ -44,8 +56,14 @@ AblationSetOption = Annotated[
 @user_errors
 def plan(
     ablation_path: AblationPath,
-    out: Annotated[Path | None, typer.Option(help="Results directory to check.")] = None,
-    set_: AblationSetOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Results directory to check: which runs are finished, and whether "
+            "ablate would accept it."
+        ),
+    ] = None,
+    set_: PlanSetOption = None,
     jobs: Annotated[int, typer.Option(min=1, help="Runs at once, for the estimate.")] = 1,
     estimate: Annotated[
         bool,
@@ -62,12 +80,18 @@ def plan(
     The runtime is estimated from the timings of finished runs in --out (matched by backend,
     model, data and batch size), or with --estimate from a short probe run."""
     from bnbench.ablate.estimate import describe_estimate, estimate_runtime
-    from bnbench.ablate.runner import plan_table
+    from bnbench.ablate.runner import check_out_folder, destination_refusal, plan_table
     from bnbench.config.ablation import load_ablation
     from bnbench.config.budget import budget_warnings
 
     ablation = load_ablation(ablation_path, set_ or [])
-    rows = plan_table(ablation, out)
+    refusal = None
+    if out is not None:
+        check_out_folder(out)
+        refusal = destination_refusal(ablation, out)
+    # A folder ablate would refuse says nothing about these runs: neither states nor timings.
+    usable = out if refusal is None else None
+    rows = plan_table(ablation, usable)
     cells = len({row["cell"] for row in rows})
     table = Table(
         title=f"{ablation.spec.name}: {len(rows)} runs = {len(ablation.spec.arms)} arms × "
@@ -75,13 +99,16 @@ def plan(
         f"reference arm {ablation.spec.reference_arm}"
     )
     for column in ("#", "arm", "grid cell", "seed", "backend", "run id", "state"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, **_fit(column))
     for row in rows:
         table.add_row(str(row["index"]), row["arm"], row["cell"] or "-", str(row["seed"]),
                       row["backend"], row["run_id"], row["state"])  # fmt: skip
     console.print(table)
     if out is None:
         console.print("give --out DIR to see which of these runs are already finished there")
+    elif refusal is not None:
+        console.print(f"warning: ablate would refuse this folder: {refusal}", style="yellow",
+                      markup=False, highlight=False)  # fmt: skip
     else:
         done = sum(rundir.is_done(row["state"]) for row in rows)
         console.print(f"{done} of {len(rows)} runs already finished in {out}")
@@ -89,9 +116,16 @@ def plan(
     for message in budget_warnings(ablation):
         console.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
     with console.status("timing a probe run…") if estimate else nullcontext():
-        predicted = estimate_runtime(ablation, out, jobs, probe=estimate)
-    for line in describe_estimate(predicted, out, probe=estimate):
+        predicted = estimate_runtime(ablation, usable, jobs, probe=estimate)
+    where = usable if refusal is None else f"{out} (ablate would refuse it)"
+    for line in describe_estimate(predicted, where, probe=estimate):
         console.print(line, markup=False, highlight=False)
+
+
+def _fit(column: str) -> dict[str, Any]:
+    """How a column of the run tables fits a narrow terminal: a run id stays on one line (it
+    is copied and searched for whole), and so does a state (one short word); the others fold."""
+    return {"no_wrap": True} if column in ("run id", "state") else {"overflow": "fold"}
 
 
 def _print_sets(ablation: Ablation) -> None:
@@ -259,10 +293,17 @@ def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_fa
               ) -> Outcome:  # fmt: skip
     """Load the ablation, say what will run, and run it behind the live display."""
     from bnbench.ablate.progress import AblationProgress, QuietProgress
-    from bnbench.ablate.runner import parse_shard, plan_table, run_ablation, shard_runs
+    from bnbench.ablate.runner import (
+        check_destination,
+        parse_shard,
+        plan_table,
+        run_ablation,
+        shard_runs,
+    )
     from bnbench.config.ablation import load_ablation
 
     ablation = load_ablation(ablation_path, sets)
+    check_destination(ablation, out)  # before saying what will run there
     part = parse_shard(shard)
     selected = {run.run_id for run in shard_runs(ablation.runs, part)}
     states = [row["state"] for row in plan_table(ablation, out) if row["run_id"] in selected]
@@ -311,7 +352,7 @@ def status(results_dir: ResultsDir) -> None:
     rows = grid_status(results_dir)
     table = Table(title=f"{results_dir}: {len(rows)} runs")
     for column in ("run id", "arm", "grid cell", "seed", "state", "claimed by", "heartbeat"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, **_fit(column))
     colours = {"completed": "green", "diverged": "yellow", "failed": "red", "running": "cyan"}
     for row in rows:
         claim, state = row.claim, row.state

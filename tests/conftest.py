@@ -34,6 +34,17 @@ TINY_SPEC = {
 }
 
 
+# A 4-run ablation of TINY_SPEC (written beside it as spec.yaml): 2 arms x 2 rates, seed 0.
+GRID_ABLATION = {
+    "name": "abl",
+    "base": "spec.yaml",
+    "overrides": {"training.steps": 8},
+    "arms": {"no_bn": {"model.norm.kind": "none"}, "bn": {"model.norm.kind": "batch"}},
+    "grid": {"training.learning_rate": [0.01, 0.1]},
+    "seeds": [0],
+}
+
+
 @pytest.fixture
 def tiny_spec() -> dict:
     """A run spec that trains in about a second."""

@@ -16,18 +16,11 @@ from bnbench.cli import app
 from bnbench.cli.grid import _ablate_command
 from bnbench.config.ablation import load_ablation
 from bnbench.results import rundir
-from tests.conftest import TINY_SPEC, files_under
+from tests.conftest import GRID_ABLATION, TINY_SPEC, files_under
 
 runner = CliRunner()
 
-ABLATION = {
-    "name": "abl",
-    "base": "spec.yaml",
-    "overrides": {"training.steps": 8},
-    "arms": {"no_bn": {"model.norm.kind": "none"}, "bn": {"model.norm.kind": "batch"}},
-    "grid": {"training.learning_rate": [0.01, 0.1]},
-    "seeds": [0],
-}
+ABLATION = GRID_ABLATION
 
 
 @pytest.fixture

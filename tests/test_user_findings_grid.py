@@ -17,19 +17,12 @@ from typer.testing import CliRunner
 from bnbench.claims.registry import CLAIMS
 from bnbench.cli import app
 from bnbench.config.ablation import load_ablation
-from tests.conftest import TINY_SPEC, files_under
+from tests.conftest import GRID_ABLATION, TINY_SPEC, files_under
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 
-ABLATION = {
-    "name": "abl",
-    "base": "spec.yaml",
-    "overrides": {"training.steps": 8},
-    "arms": {"no_bn": {"model.norm.kind": "none"}, "bn": {"model.norm.kind": "batch"}},
-    "grid": {"training.learning_rate": [0.01, 0.1]},
-    "seeds": [0],
-}
+ABLATION = GRID_ABLATION
 
 
 @pytest.fixture

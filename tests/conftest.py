@@ -14,35 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-TINY_SPEC = {
-    "name": "tiny",
-    "seed": 0,
-    "backend": "tensorflow",
-    "dataset": {"name": "digits", "subset": 120, "validation_split": 0.25, "flatten": True},
-    "model": {
-        "activation": "relu",
-        "norm": {"kind": "batch"},
-        "blocks": [{"type": "dense", "units": 16}, {"type": "dense", "units": 16}],
-    },
-    "training": {
-        "optimizer": "sgd",
-        "learning_rate": 0.1,
-        "batch_size": 16,
-        "steps": 12,
-        "eval_every": 4,
-    },
-}
-
-
-# A 4-run ablation of TINY_SPEC (written beside it as spec.yaml): 2 arms x 2 rates, seed 0.
-GRID_ABLATION = {
-    "name": "abl",
-    "base": "spec.yaml",
-    "overrides": {"training.steps": 8},
-    "arms": {"no_bn": {"model.norm.kind": "none"}, "bn": {"model.norm.kind": "batch"}},
-    "grid": {"training.learning_rate": [0.01, 0.1]},
-    "seeds": [0],
-}
+from tests.support.specs import TINY_SPEC
 
 
 @pytest.fixture
@@ -64,16 +36,3 @@ def write_spec(tmp_path: Path):
         return path
 
     return write
-
-
-def files_under(path: Path) -> list[Path]:
-    """Every file below `path` (empty when it does not exist)."""
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
-
-
-def write_summary(run_dir: Path, summary: dict) -> None:
-    """Write a hand-built run summary through the run-directory contract."""
-    from bnbench.results import rundir
-
-    data = {"run_id": run_dir.name, **summary}
-    rundir.finish(run_dir, rundir.RunSummary.model_validate(data))

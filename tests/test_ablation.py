@@ -13,7 +13,7 @@ from bnbench.ablate.runner import parse_shard, shard_runs
 from bnbench.cli import app
 from bnbench.config.ablation import AblationSpec, expand, load_ablation
 from bnbench.config.budget import budget_warnings
-from tests.conftest import TINY_SPEC, files_under
+from tests.support.specs import TINY_SPEC, files_under
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import TINY_SPEC
+from tests.support.specs import TINY_SPEC
 
 _RUN = textwrap.dedent(
     """

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from bnbench.cli import app
-from tests.conftest import TINY_SPEC, files_under
+from tests.support.specs import TINY_SPEC, files_under
 
 runner = CliRunner()
 

@@ -17,7 +17,7 @@ from bnbench.claims.registry import CLAIMS
 from bnbench.cli import app
 from bnbench.results import rundir
 from bnbench.train.plan import run_length
-from tests.conftest import TINY_SPEC, files_under
+from tests.support.specs import TINY_SPEC, files_under
 
 runner = CliRunner()
 

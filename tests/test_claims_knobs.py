@@ -12,7 +12,7 @@ from bnbench.config.ablation import AblationSpec, expand
 from bnbench.config.schema import ModelSpec, RunSpec
 from bnbench.model.build import build_model, parameter_counts
 from bnbench.model.ghost_bn import GhostBatchNormalization
-from tests.conftest import TINY_SPEC
+from tests.support.specs import TINY_SPEC
 
 
 def test_repeat_makes_copies_that_are_blocks_of_their_own():

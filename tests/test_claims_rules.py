@@ -12,9 +12,9 @@ import pytest
 from bnbench.claims.registry import CLAIMS
 from bnbench.claims.report import write_claims_report
 from bnbench.results import rundir
-from tests.claims_new_tree import SCENARIOS as NEW_SCENARIOS
-from tests.claims_tree import SEEDS, Tree
-from tests.shift_tree import shift_adaptation
+from tests.support.claims_scenarios import SCENARIOS as NEW_SCENARIOS
+from tests.support.claims_tree import SEEDS, Tree
+from tests.support.shift_tree import shift_adaptation
 
 FOR, AGAINST, UNCLEAR = "for", "against", "unclear"
 # Per-seed effects: clearly positive, clearly negative, and centred on zero with noise.

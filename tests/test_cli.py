@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from bnbench import __version__
 from bnbench.cli import app
-from tests.conftest import files_under
+from tests.support.specs import files_under
 
 COMMANDS = [
     "validate", "train", "datasets", "plan", "ablate", "status", "report", "plot", "landscape",

@@ -19,7 +19,7 @@ from bnbench.config.schema import (
     TrainingSpec,
 )
 from bnbench.errors import SpecError
-from tests.conftest import files_under
+from tests.support.specs import files_under
 
 runner = CliRunner()
 

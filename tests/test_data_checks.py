@@ -13,7 +13,7 @@ from bnbench.cli import app
 from bnbench.config.schema import DatasetSpec
 from bnbench.data.datasets import load_dataset
 from bnbench.errors import SpecError
-from tests.conftest import files_under
+from tests.support.specs import files_under
 
 Arrays = dict[str, np.ndarray]
 runner = CliRunner()

@@ -586,7 +586,7 @@ def test_variance_shift_of_dropout_feeding_bn_is_one_over_the_keep_rate(
 def test_variance_shift_does_not_change_training(tmp_path: Path) -> None:
     from bnbench.config.schema import RunSpec
     from bnbench.train.loop import train
-    from tests.conftest import TINY_SPEC
+    from tests.support.specs import TINY_SPEC
 
     spec = json.loads(json.dumps(TINY_SPEC))
     spec["model"]["blocks"][0]["dropout"] = 0.3  # dropout feeds block 2's BN, and draws seeds
@@ -609,7 +609,7 @@ def test_a_bad_variance_shift_value_exits_2_and_writes_nothing(tmp_path: Path) -
     from typer.testing import CliRunner
 
     from bnbench.cli import app
-    from tests.conftest import TINY_SPEC
+    from tests.support.specs import TINY_SPEC
 
     spec = {**TINY_SPEC, "diagnostics": {"variance_shift": "maybe"}}
     path = tmp_path / "spec.yaml"

@@ -14,7 +14,7 @@ from bnbench.train.evaluation import Evaluator
 from bnbench.train.loop import train
 from bnbench.train.monitor import StepMonitor
 from bnbench.train.prepare import prepare
-from tests.conftest import TINY_SPEC
+from tests.support.specs import TINY_SPEC
 
 
 def _spec(**evaluation) -> RunSpec:

@@ -23,7 +23,7 @@ from bnbench.cli import app
 from bnbench.config.ablation import load_ablation
 from bnbench.errors import SpecError
 from bnbench.results import rundir
-from tests.test_runner import ABLATION, _finals, _write
+from tests.support.grid import ABLATION, final_losses, write_ablation
 
 cli = CliRunner()
 
@@ -35,7 +35,7 @@ def _ablate(path: Path, out: Path, *options: str) -> subprocess.CompletedProcess
 
 
 def _same_numbers(got: Path, want: Path) -> None:
-    a, b = _finals(got), _finals(want)
+    a, b = final_losses(got), final_losses(want)
     assert a.keys() == b.keys() and len(a) == 4
     for run_id in b:
         assert a[run_id] == pytest.approx(b[run_id], rel=1e-6), run_id
@@ -45,7 +45,7 @@ def _same_numbers(got: Path, want: Path) -> None:
 def local_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The grid of `ABLATION`, run by the local executor: the numbers to match."""
     folder = tmp_path_factory.mktemp("local")
-    run_ablation(load_ablation(_write(folder, ABLATION)), folder / "r", jobs=2)
+    run_ablation(load_ablation(write_ablation(folder, ABLATION)), folder / "r", jobs=2)
     return folder / "r"
 
 
@@ -53,7 +53,7 @@ def local_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_an_unknown_executor_is_refused(tmp_path):
-    result = cli.invoke(app, ["ablate", str(_write(tmp_path, ABLATION)), "--out",
+    result = cli.invoke(app, ["ablate", str(write_ablation(tmp_path, ABLATION)), "--out",
                               str(tmp_path / "r"), "--executor", "dask"])  # fmt: skip
     assert result.exit_code == 2
     assert "Invalid value for '--executor'" in result.output
@@ -71,7 +71,7 @@ def test_an_unknown_executor_is_refused(tmp_path):
     ],
 )
 def test_options_of_another_executor_are_refused(tmp_path, options, message):
-    result = cli.invoke(app, ["ablate", str(_write(tmp_path, ABLATION)), "--out",
+    result = cli.invoke(app, ["ablate", str(write_ablation(tmp_path, ABLATION)), "--out",
                               str(tmp_path / "r"), *options])  # fmt: skip
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
@@ -82,7 +82,7 @@ def test_options_of_another_executor_are_refused(tmp_path, options, message):
                                                        ("slurm", "submitit", "slurm")])  # fmt: skip
 def test_a_missing_engine_says_what_to_install(tmp_path, monkeypatch, name, module, extra):
     monkeypatch.setitem(sys.modules, module, None)  # `import` raises ImportError
-    result = cli.invoke(app, ["ablate", str(_write(tmp_path, ABLATION)), "--out",
+    result = cli.invoke(app, ["ablate", str(write_ablation(tmp_path, ABLATION)), "--out",
                               str(tmp_path / "r"), "--executor", name])  # fmt: skip
     assert result.exit_code == 2, result.output
     assert f'pip install "bnbench[{extra}]"' in result.output
@@ -98,7 +98,7 @@ def _free_port() -> int:
 def test_a_ray_address_that_refuses_is_an_error_within_seconds(tmp_path):
     pytest.importorskip("ray")
     start = time.monotonic()
-    done = _ablate(_write(tmp_path, ABLATION), tmp_path / "r", "--executor", "ray",
+    done = _ablate(write_ablation(tmp_path, ABLATION), tmp_path / "r", "--executor", "ray",
                    "--address", f"127.0.0.1:{_free_port()}")  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert time.monotonic() - start < 30
@@ -133,17 +133,17 @@ def ray_cluster() -> Iterator[str]:
 
 @pytest.mark.slow
 def test_ray_runs_the_grid_with_the_local_numbers(tmp_path, ray_cluster, local_results):
-    done = _ablate(_write(tmp_path, ABLATION), tmp_path / "r", "--executor", "ray",
+    done = _ablate(write_ablation(tmp_path, ABLATION), tmp_path / "r", "--executor", "ray",
                    "--address", ray_cluster)  # fmt: skip
     assert done.returncode == 0, done.stderr
     _same_numbers(tmp_path / "r", local_results)
-    assert not list((tmp_path / "r" / ".claims").iterdir())
+    assert not list((tmp_path / "r" / ".leases").iterdir())
 
 
 @pytest.mark.slow
 def test_a_cluster_without_gpus_refuses_gpu_runs_at_once(tmp_path, ray_cluster):
     start = time.monotonic()
-    done = _ablate(_write(tmp_path, ABLATION), tmp_path / "r", "--executor", "ray",
+    done = _ablate(write_ablation(tmp_path, ABLATION), tmp_path / "r", "--executor", "ray",
                    "--address", ray_cluster, "--gpus-per-run", "1")  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "--gpus-per-run 1: the Ray cluster at" in done.stderr and "has no GPU" in done.stderr
@@ -171,7 +171,7 @@ def test_a_killed_ray_worker_leaves_its_run_incomplete_and_resume_finishes_it(
     tmp_path, ray_cluster
 ):
     grid = {**ABLATION, "overrides": {"training.steps": 400, "training.eval_every": 20}}
-    path, results = _write(tmp_path, grid), tmp_path / "r"
+    path, results = write_ablation(tmp_path, grid), tmp_path / "r"
     command = [sys.executable, "-m", "bnbench", "ablate", str(path), "--out", str(results),
                "-q", "--no-plots", "--executor", "ray", "--address", ray_cluster,
                "--jobs", "1"]  # fmt: skip
@@ -202,7 +202,7 @@ def test_a_killed_ray_worker_leaves_its_run_incomplete_and_resume_finishes_it(
 @pytest.mark.slow
 def test_slurm_jobs_on_submitits_local_cluster_give_the_local_numbers(tmp_path, local_results):
     pytest.importorskip("submitit")
-    done = _ablate(_write(tmp_path, ABLATION), tmp_path / "r", "--executor", "slurm",
+    done = _ablate(write_ablation(tmp_path, ABLATION), tmp_path / "r", "--executor", "slurm",
                    "--slurm-cluster", "local", "--jobs", "2")  # fmt: skip
     assert done.returncode == 0, done.stderr
     _same_numbers(tmp_path / "r", local_results)

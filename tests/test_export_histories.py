@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from bnbench.cli import app
 from bnbench.export.histories import HISTORIES_CSV, write_histories
-from tests.export_tree import (
+from tests.support.export_tree import (
     ARMS,
     DIVERGED,
     FAILED,

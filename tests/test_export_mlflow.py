@@ -11,7 +11,7 @@ from bnbench.analysis.plots import render_plots
 from bnbench.cli import app
 from bnbench.errors import SpecError
 from bnbench.export.mlflow_runs import default_tracking_uri, export_mlflow
-from tests.export_tree import (
+from tests.support.export_tree import (
     DIVERGED,
     FAILED,
     KEY,

@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 from bnbench.cli import app
 from bnbench.errors import SpecError
 from bnbench.export.tensorboard_events import MARKER, export_tensorboard
-from tests.conftest import files_under
-from tests.export_tree import (
+from tests.support.export_tree import (
     ARMS,
     DIVERGED,
     FAILED,
@@ -29,6 +28,7 @@ from tests.export_tree import (
     value,
     write_tree,
 )
+from tests.support.specs import files_under
 
 runner = CliRunner()
 

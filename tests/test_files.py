@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from bnbench.cli import app
 from bnbench.errors import SpecError
 from bnbench.results import files, rundir
-from bnbench.results.placement import claim_run_dir
-from tests.conftest import TINY_SPEC, files_under, write_summary
+from bnbench.results.destination import reserve_run_dir
+from tests.support.specs import TINY_SPEC, files_under, write_summary
 
 runner = CliRunner()
 
@@ -162,19 +162,19 @@ def test_a_killed_writers_temporary_file_does_not_make_a_folder_foreign(tmp_path
     assert not [name for name in os.listdir(out) if name.startswith(".")]  # no temp, no lock
 
 
-def test_claiming_clears_an_incomplete_run_and_refuses_what_it_must(tmp_path):
+def test_reserving_clears_an_incomplete_run_and_refuses_what_it_must(tmp_path):
     out = tmp_path / "run"
     rundir.begin(out, {"name": "x"})
-    with claim_run_dir(out, {}, overwrite=False) as claimed:
-        assert claimed == out and os.listdir(out) == [files.LOCK]
+    with reserve_run_dir(out, {}, overwrite=False) as leased:
+        assert leased == out and os.listdir(out) == [files.LOCK]
     _finished_run(out)
-    with pytest.raises(SpecError, match="finished run"), claim_run_dir(out, {}, overwrite=False):
+    with pytest.raises(SpecError, match="finished run"), reserve_run_dir(out, {}, overwrite=False):
         pass
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
     with (
         pytest.raises(SpecError, match="not a run directory"),
-        claim_run_dir(tmp_path / "mine", {}, overwrite=True),
+        reserve_run_dir(tmp_path / "mine", {}, overwrite=True),
     ):
         pass
     assert os.listdir(tmp_path / "mine") == ["notes.txt"]  # not even a lock file
@@ -186,7 +186,7 @@ def test_a_run_directory_that_is_a_link_is_never_cleared(tmp_path):
     (tmp_path / "link").symlink_to(real)
     with (
         pytest.raises(SpecError, match=r"link: is a symbolic link .*holding a run"),
-        claim_run_dir(tmp_path / "link", {}, overwrite=True),
+        reserve_run_dir(tmp_path / "link", {}, overwrite=True),
     ):
         pass
     assert rundir.run_state(real) == "completed"
@@ -196,10 +196,10 @@ def test_an_ablation_run_that_is_a_link_is_refused_by_name(tmp_path):
     from bnbench.ablate.runner import run_ablation
     from bnbench.config.ablation import load_ablation
     from bnbench.results.layout import ABLATION, run_path
-    from tests.test_runner import ABLATION as GRID
-    from tests.test_runner import _write
+    from tests.support.grid import ABLATION as GRID
+    from tests.support.grid import write_ablation
 
-    ablation = load_ablation(_write(tmp_path, GRID))
+    ablation = load_ablation(write_ablation(tmp_path, GRID))
     results = tmp_path / "r"
     files.write_yaml(results / ABLATION, ablation.resolved)
     elsewhere = tmp_path / "elsewhere"

@@ -16,7 +16,7 @@ from bnbench.cli import app
 from bnbench.cli.grid import _ablate_command
 from bnbench.config.ablation import load_ablation
 from bnbench.results import rundir
-from tests.conftest import GRID_ABLATION, TINY_SPEC, files_under
+from tests.support.specs import GRID_ABLATION, TINY_SPEC, files_under
 
 runner = CliRunner()
 

@@ -24,7 +24,7 @@ from bnbench.config.yamlfile import MAX_NODES, load_yaml
 from bnbench.data.keras_sets import KERAS_SETS, check_local_path
 from bnbench.errors import SpecError
 from scripts import fuzz_specs
-from tests.conftest import files_under
+from tests.support.specs import files_under
 
 runner = CliRunner()
 CIFAR10 = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"]

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from bnbench.results import rundir
-from tests.test_runner import ABLATION, _write
+from tests.support.grid import ABLATION, write_ablation
 
 pytestmark = pytest.mark.slow
 
 
 def _start(tmp_path: Path, grid: dict, jobs: int) -> tuple[subprocess.Popen[str], list[str]]:
-    command = [sys.executable, "-m", "bnbench", "ablate", str(_write(tmp_path, grid)), "--out",
-               str(tmp_path / "r"), "--jobs", str(jobs), "-q", "--no-plots"]  # fmt: skip
+    command = [sys.executable, "-m", "bnbench", "ablate", str(write_ablation(tmp_path, grid)),
+               "--out", str(tmp_path / "r"), "--jobs", str(jobs), "-q", "--no-plots"]  # fmt: skip
     proc = subprocess.Popen(command, start_new_session=True, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     return proc, command

@@ -3,7 +3,6 @@ trees (no training)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,10 @@ from bnbench.analysis.latex import check_columns, label_for, tex
 from bnbench.analysis.tables import build_report, latex_catalogue
 from bnbench.cli import app
 from bnbench.errors import SpecError
-from tests.claims_tree import Tree
-from tests.conftest import files_under
-from tests.test_tables import write_tree
+from tests.support.claims_tree import Tree
+from tests.support.latex import tex_table
+from tests.support.specs import files_under
+from tests.support.tables_tree import write_tree
 
 runner = CliRunner()
 
@@ -27,19 +27,6 @@ def root(tmp_path: Path) -> Path:
     return root
 
 
-def _cells(line: str) -> list[str]:
-    """The cells of one tabular row: split at `&` that is not escaped."""
-    return [cell.strip() for cell in re.split(r"(?<!\\)&", line.removesuffix(r"\\").strip())]
-
-
-def _table(tex_text: str) -> tuple[list[str], list[list[str]]]:
-    """(header cells, body rows) between \\toprule, \\midrule and \\bottomrule."""
-    lines = tex_text.splitlines()
-    top, mid, bottom = (lines.index(rule) for rule in (r"\toprule", r"\midrule", r"\bottomrule"))
-    assert top + 2 == mid < bottom
-    return _cells(lines[top + 1]), [_cells(line) for line in lines[mid + 1 : bottom]]
-
-
 def test_default_table_has_the_columns_a_paper_needs(root):
     text = build_report(root, latex=True).paths["summary.tex"].read_text()
     lines = text.splitlines()
@@ -47,7 +34,7 @@ def test_default_table_has_the_columns_a_paper_needs(root):
     assert [lines.index(line) for line in order] == sorted(lines.index(line) for line in order)
     assert r"\label{tab:bn-placement}" in lines
     assert r"\begin{tabular}{llrrrr}" in lines
-    header, body = _table(text)
+    header, body = tex_table(text)
     assert header == ["arm", "cell", "test accuracy", "steps to target", "reached",
                       r"$\Delta$ vs no\_norm {[}95\% CI{]}"]  # fmt: skip
     assert len(body) == 6 and all(len(row) == 6 for row in body)
@@ -69,7 +56,7 @@ def test_columns_pick_any_summary_column_in_the_order_given(root):
     columns = ["p", "arm", "speedup", "n_pairs", "grid.training.learning_rate", "final_test_std"]
     report = build_report(root, latex=True, latex_columns=columns)
     assert report.latex_columns == tuple(columns)
-    header, body = _table(report.paths["summary.tex"].read_text())
+    header, body = tex_table(report.paths["summary.tex"].read_text())
     assert header == ["p", "arm", "speedup (steps)", r"n\_pairs", r"training.learning\_rate",
                       r"final\_test\_std"]  # fmt: skip
     assert body[2][1:4] == [r"bn\_after", r"$\leq$ 1.18$\times$ (3 pairs)", "3"]
@@ -82,7 +69,7 @@ def test_without_a_grid_the_default_has_no_cell_column(tmp_path):
         tree.add("base", seed, test=0.8 + 0.01 * seed)
         tree.add("bn", seed, test=0.85 + 0.02 * seed)
     folder = tree.write(tmp_path)
-    header, body = _table(build_report(folder, latex=True).paths["summary.tex"].read_text())
+    header, body = tex_table(build_report(folder, latex=True).paths["summary.tex"].read_text())
     assert header[:2] == ["arm", "test accuracy"] and "cell" not in header
     assert [row[0] for row in body] == ["base", "bn"]
 
@@ -93,7 +80,7 @@ def test_cell_text_is_escaped(tmp_path):
         tree.add("[base]", seed, test=0.8 + 0.01 * seed)
         tree.add("bn&co_50%", seed, test=0.85 + 0.02 * seed)
     text = build_report(tree.write(tmp_path), latex=True).paths["summary.tex"].read_text()
-    _, body = _table(text)
+    _, body = tex_table(text)
     # A row opening with "[" would be read as the optional argument of the previous row's \\.
     assert [row[0] for row in body] == ["{[}base{]}", r"bn\&co\_50\%"]
     assert r"\label{tab:odd-names}" in text
@@ -126,7 +113,7 @@ def test_unknown_columns_suggest_the_closest_and_list_all():
 def test_report_cli_writes_the_chosen_columns(root):
     result = runner.invoke(app, ["report", str(root), "--latex", "--columns", "arm, diff ,p"])
     assert result.exit_code == 0, result.output
-    header, _ = _table((root / "summary.tex").read_text())
+    header, _ = tex_table((root / "summary.tex").read_text())
     # The row labels stay first: arm, and on a grid tree its cell.
     assert header == ["arm", "cell", r"$\Delta$ vs no\_norm {[}95\% CI{]}", "p"]
 

@@ -15,7 +15,7 @@ from bnbench.config.ablation import Ablation, load_ablation
 from bnbench.config.schema import RunSpec
 from bnbench.results import rundir
 from bnbench.train.plan import run_length
-from tests.conftest import TINY_SPEC, files_under, write_summary
+from tests.support.specs import TINY_SPEC, files_under, write_summary
 
 runner = CliRunner()
 

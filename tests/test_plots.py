@@ -19,7 +19,7 @@ from bnbench.analysis.panels import Panels
 from bnbench.analysis.plots import _Figures, render_plots
 from bnbench.errors import SpecError
 from bnbench.results.tree import load_results_tree, seed_band
-from tests.conftest import write_summary
+from tests.support.specs import write_summary
 
 ARMS = ("batch_norm", "no_norm", "exploding")
 LEARNING_RATES = (0.01, 0.1)
@@ -485,8 +485,8 @@ def test_a_compare_folder_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
 
     from bnbench.analysis.compare import compare_runs
     from bnbench.cli import app
-    from tests.conftest import files_under
-    from tests.test_compare import write_run
+    from tests.support.runs import write_run
+    from tests.support.specs import files_under
 
     runs = [write_run(tmp_path / f"{norm}-s{seed}", seed, norm)
             for norm in ("batch", "none") for seed in (0, 1)]  # fmt: skip

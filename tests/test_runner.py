@@ -1,4 +1,4 @@
-"""Running ablations: worker processes, resume after kill -9, claims, failures as data."""
+"""Running ablations: worker processes, resume after kill -9, leases, failures as data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,41 +18,18 @@ from bnbench.ablate.status import grid_status
 from bnbench.config.ablation import load_ablation
 from bnbench.errors import SpecError
 from bnbench.results import rundir
-from tests.claim_files import write_claim
-from tests.conftest import TINY_SPEC
-
-ABLATION = {
-    "name": "abl",
-    "base": "spec.yaml",
-    "overrides": {"training.steps": 30, "training.eval_every": 10},
-    "arms": {"no_bn": {"model.norm.kind": "none"}, "bn": {"model.norm.kind": "batch"}},
-    "seeds": [0, 1],
-}
-
-
-def _write(tmp_path: Path, ablation: dict, spec: dict = TINY_SPEC) -> Path:
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    path = tmp_path / "ablation.yaml"
-    path.write_text(yaml.safe_dump(ablation, sort_keys=False))
-    return path
-
-
-def _finals(results: Path) -> dict[str, float]:
-    out = {}
-    for run in sorted((results / "runs").iterdir()):
-        summary = rundir.read_summary(run)
-        assert summary is not None, run
-        out[run.name] = summary.final["test_loss"]
-    return out
+from tests.support.grid import ABLATION, final_losses, write_ablation
+from tests.support.leases import write_lease
+from tests.support.specs import TINY_SPEC
 
 
 def test_parallel_run_records_everything_and_matches_sequential(tmp_path):
-    ablation = load_ablation(_write(tmp_path, ABLATION))
+    ablation = load_ablation(write_ablation(tmp_path, ABLATION))
     sequential = run_ablation(ablation, tmp_path / "seq", jobs=1)
     parallel = run_ablation(ablation, tmp_path / "par", jobs=2)
     assert set(sequential.statuses.values()) == {"completed"}
     assert sequential.statuses.keys() == parallel.statuses.keys()
-    seq, par = _finals(tmp_path / "seq"), _finals(tmp_path / "par")
+    seq, par = final_losses(tmp_path / "seq"), final_losses(tmp_path / "par")
     assert seq.keys() == par.keys() and len(seq) == 4
     for run_id in seq:
         assert par[run_id] == pytest.approx(seq[run_id], rel=1e-4), run_id
@@ -73,7 +49,7 @@ def test_failed_run_is_recorded_and_the_grid_carries_on(tmp_path):
     (tmp_path / "broken.npz").write_text("not an archive")
     bad = {"dataset.name": "npz", "dataset.path": str(tmp_path / "broken.npz")}
     spec = {**ABLATION, "arms": {**ABLATION["arms"], "bad_data": bad}}
-    ablation = load_ablation(_write(tmp_path, spec))
+    ablation = load_ablation(write_ablation(tmp_path, spec))
     outcome = run_ablation(ablation, tmp_path / "r", jobs=2)
     failed = outcome.failed
     assert len(failed) == 2 and all(run_id.startswith("bad_data") for run_id in failed)
@@ -88,12 +64,12 @@ def test_failed_run_is_recorded_and_the_grid_carries_on(tmp_path):
     assert sorted(retried.failed) == sorted(failed)
 
 
-def test_a_run_claimed_by_a_live_process_elsewhere_is_passed_over_then_resumed(tmp_path):
-    ablation = load_ablation(_write(tmp_path, ABLATION))
+def test_a_run_leased_by_a_live_process_elsewhere_is_passed_over_then_resumed(tmp_path):
+    ablation = load_ablation(write_ablation(tmp_path, ABLATION))
     results = tmp_path / "r"
     taken = ablation.runs[1].run_id
     results.mkdir()
-    write_claim(results, taken, host="node7", pid=4242, heartbeat_age=1.0)
+    write_lease(results, taken, host="node7", pid=4242, heartbeat_age=1.0)
     outcome = run_ablation(ablation, results)
     assert outcome.elsewhere == {taken: "node7:4242"}
     assert not (results / "runs" / taken).exists()
@@ -102,16 +78,16 @@ def test_a_run_claimed_by_a_live_process_elsewhere_is_passed_over_then_resumed(t
     assert json.loads((results / "manifest.json").read_text())["finished_at"] is None
     assert [row.state for row in grid_status(results)].count("running") == 1
 
-    (results / ".claims" / f"{taken}.0.json").unlink()  # node7 gave up without finishing
+    (results / ".leases" / f"{taken}.0.json").unlink()  # node7 gave up without finishing
     again = run_ablation(ablation, results)
     assert again.statuses[taken] == "completed" and not again.elsewhere
     assert json.loads((results / "manifest.json").read_text())["finished_at"]
-    assert list((results / ".claims").iterdir()) == []
+    assert list((results / ".leases").iterdir()) == []
 
 
 def test_resume_after_kill_minus_nine_gives_the_uninterrupted_results(tmp_path):
     spec = {**ABLATION, "overrides": {"training.steps": 300, "training.eval_every": 20}}
-    path = _write(tmp_path, spec)
+    path = write_ablation(tmp_path, spec)
     command = [sys.executable, "-m", "bnbench", "ablate", str(path), "--jobs", "1", "-q",
                "--no-plots", "--out"]  # fmt: skip
     killed = tmp_path / "killed"
@@ -140,18 +116,18 @@ def test_resume_after_kill_minus_nine_gives_the_uninterrupted_results(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     clean = subprocess.run([*command, str(tmp_path / "clean")], capture_output=True, text=True)
     assert clean.returncode == 0, clean.stderr
-    got, want = _finals(killed), _finals(tmp_path / "clean")
+    got, want = final_losses(killed), final_losses(tmp_path / "clean")
     assert got.keys() == want.keys() and len(got) == 4  # no duplicate, no missing run
     for run_id in want:
         assert got[run_id] == pytest.approx(want[run_id], rel=1e-4), run_id
 
 
 def test_a_changed_ablation_is_not_mixed_into_old_results(tmp_path):
-    path = _write(tmp_path, ABLATION)
+    path = write_ablation(tmp_path, ABLATION)
     run_ablation(load_ablation(path), tmp_path / "r", shard=(1, 4))
     changed = {**ABLATION, "overrides": {"training.steps": 20, "training.eval_every": 10}}
     with pytest.raises(SpecError, match=r"different version of this ablation.*overrides"):
-        run_ablation(load_ablation(_write(tmp_path, changed)), tmp_path / "r")
+        run_ablation(load_ablation(write_ablation(tmp_path, changed)), tmp_path / "r")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
     with pytest.raises(SpecError, match="not empty and holds no ablation"):
@@ -164,7 +140,7 @@ def test_results_are_readable_by_others_and_killed_writers_leave_no_trace(tmp_pa
     results.mkdir()
     (results / ".ablation.yaml.k1ll3d00.tmp").write_text("half")  # killed at the first rename
     os.utime(results / ".ablation.yaml.k1ll3d00.tmp", (time.time() - 7200,) * 2)
-    ablation = load_ablation(_write(tmp_path, ABLATION))
+    ablation = load_ablation(write_ablation(tmp_path, ABLATION))
     run_ablation(ablation, results, shard=(1, 4))
     run = next((results / "runs").iterdir())
     for name in (rundir.SUMMARY, "config.yaml", "history.csv"):
@@ -173,7 +149,7 @@ def test_results_are_readable_by_others_and_killed_writers_leave_no_trace(tmp_pa
         ".manifest.json.k1ll3d01.tmp",
         ".summary.csv.k1ll3d02.tmp",
         "plots/.a.png.k1ll3d03.tmp",
-        ".claims/.x.0.json.k1ll3d04.tmp",
+        ".leases/.x.0.json.k1ll3d04.tmp",
     ):
         (results / name).parent.mkdir(exist_ok=True)
         (results / name).write_text("half")
@@ -182,7 +158,7 @@ def test_results_are_readable_by_others_and_killed_writers_leave_no_trace(tmp_pa
     (results / ".fresh.json.l1v3wr1t.tmp").write_text("a live writer's")
     assert run_ablation(ablation, results, shard=(1, 4)).skipped == [run.name]
     hidden = sorted(p.relative_to(results).as_posix() for p in results.rglob(".*"))
-    assert hidden == [".claims", ".fresh.json.l1v3wr1t.tmp"]
+    assert hidden == [".leases", ".fresh.json.l1v3wr1t.tmp"]
 
 
 def test_divergence_on_jax_is_a_result(tmp_path):

@@ -36,8 +36,8 @@ from bnbench.train.feeding import Feeder
 from bnbench.train.loop import train
 from bnbench.train.prepare import prepare
 from bnbench.train.shift import shift_split
-from tests.conftest import TINY_SPEC, files_under
-from tests.shift_tree import KIND, SEVERITY, shift_adaptation
+from tests.support.shift_tree import KIND, SEVERITY, shift_adaptation
+from tests.support.specs import TINY_SPEC, files_under
 
 runner = CliRunner()
 NOISE = {"kind": "noise", "severity": 0.5, "adapt_examples": [1, 8, 32]}

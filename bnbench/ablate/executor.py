@@ -23,7 +23,7 @@ from bnbench.errors import SpecError
 ExecutorName = Literal["local", "ray", "slurm"]
 SlurmCluster = Literal["slurm", "local"]
 # What a run's worker returns: (run id, status, one-line error or None); see `worker.run_one`.
-RunResult = tuple[str, str, str | None]
+WorkerReply = tuple[str, str, str | None]
 # (event, payload) progress messages from workers, e.g. ("step", {"run_id": ..., "step": 3}).
 Event = tuple[str, dict[str, Any]]
 # submitit's folder of job scripts, pickles and logs, hidden inside the results tree.
@@ -66,10 +66,10 @@ class Executor(ABC):
         return nullcontext()
 
     @abstractmethod
-    def submit(self, task: RunTask) -> Future[RunResult]:
-        """Start training `task`; the future gives its `RunResult` or raises `RunLost`."""
+    def submit(self, task: RunTask) -> Future[WorkerReply]:
+        """Start training `task`; the future gives its `WorkerReply` or raises `RunLost`."""
 
-    def submit_many(self, tasks: list[RunTask]) -> list[Future[RunResult]]:
+    def submit_many(self, tasks: list[RunTask]) -> list[Future[WorkerReply]]:
         """Start several runs at once (a SLURM job array); by default one by one."""
         return [self.submit(task) for task in tasks]
 
@@ -158,9 +158,9 @@ class ExecutorOptions:
         return words
 
 
-def relay(source: Future[Any], lost: Callable[[BaseException], RunLost]) -> Future[RunResult]:
+def relay(source: Future[Any], lost: Callable[[BaseException], RunLost]) -> Future[WorkerReply]:
     """A future with `source`'s result, whose failure (an engine's own error) is `lost(error)`."""
-    target: Future[RunResult] = Future()
+    target: Future[WorkerReply] = Future()
     target.set_running_or_notify_cancel()
 
     def copy(done: Future[Any]) -> None:

@@ -1,8 +1,8 @@
-"""Launching one backend's runs through an executor: claim, submit, record, release.
+"""Launching one backend's runs through an executor: lease, submit, record, release.
 
-Runs are claimed lazily, as slots free up, so that several invocations on one results tree
-interleave over the grid; a run claimed by a live process elsewhere is passed over, and looked
-at again once this invocation's own runs are done (its claimer may have died meanwhile).
+Runs are leased lazily, as slots free up, so that several invocations on one results tree
+interleave over the grid; a run leased by a live process elsewhere is passed over, and looked
+at again once this invocation's own runs are done (its holder may have died meanwhile).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bnbench.ablate.claims import Claims
-from bnbench.ablate.executor import Executor, RunLost, RunResult, RunTask
+from bnbench.ablate.executor import Executor, RunLost, RunTask, WorkerReply
 from bnbench.ablate.interrupts import CtrlC
+from bnbench.ablate.leases import Leases
 from bnbench.config.ablation import PlannedRun
 from bnbench.errors import SpecError
 from bnbench.results import files, rundir
@@ -61,18 +61,18 @@ class Launcher:
 
     results_dir: Path
     executor: Executor
-    claims: Claims
+    leases: Leases
     ctrl_c: CtrlC
     outcome: Outcome
     listener: Listener | None
     save_model: bool = False
     retry_failed: bool = False
-    _passed: dict[str, PlannedRun] = field(default_factory=dict)  # claimed elsewhere
+    _passed: dict[str, PlannedRun] = field(default_factory=dict)  # leased elsewhere
 
     def run(self, group: list[PlannedRun]) -> list[PlannedRun]:
         """Run `group` (one backend); returns the runs a second Ctrl-C stopped midway."""
         waiting = deque(group)
-        running: dict[Future[RunResult], PlannedRun] = {}
+        running: dict[Future[WorkerReply], PlannedRun] = {}
         announced = 0  # runs said to be running since the Ctrl-C
         while running or waiting:
             if self.ctrl_c.presses and not running:
@@ -91,11 +91,11 @@ class Launcher:
                 announced = len(running)
                 self._emit("stopping", {"running": len(running), "now": False})
             if not running and not waiting and not self.ctrl_c.presses:
-                waiting.extend(self._reclaimable(group))
+                waiting.extend(self._releasable_elsewhere(group))
         return []
 
     def _launch(self, waiting: deque[PlannedRun],
-                running: dict[Future[RunResult], PlannedRun]) -> None:  # fmt: skip
+                running: dict[Future[WorkerReply], PlannedRun]) -> None:  # fmt: skip
         batch: list[PlannedRun] = []
         while waiting and len(running) + len(batch) < self.executor.slots:
             if self.ctrl_c.presses:
@@ -109,8 +109,8 @@ class Launcher:
             self._emit("start", {"run_id": run.run_id})
 
     def _take(self, run: PlannedRun) -> bool:
-        """Claim `run` and clear what an earlier attempt left; False when it is not ours to run."""
-        holder = self.claims.acquire(run.run_id)
+        """Lease `run` and clear what an earlier attempt left; False when it is not ours to run."""
+        holder = self.leases.acquire(run.run_id)
         if holder is not None:
             self._passed[run.run_id] = run
             self._emit("elsewhere", {"run_id": run.run_id, "holder": holder.holder})
@@ -119,7 +119,7 @@ class Launcher:
         run_dir = run_path(self.results_dir, run.run_id)
         state = rundir.run_state(run_dir)  # again: another process may have finished it
         if rundir.is_done(state) or (state == "failed" and not self.retry_failed):
-            self.claims.release(run.run_id)
+            self.leases.release(run.run_id)
             self.outcome.skipped.append(run.run_id)
             self.outcome.statuses[run.run_id] = state
             self._emit("done", {"run_id": run.run_id, "status": state})
@@ -129,11 +129,11 @@ class Launcher:
             files.remove_tree(run_dir, self.results_dir)
         return True
 
-    def _reclaimable(self, group: list[PlannedRun]) -> list[PlannedRun]:
-        """Runs of `group` passed over because another process held them, whose claim has
-        since gone (released, or its claimer died)."""
+    def _releasable_elsewhere(self, group: list[PlannedRun]) -> list[PlannedRun]:
+        """Runs of `group` passed over because another process held them, whose lease has
+        since gone (released, or its holder died)."""
         passed = [run for run in group if run.run_id in self._passed]
-        live = self.claims.others({run.run_id for run in passed})
+        live = self.leases.others({run.run_id for run in passed})
         return [run for run in passed if run.run_id not in live]
 
     def _task(self, run: PlannedRun) -> RunTask:
@@ -141,13 +141,13 @@ class Launcher:
                        str(run_path(self.results_dir, run.run_id)), self.save_model,
                        run.spec.backend)  # fmt: skip
 
-    def _record(self, future: Future[RunResult],
-                running: dict[Future[RunResult], PlannedRun]) -> None:  # fmt: skip
+    def _record(self, future: Future[WorkerReply],
+                running: dict[Future[WorkerReply], PlannedRun]) -> None:  # fmt: skip
         run = running.pop(future)
         try:
             run_id, status, error = future.result()
         except RunLost as lost:
-            self.claims.release(run.run_id)  # left incomplete, for anyone to resume
+            self.leases.release(run.run_id)  # left incomplete, for anyone to resume
             if lost.fatal:
                 self.executor.cancel()
                 names = ", ".join(r.run_id for r in [run, *running.values()])
@@ -156,7 +156,7 @@ class Launcher:
             self.outcome.lost[run.run_id] = str(lost)
             self._emit("done", {"run_id": run.run_id, "status": "lost"})
             return
-        self.claims.release(run_id)
+        self.leases.release(run_id)
         self.outcome.statuses[run_id] = status
         if error:
             self.outcome.errors[run_id] = error

@@ -21,8 +21,8 @@ from bnbench.ablate.executor import (
     Executor,
     ExecutorOptions,
     RunLost,
-    RunResult,
     RunTask,
+    WorkerReply,
     relay,
 )
 from bnbench.ablate.interrupts import sigint_blocked, terminate
@@ -60,7 +60,7 @@ class LocalExecutor(Executor):
             finally:
                 self._pool = None
 
-    def submit(self, task: RunTask) -> Future[RunResult]:
+    def submit(self, task: RunTask) -> Future[WorkerReply]:
         if self._pool is None:
             raise RuntimeError("LocalExecutor.submit outside group()")
         with sigint_blocked():  # submit() may spawn a worker, which must not see a Ctrl-C

@@ -23,8 +23,8 @@ from bnbench.ablate.executor import (
     Executor,
     ExecutorOptions,
     RunLost,
-    RunResult,
     RunTask,
+    WorkerReply,
     missing_engine,
     relay,
 )
@@ -128,7 +128,7 @@ class RayExecutor(Executor):
         self._remote = ray.remote(run_remote)
         self._in_flight: dict[Future[Any], Any] = {}
 
-    def submit(self, task: RunTask) -> Future[RunResult]:
+    def submit(self, task: RunTask) -> Future[WorkerReply]:
         env = {"KERAS_BACKEND": task.backend, "OMP_NUM_THREADS": str(self._cpus),
                "TF_FORCE_GPU_ALLOW_GROWTH": "true"}  # fmt: skip
         remote = self._remote.options(

@@ -1,4 +1,4 @@
-"""Running an expanded ablation: resume, shards, per-run claims, failures as data.
+"""Running an expanded ablation: resume, shards, per-run leases, failures as data.
 
 Runs train through an executor (`bnbench.ablate.executor`: worker processes here by default,
 or a Ray cluster, or SLURM jobs); wherever it runs, a run is the same function writing the
@@ -6,7 +6,7 @@ same run directory. A run whose directory is complete is never run again; an inc
 cleared and re-run.
 
 Several invocations (shards, executors, machines) may fill one results tree at once: no lock
-covers the tree, each run is claimed before it trains (`bnbench.ablate.claims`). The first
+covers the tree, each run is leased before it trains (`bnbench.ablate.leases`). The first
 invocation creates `ablation.yaml` and `manifest.json`; every later one checks that its
 ablation equals the one there, so different ablations never mix; whichever finishes last
 records the end time.
@@ -28,10 +28,10 @@ from typing import Any
 
 import yaml
 
-from bnbench.ablate.claims import CLAIMS_DIR, Claims
 from bnbench.ablate.executor import SLURM_DIR, Executor, ExecutorOptions, open_executor
 from bnbench.ablate.interrupts import counting_ctrl_c
 from bnbench.ablate.launch import Launcher, Listener, Outcome
+from bnbench.ablate.leases import LEASES_DIR, Leases
 from bnbench.config.ablation import SET_KEY, Ablation, PlannedRun
 from bnbench.config.identity import jsonable
 from bnbench.config.sets import set_options
@@ -53,8 +53,8 @@ __all__ = [
     "shard_runs",
 ]
 
-# Hidden entries of a results tree that are ours: claims, SLURM's job folder, an old lock file.
-HIDDEN = frozenset({CLAIMS_DIR, SLURM_DIR, files.LOCK})
+# Hidden entries of a results tree that are ours: leases, SLURM's job folder, an old lock file.
+HIDDEN = frozenset({LEASES_DIR, SLURM_DIR, files.LOCK})
 # A temporary file this old was left by a killed writer (a live one renames it within seconds).
 STALE_TEMP_S = 3600.0
 
@@ -142,13 +142,13 @@ def run_ablation(
     engine = open_executor(options, results_dir)
     try:
         _write_top_level(ablation, results_dir)
-        for folder in (results_dir, results_dir / PLOTS_DIR, results_dir / CLAIMS_DIR):
+        for folder in (results_dir, results_dir / PLOTS_DIR, results_dir / LEASES_DIR):
             files.remove_old_temp_files(folder, STALE_TEMP_S)
-        with Claims(results_dir, options.name) as claims:
-            _execute(todo, engine, claims, outcome, results_dir, save_model, retry_failed,
+        with Leases(results_dir, options.name) as leases:
+            _execute(todo, engine, leases, outcome, results_dir, save_model, retry_failed,
                      listener)  # fmt: skip
-            others = claims.others({run.run_id for run in ablation.runs})
-            outcome.elsewhere = {run_id: claim.holder for run_id, claim in others.items()}
+            others = leases.others({run.run_id for run in ablation.runs})
+            outcome.elsewhere = {run_id: lease.holder for run_id, lease in others.items()}
     finally:
         engine.close()
     if not outcome.interrupted and not outcome.elsewhere:  # the last one out
@@ -264,7 +264,7 @@ def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
 def _unfinished(selected: list[PlannedRun], results_dir: Path, retry_failed: bool,
                 outcome: Outcome) -> list[PlannedRun]:  # fmt: skip
     """The runs to (re-)run; the others are recorded as skipped. Reads only: a run's folder is
-    cleared once it is claimed."""
+    cleared once it is leased."""
     todo = []
     for run in selected:
         state = rundir.run_state(run_path(results_dir, run.run_id))
@@ -279,13 +279,13 @@ def _unfinished(selected: list[PlannedRun], results_dir: Path, retry_failed: boo
     return todo
 
 
-def _execute(todo: list[PlannedRun], engine: Executor, claims: Claims, outcome: Outcome,
+def _execute(todo: list[PlannedRun], engine: Executor, leases: Leases, outcome: Outcome,
              results_dir: Path, save_model: bool, retry_failed: bool,
              listener: Listener | None) -> None:  # fmt: skip
     if not todo:
         return
     with counting_ctrl_c() as ctrl_c:
-        launcher = Launcher(results_dir, engine, claims, ctrl_c, outcome, listener, save_model,
+        launcher = Launcher(results_dir, engine, leases, ctrl_c, outcome, listener, save_model,
                             retry_failed)  # fmt: skip
         for backend in sorted({run.spec.backend for run in todo}):
             group = [run for run in todo if run.spec.backend == backend]
@@ -295,7 +295,7 @@ def _execute(todo: list[PlannedRun], engine: Executor, claims: Claims, outcome: 
                 stopped = launcher.run(group)
             for run in stopped:  # their workers are gone: nothing can finish them now
                 _leave_incomplete(run_path(results_dir, run.run_id))
-                claims.release(run.run_id)
+                leases.release(run.run_id)
             outcome.stopped_midway += [run.run_id for run in stopped]
         outcome.interrupted = ctrl_c.presses > 0
 

@@ -8,7 +8,7 @@ would start it again from scratch behind bnbench's back): the run is left incomp
 same `bnbench ablate` command resumes it. `--slurm-cluster local` runs the same jobs as
 processes on this machine (submitit's local executor), to try a setup without a cluster.
 
-The `bnbench ablate` process stays up while the jobs run: it keeps the runs' claims alive and
+The `bnbench ablate` process stays up while the jobs run: it keeps the runs' leases alive and
 records their outcomes (run it in tmux, or as a small job of its own).
 """
 
@@ -29,8 +29,8 @@ from bnbench.ablate.executor import (
     Executor,
     ExecutorOptions,
     RunLost,
-    RunResult,
     RunTask,
+    WorkerReply,
     missing_engine,
 )
 from bnbench.ablate.interrupts import sigint_blocked
@@ -93,16 +93,16 @@ class SlurmExecutor(Executor):
         self._executor = executor
         self._threads = options.cpus_per_run or 1
         self.slots = options.jobs or 1_000_000
-        self._jobs: dict[Any, Future[RunResult]] = {}
+        self._jobs: dict[Any, Future[WorkerReply]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
 
-    def submit(self, task: RunTask) -> Future[RunResult]:
+    def submit(self, task: RunTask) -> Future[WorkerReply]:
         return self.submit_many([task])[0]
 
-    def submit_many(self, tasks: list[RunTask]) -> list[Future[RunResult]]:
+    def submit_many(self, tasks: list[RunTask]) -> list[Future[WorkerReply]]:
         if not tasks:
             return []
         try:
@@ -113,10 +113,10 @@ class SlurmExecutor(Executor):
         except (OSError, RuntimeError, subprocess.CalledProcessError) as err:
             # sbatch refused them (an unknown partition or option, say): a user error.
             raise SpecError(f"SLURM did not take the jobs: {err}") from None
-        futures: list[Future[RunResult]] = []
+        futures: list[Future[WorkerReply]] = []
         with self._lock:
             for job in jobs:
-                future: Future[RunResult] = Future()
+                future: Future[WorkerReply] = Future()
                 future.set_running_or_notify_cancel()
                 self._jobs[job] = future
                 futures.append(future)
@@ -153,7 +153,7 @@ class SlurmExecutor(Executor):
                     _settle(job, future)
 
 
-def _settle(job: Any, future: Future[RunResult]) -> None:
+def _settle(job: Any, future: Future[WorkerReply]) -> None:
     """Give `future` the finished job's result, or `RunLost` when the job did not finish it."""
     try:
         future.set_result(job.result())
@@ -175,7 +175,7 @@ def _preempted(signum: int, frame: FrameType | None) -> None:
                     "cancelled); the run is left incomplete")  # fmt: skip
 
 
-def run_job(task: RunTask, threads: int) -> RunResult:
+def run_job(task: RunTask, threads: int) -> WorkerReply:
     """The function a SLURM job runs: `worker.run_remote`, leaving the run incomplete when the
     job is stopped. SLURM warns with SIGUSR2 (submitit's own handler would requeue the job, to
     start the run over) and stops with SIGTERM (which submitit's handler ignores).

@@ -1,6 +1,6 @@
 """What a results tree holds right now: each planned run's state and who, if anyone, trains it.
 
-Read from the tree alone (the manifest's plan, run directories and claims), so `bnbench status`
+Read from the tree alone (the manifest's plan, run directories and leases), so `bnbench status`
 works from any machine that mounts the folder, while invocations elsewhere fill it.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bnbench.ablate.claims import Claim, read_claims
+from bnbench.ablate.leases import Lease, read_leases
 from bnbench.errors import SpecError
 from bnbench.results import rundir
 from bnbench.results.files import read_mapping
@@ -21,13 +21,13 @@ from bnbench.results.layout import ABLATION, MANIFEST, RUNS_DIR, run_path
 
 @dataclass(frozen=True)
 class RunStatus:
-    """One planned run: its state in the tree, and its claim if it has one.
+    """One planned run: its state in the tree, and its lease if it has one.
 
     Attributes:
-        state: 'running' when a live process holds its claim; otherwise the run directory's
+        state: 'running' when a live process holds its lease; otherwise the run directory's
             state ('missing', 'incomplete', 'completed', 'diverged', 'failed').
-        claim: the run's claim, live or stale, or None.
-        stale: why the claim is stale ('process gone', 'no heartbeat for 300 s'), or None.
+        lease: the run's lease, live or stale, or None.
+        stale: why the lease is stale ('process gone', 'no heartbeat for 300 s'), or None.
     """
 
     run_id: str
@@ -35,7 +35,7 @@ class RunStatus:
     cell: str
     seed: int
     state: str
-    claim: Claim | None
+    lease: Lease | None
     stale: str | None
 
 
@@ -47,17 +47,17 @@ def grid_status(results_dir: Path) -> list[RunStatus]:
     """
     if not (results_dir / ABLATION).is_file():
         raise SpecError(f"{results_dir}: holds no ablation ({ABLATION} is missing)")
-    claims = read_claims(results_dir)
+    leases = read_leases(results_dir)
     now = time.time()
     rows = []
     for run in _planned(results_dir):
         state = rundir.run_state(run_path(results_dir, run["run_id"]))
-        claim = claims.get(run["run_id"])
-        stale = claim.stale_reason(now) if claim is not None else None
-        if claim is not None and stale is None and not rundir.is_done(state):
+        lease = leases.get(run["run_id"])
+        stale = lease.stale_reason(now) if lease is not None else None
+        if lease is not None and stale is None and not rundir.is_done(state):
             state = "running"
         rows.append(RunStatus(run["run_id"], run["arm"], run["cell"], run["seed"], state,
-                              claim, stale))  # fmt: skip
+                              lease, stale))  # fmt: skip
     return rows
 
 
@@ -74,14 +74,14 @@ def _planned(results_dir: Path) -> list[dict[str, Any]]:
 
 
 def counts(rows: list[RunStatus]) -> dict[str, int]:
-    """How many runs are in each state, plus 'stale claims'."""
+    """How many runs are in each state, plus 'stale leases'."""
     found = Counter(row.state for row in rows)
     stale = sum(row.stale is not None for row in rows)
-    return {**dict(sorted(found.items())), **({"stale claims": stale} if stale else {})}
+    return {**dict(sorted(found.items())), **({"stale leases": stale} if stale else {})}
 
 
 def holders(rows: list[RunStatus]) -> dict[str, int]:
-    """Runs being trained per live claimer ('host:pid (executor)')."""
-    found = Counter(f"{row.claim.holder} ({row.claim.executor})" for row in rows
-                    if row.state == "running" and row.claim is not None)  # fmt: skip
+    """Runs being trained per live holder ('host:pid (executor)')."""
+    found = Counter(f"{row.lease.holder} ({row.lease.executor})" for row in rows
+                    if row.state == "running" and row.lease is not None)  # fmt: skip
     return dict(sorted(found.items()))

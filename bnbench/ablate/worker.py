@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from bnbench.ablate.executor import RunResult, RunTask
+from bnbench.ablate.executor import RunTask, WorkerReply
 from bnbench.results import rundir
 from bnbench.train.backend import worker_cores
 
@@ -43,7 +43,7 @@ def init_worker(backend: str, threads: int, events: Any, slots: Any) -> None:
     _EVENTS = events
 
 
-def run_remote(task: RunTask, threads: int, pin: bool = False) -> RunResult:
+def run_remote(task: RunTask, threads: int, pin: bool = False) -> WorkerReply:
     """Train `task` in a process of a remote executor (a Ray worker, a SLURM job).
 
     The process is set up as `init_worker` sets up a local one: math libraries capped at
@@ -97,7 +97,7 @@ _EVENTS: Any = None
 
 
 def run_one(run_id: str, spec_data: dict[str, Any], entry: dict[str, Any], run_dir: str,
-            save_model: bool) -> RunResult:  # fmt: skip
+            save_model: bool) -> WorkerReply:  # fmt: skip
     """Train one run in a worker; never raises (a failure is recorded in its directory)."""
     from bnbench.config.schema import RunSpec
     from bnbench.train.loop import train

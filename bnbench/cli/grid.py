@@ -208,7 +208,7 @@ def ablate(
     the summary tables (and figures).
 
     Several invocations may fill one --out at once (shards, machines, executors): each run is
-    claimed before it trains, so none trains twice. Ctrl-C stops launching runs and waits for
+    leased before it trains, so none trains twice. Ctrl-C stops launching runs and waits for
     the running ones; a second Ctrl-C stops them too. Unfinished runs are left incomplete: the
     same command resumes the grid."""
     from bnbench.ablate.executor import ExecutorOptions
@@ -345,20 +345,20 @@ def _ablate_command(ablation_path: Path, out: Path, jobs: int | None, retry_fail
 @user_errors
 def status(results_dir: ResultsDir) -> None:
     """Show each run of an ablation's results tree: done, failed, incomplete, or running (and
-    by whom: host:pid, seconds since its last heartbeat); flags stale claims, whose runs the
+    by whom: host:pid, seconds since its last heartbeat); flags stale leases, whose runs the
     next `ablate` takes over. Reads the tree only."""
     from bnbench.ablate.status import counts, grid_status, holders
 
     rows = grid_status(results_dir)
     table = Table(title=f"{results_dir}: {len(rows)} runs")
-    for column in ("run id", "arm", "grid cell", "seed", "state", "claimed by", "heartbeat"):
+    for column in ("run id", "arm", "grid cell", "seed", "state", "leased by", "heartbeat"):
         table.add_column(column, **_fit(column))
     colours = {"completed": "green", "diverged": "yellow", "failed": "red", "running": "cyan"}
     for row in rows:
-        claim, state = row.claim, row.state
+        lease, state = row.lease, row.state
         shown = f"[{colours[state]}]{state}[/]" if state in colours else state
-        by = claim.holder if claim is not None else ""
-        age = f"{claim.age():.0f} s ago" if claim is not None else ""
+        by = lease.holder if lease is not None else ""
+        age = f"{lease.age():.0f} s ago" if lease is not None else ""
         if row.stale is not None:
             age += f" [red](stale: {row.stale})[/]"
         table.add_row(row.run_id, row.arm, row.cell or "-", str(row.seed), shown, by, age)

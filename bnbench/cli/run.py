@@ -59,12 +59,12 @@ def train(
 
     Before the first step it says what it is doing (importing Keras, loading data, building
     the model, compiling) and then how long each took; then a bar of steps, loss and ETA."""
-    from bnbench.results.placement import claim_run_dir
+    from bnbench.results.destination import reserve_run_dir
     from bnbench.train.loop import train as train_run
     from bnbench.train.plan import resolved_config
 
     spec = load_spec(spec_path, set_, backend)
-    with claim_run_dir(out, resolved_config(spec), overwrite=overwrite) as run_dir:
+    with reserve_run_dir(out, resolved_config(spec), overwrite=overwrite) as run_dir:
         try:
             with _progress(quiet) as shown:  # None when quiet
                 phase = shown.phase if shown is not None else None

@@ -1,17 +1,17 @@
-"""Per-run claims: which process trains which run of a results tree that several share.
+"""Per-run leases: which process trains which run of a results tree that several share.
 
 Several `bnbench ablate` invocations (shards, executors, machines) may fill one results tree at
 once, so no lock covers the tree. Instead, before a run trains, the invocation launching it
-claims it: it creates `.claims/<run id>.<generation>.json` (whole or not at all, failing when
+leases it: it creates `.leases/<run id>.<generation>.json` (whole or not at all, failing when
 it exists: `files.create_exclusive`), naming its host, process id and start time, and refreshes
-the claim's heartbeat every `HEARTBEAT_S` seconds until the run's outcome is known; then it
-deletes the claim. The claim with the highest generation is the run's claim.
+the lease's heartbeat every `HEARTBEAT_S` seconds until the run's outcome is known; then it
+deletes the lease. The lease with the highest generation is the run's lease.
 
-A claim is *stale* when its process is gone (checked with `kill(pid, 0)`, only on the machine
+A lease is *stale* when its process is gone (checked with `kill(pid, 0)`, only on the machine
 and process namespace that wrote it) or its heartbeat is older than `LEASE_S` (any machine; so
-clocks must agree to well within the lease, as NTP keeps them). A stale claim is taken over by
-creating the next generation: of several processes taking over one claim at once exactly one
-creates it, and a live claim is never touched. Nothing here relies on `flock`, which does not
+clocks must agree to well within the lease, as NTP keeps them). A stale lease is taken over by
+creating the next generation: of several processes taking over one lease at once exactly one
+creates it, and a live lease is never touched. Nothing here relies on `flock`, which does not
 reach across the machines of an NFS mount.
 """
 
@@ -31,8 +31,8 @@ from typing import Any
 
 from bnbench.results import files
 
-CLAIMS_DIR = ".claims"
-# A claim whose heartbeat is older than this is stale. Long enough for a loaded file server or a
+LEASES_DIR = ".leases"
+# A lease whose heartbeat is older than this is stale. Long enough for a loaded file server or a
 # busy machine to miss several heartbeats; short enough that a run of a lost node is picked up
 # again within minutes.
 LEASE_S = 120.0
@@ -62,8 +62,8 @@ def _alive(pid: int) -> bool:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """One claim file: who trains `run_id`, since when, and when it last said so."""
+class Lease:
+    """One lease file: who trains `run_id`, since when, and when it last said so."""
 
     run_id: str
     generation: int
@@ -71,7 +71,7 @@ class Claim:
     host: str
     pid: int
     space: str
-    claimed_at: float
+    leased_at: float
     heartbeat: float
     executor: str
 
@@ -84,7 +84,7 @@ class Claim:
         return (time.time() if now is None else now) - self.heartbeat
 
     def stale_reason(self, now: float | None = None) -> str | None:
-        """Why the claim is stale ('process gone', 'no heartbeat for 300 s'), or None if live."""
+        """Why the lease is stale ('process gone', 'no heartbeat for 300 s'), or None if live."""
         if self.space == _SPACE and not _alive(self.pid):
             return "process gone"
         age = self.age(now)
@@ -101,7 +101,7 @@ def _name(run_id: str, generation: int) -> str:
 
 
 def _listing(folder: Path) -> dict[str, list[int]]:
-    """Generations of the claim files in `folder`, by run id (ascending)."""
+    """Generations of the lease files in `folder`, by run id (ascending)."""
     found: dict[str, list[int]] = {}
     try:
         names = os.listdir(folder)
@@ -116,16 +116,16 @@ def _listing(folder: Path) -> dict[str, list[int]]:
     return {run_id: sorted(gens) for run_id, gens in found.items()}
 
 
-def _read(folder: Path, run_id: str, generation: int) -> Claim | None:
-    """The claim, or None when it vanished meanwhile.
+def _read(folder: Path, run_id: str, generation: int) -> Lease | None:
+    """The lease, or None when it vanished meanwhile.
 
-    An unreadable claim (being written where hard links are not supported, or damaged) has
+    An unreadable lease (being written where hard links are not supported, or damaged) has
     its file's modification time as heartbeat: it goes stale after the lease, like any other.
     """
     path = folder / _name(run_id, generation)
     try:
         data: dict[str, Any] = json.loads(path.read_bytes())
-        return Claim(**{**data, "run_id": run_id, "generation": generation})
+        return Lease(**{**data, "run_id": run_id, "generation": generation})
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError):
@@ -133,39 +133,39 @@ def _read(folder: Path, run_id: str, generation: int) -> Claim | None:
             written = path.stat().st_mtime
         except OSError:
             return None
-        return Claim(run_id, generation, "", "?", 0, "", written, written, "?")
+        return Lease(run_id, generation, "", "?", 0, "", written, written, "?")
 
 
-def read_claims(results_dir: Path) -> dict[str, Claim]:
-    """The current claim (highest generation) of every claimed run in `results_dir`."""
-    folder = results_dir / CLAIMS_DIR
+def read_leases(results_dir: Path) -> dict[str, Lease]:
+    """The current lease (highest generation) of every leased run in `results_dir`."""
+    folder = results_dir / LEASES_DIR
     current = {}
     for run_id, generations in _listing(folder).items():
-        claim = _read(folder, run_id, generations[-1])
-        if claim is not None:
-            current[run_id] = claim
+        lease = _read(folder, run_id, generations[-1])
+        if lease is not None:
+            current[run_id] = lease
     return current
 
 
-class Claims:
-    """The claims of this process in one results tree, kept alive by a heartbeat thread.
+class Leases:
+    """The leases of this process in one results tree, kept alive by a heartbeat thread.
 
-    Use as a context manager: leaving it releases every claim still held.
+    Use as a context manager: leaving it releases every lease still held.
     """
 
     def __init__(self, results_dir: Path, executor: str = "local") -> None:
-        self.folder = results_dir / CLAIMS_DIR
+        self.folder = results_dir / LEASES_DIR
         self.executor = executor
         self.token = uuid.uuid4().hex
-        self._held: dict[str, Claim] = {}
-        # Runs whose claim another process took over while this one held it (its heartbeat
+        self._held: dict[str, Lease] = {}
+        # Runs whose lease another process took over while this one held it (its heartbeat
         # stopped for longer than the lease: a paused or overloaded machine).
         self.lost: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat_forever, daemon=True)
 
-    def __enter__(self) -> Claims:
+    def __enter__(self) -> Leases:
         self._thread.start()
         return self
 
@@ -176,11 +176,11 @@ class Claims:
         for run_id in list(self._held):
             self.release(run_id)
 
-    def acquire(self, run_id: str) -> Claim | None:
-        """Claim `run_id` (taking over a stale claim).
+    def acquire(self, run_id: str) -> Lease | None:
+        """Lease `run_id` (taking over a stale lease).
 
         Returns:
-            None when this process now holds the run; otherwise the live claim of the process
+            None when this process now holds the run; otherwise the live lease of the process
             that does.
         """
         current = None
@@ -194,7 +194,7 @@ class Claims:
                 return current
             generation = current.generation + 1 if current is not None else 0
             now = time.time()
-            mine = Claim(run_id, generation, self.token, socket.gethostname(), os.getpid(),
+            mine = Lease(run_id, generation, self.token, socket.gethostname(), os.getpid(),
                          _SPACE, now, now, self.executor)  # fmt: skip
             if files.create_exclusive(self.folder / _name(run_id, generation), mine.encode()):
                 with self._lock:
@@ -202,24 +202,24 @@ class Claims:
                 for old in generations:  # stale: their processes are gone or silent
                     (self.folder / _name(run_id, old)).unlink(missing_ok=True)
                 return None
-        # Claims of this run kept changing under us: someone else is busy with it.
-        return current or Claim(run_id, -1, "", "?", 0, "", 0.0, time.time(), "?")
+        # Leases of this run kept changing under us: someone else is busy with it.
+        return current or Lease(run_id, -1, "", "?", 0, "", 0.0, time.time(), "?")
 
     def release(self, run_id: str) -> None:
-        """Give up the claim on `run_id` (when its outcome is recorded or it is left incomplete)."""
+        """Give up the lease on `run_id` (when its outcome is recorded or it is left incomplete)."""
         with self._lock:
             mine = self._held.pop(run_id, None)
             if mine is not None and self._still_mine(mine):
                 (self.folder / _name(run_id, mine.generation)).unlink(missing_ok=True)
 
-    def others(self, run_ids: set[str]) -> dict[str, Claim]:
-        """The live claims of other processes on `run_ids`."""
-        claims = read_claims(self.folder.parent)
-        return {run_id: claim for run_id, claim in claims.items()
-                if run_id in run_ids and claim.token != self.token
-                and claim.stale_reason() is None}  # fmt: skip
+    def others(self, run_ids: set[str]) -> dict[str, Lease]:
+        """The live leases of other processes on `run_ids`."""
+        leases = read_leases(self.folder.parent)
+        return {run_id: lease for run_id, lease in leases.items()
+                if run_id in run_ids and lease.token != self.token
+                and lease.stale_reason() is None}  # fmt: skip
 
-    def _still_mine(self, mine: Claim) -> bool:
+    def _still_mine(self, mine: Lease) -> bool:
         current = _read(self.folder, mine.run_id, mine.generation)
         newer = _listing(self.folder).get(mine.run_id, [mine.generation])[-1] > mine.generation
         return current is not None and current.token == self.token and not newer
@@ -229,7 +229,7 @@ class Claims:
             self.beat()
 
     def beat(self) -> None:
-        """Refresh the heartbeat of every claim held (the thread does, every `HEARTBEAT_S`)."""
+        """Refresh the heartbeat of every lease held (the thread does, every `HEARTBEAT_S`)."""
         with self._lock:
             for run_id, mine in list(self._held.items()):
                 try:
@@ -237,7 +237,7 @@ class Claims:
                         del self._held[run_id]
                         self.lost.append(run_id)
                         continue
-                    fresh = Claim(**{**asdict(mine), "heartbeat": time.time()})
+                    fresh = Lease(**{**asdict(mine), "heartbeat": time.time()})
                     files.atomic_write_bytes(self.folder / _name(run_id, mine.generation),
                                              fresh.encode())  # fmt: skip
                     self._held[run_id] = fresh

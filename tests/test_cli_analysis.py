@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from bnbench.analysis.tables import build_report
 from bnbench.cli import analysis, app, export
-from tests.claims_tree import Tree
-from tests.test_latex import _table
-from tests.test_tables import write_tree
+from tests.support.claims_tree import Tree
+from tests.support.latex import tex_table
+from tests.support.tables_tree import write_tree
 
 runner = CliRunner()
 
@@ -40,7 +40,7 @@ def test_the_caption_explains_p_and_never_a_missing_difference(root):
     result = runner.invoke(app, ["report", str(root), "--latex", "--columns", "arm,score,p"])
     assert result.exit_code == 0, result.output
     text = (root / "summary.tex").read_text()
-    header, _ = _table(text)
+    header, _ = tex_table(text)
     assert header == ["arm", "cell", "test accuracy", "p"]  # the grid's cell is kept
     caption = _caption(text)
     assert "p: two-sided paired t test (scipy.stats.ttest\\_rel)" in caption
@@ -61,7 +61,7 @@ def test_the_caption_explains_the_difference_and_speedup_only_when_shown(root):
 def test_row_labels_are_kept_first_when_the_columns_leave_them_out(root):
     report = build_report(root, latex=True, latex_columns=["score"])
     assert report.latex_columns == ("arm", "cell", "score")
-    header, body = _table(report.paths["summary.tex"].read_text())
+    header, body = tex_table(report.paths["summary.tex"].read_text())
     assert header == ["arm", "cell", "test accuracy"]
     assert all(row[0] and row[1] for row in body)
     columns = ["score", "grid.training.learning_rate"]  # a grid column labels the cell already

@@ -25,7 +25,7 @@ from bnbench.model.build import build_model, parameter_counts
 from bnbench.results import rundir
 from bnbench.results.files import write_csv, write_yaml
 from bnbench.train.variance_shift import COLUMNS as SHIFT_COLUMNS
-from tests.claims_new_tree import (
+from tests.support.claims_scenarios import (
     AGAINST,
     BATCH,
     EFFECT,
@@ -39,8 +39,8 @@ from tests.claims_new_tree import (
     input_scaling,
     small_batch_examples,
 )
-from tests.claims_tree import SEEDS, Tree
-from tests.conftest import TINY_SPEC, files_under
+from tests.support.claims_tree import SEEDS, Tree
+from tests.support.specs import TINY_SPEC, files_under
 
 runner = CliRunner()
 

@@ -14,7 +14,7 @@ from bnbench.results import rundir
 from bnbench.results.files import write_csv
 from bnbench.results.layout import run_path
 from bnbench.train.variance_shift import COLUMNS as SHIFT_COLUMNS
-from tests.claims_tree import SEEDS, Tree
+from tests.support.claims_tree import SEEDS, Tree
 
 FOR, AGAINST, UNCLEAR = "for", "against", "unclear"
 EFFECT = {FOR: (0.10, 0.12, 0.09, 0.11), AGAINST: (-0.10, -0.12, -0.09, -0.11),

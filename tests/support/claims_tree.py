@@ -17,7 +17,7 @@ from bnbench.claims.evidence import Evidence, load_evidence
 from bnbench.results import rundir
 from bnbench.results.files import write_csv, write_yaml
 from bnbench.results.layout import ABLATION, run_path
-from tests.conftest import write_summary
+from tests.support.specs import write_summary
 
 SEEDS = (0, 1, 2, 3)
 DIAGNOSTIC_COLUMNS = {

@@ -1,4 +1,4 @@
-"""Per-run claims: several `ablate` invocations on one results tree, stale claims, status."""
+"""Per-run leases: several `ablate` invocations on one results tree, stale leases, status."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bnbench.ablate import claims as claims_module
-from bnbench.ablate.claims import CLAIMS_DIR, LEASE_S, Claims, read_claims
+from bnbench.ablate import leases as leases_module
+from bnbench.ablate.leases import LEASE_S, LEASES_DIR, Leases, read_leases
 from bnbench.ablate.status import grid_status
 from bnbench.cli import app
 from bnbench.results import files, rundir
-from tests.claim_files import write_claim
-from tests.test_runner import ABLATION, _finals, _write
+from tests.support.grid import ABLATION, final_losses, write_ablation
+from tests.support.leases import write_lease
 
 cli = CliRunner()
 
@@ -47,7 +47,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-# --- the claim files ---------------------------------------------------------------------------
+# --- the lease files ---------------------------------------------------------------------------
 
 
 def test_create_exclusive_writes_once_and_whole(tmp_path):
@@ -68,58 +68,58 @@ def test_create_exclusive_without_hard_links_falls_back_to_o_excl(tmp_path, monk
     assert os.listdir(tmp_path) == ["x.json"] and (tmp_path / "x.json").read_bytes() == b"first"
 
 
-def test_an_unreadable_claim_is_live_until_its_lease_expires(tmp_path):
-    path = write_claim(tmp_path, "run-a", host="node7", pid=1, heartbeat_age=0.0)
+def test_an_unreadable_lease_is_live_until_its_lease_expires(tmp_path):
+    path = write_lease(tmp_path, "run-a", host="node7", pid=1, heartbeat_age=0.0)
     path.write_text('{"half": ')  # being written, or damaged
-    with Claims(tmp_path) as mine:
+    with Leases(tmp_path) as mine:
         assert mine.acquire("run-a") is not None
         old = time.time() - LEASE_S - 60
         os.utime(path, (old, old))
         assert mine.acquire("run-a") is None
 
 
-def test_a_claim_is_held_until_released_and_others_see_its_holder(tmp_path):
-    with Claims(tmp_path, "ray") as mine, Claims(tmp_path) as other:
+def test_a_lease_is_held_until_released_and_others_see_its_holder(tmp_path):
+    with Leases(tmp_path, "ray") as mine, Leases(tmp_path) as other:
         assert mine.acquire("run-a") is None
         holder = other.acquire("run-a")
         assert holder is not None and holder.pid == os.getpid() and holder.executor == "ray"
         assert set(other.others({"run-a", "run-b"})) == {"run-a"}
         mine.release("run-a")
         assert other.acquire("run-a") is None
-    assert read_claims(tmp_path) == {}  # leaving releases everything
+    assert read_leases(tmp_path) == {}  # leaving releases everything
 
 
-def test_a_claim_of_a_dead_process_on_this_machine_is_taken_over(tmp_path):
-    write_claim(tmp_path, "run-a", host="me", pid=_dead_pid(), heartbeat_age=0.0,
-                space=claims_module._SPACE)  # fmt: skip
-    assert read_claims(tmp_path)["run-a"].stale_reason() == "process gone"
-    with Claims(tmp_path) as mine:
+def test_a_lease_of_a_dead_process_on_this_machine_is_taken_over(tmp_path):
+    write_lease(tmp_path, "run-a", host="me", pid=_dead_pid(), heartbeat_age=0.0,
+                space=leases_module._SPACE)  # fmt: skip
+    assert read_leases(tmp_path)["run-a"].stale_reason() == "process gone"
+    with Leases(tmp_path) as mine:
         assert mine.acquire("run-a") is None
-        claim = read_claims(tmp_path)["run-a"]
-        assert claim.generation == 1 and claim.token == mine.token
-        assert os.listdir(tmp_path / CLAIMS_DIR) == ["run-a.1.json"]  # the stale one is gone
+        lease = read_leases(tmp_path)["run-a"]
+        assert lease.generation == 1 and lease.token == mine.token
+        assert os.listdir(tmp_path / LEASES_DIR) == ["run-a.1.json"]  # the stale one is gone
 
 
-def test_another_machines_claim_is_stale_only_once_its_lease_expired(tmp_path):
-    write_claim(tmp_path, "live", host="node7", pid=1, heartbeat_age=5.0)
-    write_claim(tmp_path, "silent", host="node8", pid=1, heartbeat_age=LEASE_S + 60)
-    with Claims(tmp_path) as mine:
+def test_another_machines_lease_is_stale_only_once_its_lease_expired(tmp_path):
+    write_lease(tmp_path, "live", host="node7", pid=1, heartbeat_age=5.0)
+    write_lease(tmp_path, "silent", host="node8", pid=1, heartbeat_age=LEASE_S + 60)
+    with Leases(tmp_path) as mine:
         held = mine.acquire("live")
         assert held is not None and held.holder == "node7:1"
         assert mine.acquire("silent") is None
-    assert "no heartbeat for" in (read_claims(tmp_path)["live"].stale_reason(time.time() + 1e4)
+    assert "no heartbeat for" in (read_leases(tmp_path)["live"].stale_reason(time.time() + 1e4)
                                   or "")  # fmt: skip
 
 
-def test_of_many_taking_over_one_stale_claim_exactly_one_wins(tmp_path):
-    write_claim(tmp_path, "run-a", host="node8", pid=1, heartbeat_age=LEASE_S + 60)
-    takers = [Claims(tmp_path) for _ in range(8)]
+def test_of_many_taking_over_one_stale_lease_exactly_one_wins(tmp_path):
+    write_lease(tmp_path, "run-a", host="node8", pid=1, heartbeat_age=LEASE_S + 60)
+    takers = [Leases(tmp_path) for _ in range(8)]
     results: list[object] = []
     start = threading.Barrier(len(takers))
 
-    def take(claims: Claims) -> None:
+    def take(leases: Leases) -> None:
         start.wait()
-        results.append(claims.acquire("run-a"))
+        results.append(leases.acquire("run-a"))
 
     threads = [threading.Thread(target=take, args=(c,)) for c in takers]
     for thread in threads:
@@ -129,19 +129,19 @@ def test_of_many_taking_over_one_stale_claim_exactly_one_wins(tmp_path):
     assert results.count(None) == 1
 
 
-def test_heartbeats_refresh_a_claim_and_notice_a_takeover(tmp_path):
-    with Claims(tmp_path) as mine:
+def test_heartbeats_refresh_a_lease_and_notice_a_takeover(tmp_path):
+    with Leases(tmp_path) as mine:
         mine.acquire("run-a")
-        before = read_claims(tmp_path)["run-a"].heartbeat
+        before = read_leases(tmp_path)["run-a"].heartbeat
         time.sleep(0.01)
         mine.beat()
-        assert read_claims(tmp_path)["run-a"].heartbeat > before
+        assert read_leases(tmp_path)["run-a"].heartbeat > before
         # Someone decided this process was silent for too long and took the run over.
-        write_claim(tmp_path, "run-a", host="node9", pid=1, heartbeat_age=0.0, generation=1)
+        write_lease(tmp_path, "run-a", host="node9", pid=1, heartbeat_age=0.0, generation=1)
         mine.beat()
         assert mine.lost == ["run-a"]
         mine.release("run-a")  # not ours any more: left alone
-    assert read_claims(tmp_path)["run-a"].holder == "node9:1"
+    assert read_leases(tmp_path)["run-a"].holder == "node9:1"
 
 
 # --- several invocations on one tree ---------------------------------------------------------
@@ -155,7 +155,7 @@ def _invocations(tmp_path: Path, count: int, grid: dict) -> tuple[Path, Counter[
     starts = tmp_path / "starts.log"
     env = {**os.environ, "PYTHONPATH": str(hooks),
            "BNBENCH_TEST_STARTS": str(starts)}  # fmt: skip
-    path, results = _write(tmp_path, grid), tmp_path / "r"
+    path, results = write_ablation(tmp_path, grid), tmp_path / "r"
     command = [sys.executable, "-m", "bnbench", "ablate", str(path), "--out", str(results),
                "-q", "--no-plots"]  # fmt: skip
     procs = [subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE,
@@ -177,13 +177,13 @@ def test_concurrent_invocations_complete_the_grid_and_train_no_run_twice(tmp_pat
     assert set(starts) == set(runs) and set(starts.values()) == {1}, starts
     assert json.loads((results / "manifest.json").read_text())["finished_at"]
     assert (results / "summary.csv").exists()  # written by whichever finished last
-    assert os.listdir(results / CLAIMS_DIR) == []
+    assert os.listdir(results / LEASES_DIR) == []
 
 
 @pytest.mark.slow
-def test_a_killed_invocations_claims_are_taken_over_and_status_says_so(tmp_path):
+def test_a_killed_invocations_leases_are_taken_over_and_status_says_so(tmp_path):
     grid = {**ABLATION, "overrides": {"training.steps": 1000, "training.eval_every": 20}}
-    path, results = _write(tmp_path, grid), tmp_path / "r"
+    path, results = write_ablation(tmp_path, grid), tmp_path / "r"
     command = [sys.executable, "-m", "bnbench", "ablate", str(path), "--out", str(results),
                "-q", "--no-plots", "--jobs", "2"]  # fmt: skip
     proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -204,13 +204,13 @@ def test_a_killed_invocations_claims_are_taken_over_and_status_says_so(tmp_path)
     assert status.exit_code == 0, status.output
     stale = [row.stale for row in grid_status(results) if row.stale]
     assert stale == ["process gone"] * 2
-    assert "2 incomplete, 2 missing, 2 stale claims" in status.output
+    assert "2 incomplete, 2 missing, 2 stale leases" in status.output
 
     done = subprocess.run([*command[:-2]], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert set(_finals(results)) == {run.name for run in (results / "runs").iterdir()}
-    assert len(_finals(results)) == 4
-    assert read_claims(results) == {}
+    assert set(final_losses(results)) == {run.name for run in (results / "runs").iterdir()}
+    assert len(final_losses(results)) == 4
+    assert read_leases(results) == {}
     status = cli.invoke(app, ["status", str(results)], terminal_width=250)
     assert "4 completed" in status.output and "stale" not in status.output
 

@@ -14,7 +14,7 @@ from bnbench.results import files, rundir
 
 
 @contextmanager
-def claim_run_dir(
+def reserve_run_dir(
     out: Path | None, resolved: Mapping[str, Any], *, overwrite: bool
 ) -> Iterator[Path]:
     """Pick the run directory, lock it, and clear what may be cleared; yields it, locked.
@@ -39,7 +39,7 @@ def claim_run_dir(
 
 
 def _check(run_dir: Path, overwrite: bool) -> bool:
-    """Refuse `run_dir` as `claim_run_dir` documents; True when it holds a run to clear."""
+    """Refuse `run_dir` as `reserve_run_dir` documents; True when it holds a run to clear."""
     if not run_dir.exists():
         return False
     if not run_dir.is_dir():

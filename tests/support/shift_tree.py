@@ -1,7 +1,7 @@
 """A hand-built results tree of the shift_adaptation claim, for its rule tests.
 
-`tests.claims_tree.Tree` writes the runs; this adds what that claim reads beyond them, through
-the run-directory contract: each run's `evaluation.shift` in its config and its shifted test
+`tests.support.claims_tree.Tree` writes the runs; this adds what that claim reads beyond them,
+through the run-directory contract: each run's `evaluation.shift` in its config and its shifted test
 accuracies in `summary.json` (`RunSummary.shifted`).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from bnbench.analysis.tables import build_report
 from bnbench.results import rundir
 from bnbench.results.files import write_yaml
-from tests.claims_tree import SEEDS, Tree
+from tests.support.claims_tree import SEEDS, Tree
 
 KIND, SEVERITY = "evaluation.shift.kind", "evaluation.shift.severity"
 # Per-seed effects at N = 32 (re-estimated − training statistics), as in test_claims_rules.py.

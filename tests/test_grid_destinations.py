@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from bnbench.claims.registry import CLAIMS
 from bnbench.cli import app
 from bnbench.config.ablation import load_ablation
-from tests.conftest import GRID_ABLATION, TINY_SPEC, files_under
+from tests.support.specs import GRID_ABLATION, TINY_SPEC, files_under
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]

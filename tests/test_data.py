@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import pickle
 import urllib.error
 from pathlib import Path
 
@@ -15,37 +13,20 @@ from bnbench.config.registries import DATASET_NAMES
 from bnbench.config.schema import DatasetSpec, RunSpec
 from bnbench.data.datasets import REGISTRY, describe, load_dataset
 from bnbench.errors import SpecError
+from tests.support.keras_cache import (
+    point_keras_home,
+    write_cifar,
+    write_cifar10,
+    write_idx,
+    write_mnist,
+)
 
 _MODEL = {"blocks": [{"type": "dense", "units": 4}]}
 
 
 @pytest.fixture
 def keras_home(tmp_path, monkeypatch) -> Path:
-    home = tmp_path / "keras_home"
-    (home / "datasets").mkdir(parents=True)
-    monkeypatch.setenv("KERAS_HOME", str(home))
-    # Keras reads KERAS_HOME once, at import; point its copy at the same folder.
-    import keras.src.backend.config as keras_config
-
-    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(home))
-    return home
-
-
-def _images(n: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
-
-
-def _write_idx(folder: Path, n_train: int, n_test: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    parts = {
-        "train-labels-idx1-ubyte.gz": (b"\0" * 8, np.arange(n_train, dtype=np.uint8) % 10),
-        "train-images-idx3-ubyte.gz": (b"\0" * 16, _images(n_train, (28, 28))),
-        "t10k-labels-idx1-ubyte.gz": (b"\0" * 8, np.arange(n_test, dtype=np.uint8) % 10),
-        "t10k-images-idx3-ubyte.gz": (b"\0" * 16, _images(n_test, (28, 28), 1)),
-    }
-    for name, (header, array) in parts.items():
-        with gzip.open(folder / name, "wb") as f:
-            f.write(header + array.tobytes())
+    return point_keras_home(tmp_path / "keras_home", monkeypatch)
 
 
 def test_registry_and_spec_names_agree():
@@ -62,13 +43,7 @@ def test_datasets_show_the_full_cache_path(keras_home):
 
 
 def test_mnist_from_keras_cache(keras_home):
-    np.savez(
-        keras_home / "datasets" / "mnist.npz",
-        x_train=_images(30, (28, 28)),
-        y_train=np.arange(30) % 10,
-        x_test=_images(10, (28, 28), 1),
-        y_test=np.arange(10),
-    )
+    write_mnist(keras_home, 30, 10)
     data = load_dataset(DatasetSpec(name="mnist", validation_split=0.2))
     assert data.x_train.shape == (24, 28, 28, 1) and data.x_val.shape == (6, 28, 28, 1)
     assert data.x_test.shape == (10, 28, 28, 1)
@@ -77,7 +52,7 @@ def test_mnist_from_keras_cache(keras_home):
 
 
 def test_fashion_mnist_from_keras_cache_flattened(keras_home):
-    _write_idx(keras_home / "datasets" / "fashion-mnist", 20, 8)
+    write_idx(keras_home / "datasets" / "fashion-mnist", 20, 8)
     data = load_dataset(
         DatasetSpec(name="fashion_mnist", flatten=True, subset=10, validation_split="test")
     )
@@ -85,16 +60,8 @@ def test_fashion_mnist_from_keras_cache_flattened(keras_home):
     assert data.x_val.shape == data.x_test.shape == (8, 784)
 
 
-def _write_cifar(folder: Path, train: list[str], test: str, label_key: str, n: int) -> None:
-    folder.mkdir(parents=True)
-    for i, name in enumerate([*train, test]):
-        batch = {b"data": _images(n, (3 * 32 * 32,), i), label_key.encode(): list(range(n))}
-        (folder / name).write_bytes(pickle.dumps(batch))
-
-
 def test_cifar10_from_keras_cache(keras_home):
-    root = keras_home / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
-    _write_cifar(root, [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels", 4)
+    write_cifar10(keras_home, 4)
     data = load_dataset(DatasetSpec(name="cifar10", validation_split=0.1))
     assert data.x_train.shape[1:] == (32, 32, 3)
     assert len(data.x_train) + len(data.x_val) == 20 and len(data.x_test) == 4
@@ -102,7 +69,7 @@ def test_cifar10_from_keras_cache(keras_home):
 
 def test_cifar100_from_local_path(tmp_path):
     root = tmp_path / "copy" / "cifar-100-python"
-    _write_cifar(root, ["train"], "test", "fine_labels", 6)
+    write_cifar(root, ["train"], "test", "fine_labels", 6, num_classes=100)
     data = load_dataset(
         DatasetSpec(name="cifar100", path=str(tmp_path / "copy"), validation_split="test")
     )
@@ -128,7 +95,7 @@ def test_download_goes_through_keras_loader_into_the_cache(keras_home, monkeypat
     import keras.src.utils.file_utils as file_utils
 
     source = tmp_path / "served"
-    _write_idx(source, 12, 6)
+    write_idx(source, 12, 6)
 
     def fake_retrieve(url, filename, reporthook=None):
         Path(filename).write_bytes((source / url.rsplit("/", 1)[-1]).read_bytes())

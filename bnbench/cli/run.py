@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bnbench.cli.common import (
@@ -97,8 +98,8 @@ def datasets() -> None:
     table = Table(title="datasets")
     for column in ("name", "task", "source", "offline", "available", "cache"):
         table.add_column(column, overflow="fold")
-    for row in describe():
-        table.add_row(*row.values())
+    for row in describe():  # escaped: 'pip install "bnbench[mnist1d]"' is not markup
+        table.add_row(*(escape(value) for value in row.values()))
     console.print(table)
 
 

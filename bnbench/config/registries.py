@@ -99,6 +99,7 @@ DATASET_NAMES: tuple[str, ...] = (
     "digits",
     "two_scale",
     "blobs",
+    "mnist1d",
     "npz",
 )
 

@@ -1,8 +1,9 @@
 """Dataset registry: one entry per dataset, each returning train/validation/test numpy arrays.
 
 The Keras datasets (MNIST, Fashion-MNIST, CIFAR-10/100) come through `bnbench.data.keras_sets`;
-the offline ones (scikit-learn's digits, synthetic sets) are here and your own .npz comes through
-`bnbench.data.npz`. `load_dataset` checks the arrays (`bnbench.data.checks`) before preparing them.
+the offline ones (scikit-learn's digits, synthetic sets) are here, MNIST-1D comes through
+`bnbench.data.mnist1d` and your own .npz through `bnbench.data.npz`. `load_dataset` checks the
+arrays (`bnbench.data.checks`) before preparing them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bnbench.config.schema import DatasetSpec
-from bnbench.data import npz, synthetic
+from bnbench.data import mnist1d, npz, synthetic
 from bnbench.data.checks import ARRAY_NAMES, check_arrays, check_labels
 from bnbench.data.keras_sets import KERAS_SETS, Arrays, check_local_path
 from bnbench.errors import SpecError
@@ -58,6 +59,8 @@ class DatasetInfo:
     offline: bool
     load: Callable[[DatasetSpec], Arrays]
     cached: Callable[[], bool]
+    # What `bnbench datasets` says when `cached()` is false.
+    missing: str = "no (downloads on first use)"
 
 
 # --- offline datasets -------------------------------------------------------------------------
@@ -152,6 +155,18 @@ REGISTRY: dict[str, DatasetInfo] = {
         load=_blobs,
         cached=_always,
     ),
+    "mnist1d": DatasetInfo(
+        source="MNIST-1D, generated in-process by the mnist1d package (40-point 1-D signals, "
+        "10 classes, 4,000 train / 1,000 test; no download)",
+        task="classification",
+        num_classes=mnist1d.NUM_CLASSES,
+        # Already centred to mean 0 and standard deviation 1: 'scale' leaves it as generated.
+        max_value=1.0,
+        offline=True,
+        load=mnist1d.load,
+        cached=mnist1d.installed,
+        missing=f"no ({mnist1d.INSTALL})",
+    ),
     "npz": DatasetInfo(
         source="your own .npz (x_train, y_train, x_test, y_test) via dataset.path",
         task="classification",
@@ -187,7 +202,7 @@ def load_dataset(spec: DatasetSpec, *, download: bool = True) -> Dataset:
     info = REGISTRY[spec.name]
     if spec.path is not None:
         check_local_path(spec.path)  # exists, and is a regular file or folder; ~ expanded
-    elif not download and not info.cached():
+    elif not download and not info.offline and not info.cached():
         raise SpecError(
             f"dataset {spec.name!r} is not in the Keras cache ({KERAS_SETS[spec.name].cache}) "
             "and checking a spec does not download it; `bnbench train` downloads it once, or "
@@ -333,7 +348,7 @@ def describe() -> list[dict[str, str]]:
             "task": info.task,
             "source": info.source,
             "offline": "yes" if info.offline else "no",
-            "available": "yes" if info.cached() else "no (downloads on first use)",
+            "available": "yes" if info.cached() else info.missing,
             "cache": str(KERAS_SETS[name].cache) if name in KERAS_SETS else "",
         }
         for name, info in REGISTRY.items()

@@ -10,8 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from bnbench.cli import app
+from bnbench.config.schema import DatasetSpec
+from bnbench.data.datasets import describe, load_dataset
 from bnbench.results import rundir
-from tests.support.keras_cache import point_keras_home, write_cifar10, write_mnist
+from tests.support.keras_cache import point_keras_home, write_all, write_cifar10, write_mnist
 from tests.support.specs import TINY_SPEC
 
 runner = CliRunner()
@@ -57,3 +59,17 @@ def test_train_conv_net_on_cifar10_from_the_keras_cache(keras_home, tmp_path, wr
               {"type": "dense", "units": 8}]  # fmt: skip
     summary = _train(tmp_path, write_spec, {"name": "cifar10", "validation_split": 0.2}, blocks)
     assert 0.0 <= summary.final["test_accuracy"] <= 1.0
+
+
+def test_fake_cache_holds_all_four_where_keras_looks(keras_home):
+    write_all(keras_home, n_train=20, n_test=5)
+    rows = {row["name"]: row for row in describe()}
+    shapes = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
+              "cifar100": (32, 32, 3)}  # fmt: skip
+    sizes = {"mnist": (20, 5), "fashion_mnist": (20, 5), "cifar10": (20, 4), "cifar100": (20, 20)}
+    for name, shape in shapes.items():
+        assert rows[name]["available"] == "yes", name
+        data = load_dataset(DatasetSpec(name=name, validation_split="test"), download=False)
+        assert data.input_shape == shape, name
+        assert (len(data.x_train), len(data.x_test)) == sizes[name], name
+        assert data.num_classes == (100 if name == "cifar100" else 10)

@@ -16,6 +16,7 @@ import pytest
 
 CIFAR10_CACHE = Path("cifar-10-batches-py-target") / "cifar-10-batches-py"
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR100_CACHE = Path("cifar-100-python-target") / "cifar-100-python"
 
 
 def point_keras_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -61,6 +62,13 @@ def write_idx(folder: Path, n_train: int, n_test: int) -> None:
             f.write(header + array.tobytes())
 
 
+def write_fashion_mnist(home: Path, n_train: int, n_test: int) -> Path:
+    """datasets/fashion-mnist/ as `keras.datasets.fashion_mnist` caches it."""
+    folder = home / "datasets" / "fashion-mnist"
+    write_idx(folder, n_train, n_test)
+    return folder
+
+
 def write_cifar(
     folder: Path, train: list[str], test: str, label_key: str, n: int, num_classes: int = 10
 ) -> None:
@@ -78,3 +86,21 @@ def write_cifar10(home: Path, n_per_batch: int) -> Path:
     folder = home / "datasets" / CIFAR10_CACHE
     write_cifar(folder, CIFAR10_TRAIN, "test_batch", "labels", n_per_batch)
     return folder
+
+
+def write_cifar100(home: Path, n: int) -> Path:
+    """The extracted CIFAR-100 folder where `keras.datasets.cifar100` caches it: a training and
+    a test batch of `n` images each, fine labels cycling through the 100 classes."""
+    folder = home / "datasets" / CIFAR100_CACHE
+    write_cifar(folder, ["train"], "test", "fine_labels", n, num_classes=100)
+    return folder
+
+
+def write_all(home: Path, n_train: int = 40, n_test: int = 10) -> None:
+    """All four Keras datasets in the cache: the MNISTs with `n_train` training and `n_test` test
+    images; CIFAR batches all hold one count, so CIFAR-10 gets five training batches and a test
+    batch of `n_train // 5` images each, CIFAR-100 a training and a test batch of `n_train`."""
+    write_mnist(home, n_train, n_test)
+    write_fashion_mnist(home, n_train, n_test)
+    write_cifar10(home, max(1, n_train // 5))
+    write_cifar100(home, n_train)

@@ -92,6 +92,13 @@ def test_loss_target_counts_down_from_the_starting_loss():
     assert not target.higher_is_better and target.reached(0.6) and not target.reached(0.8)
 
 
+def test_a_run_without_a_finite_value_is_not_counted_in_the_plateau():
+    arms = {"a": {0: _curve(0.5, 0.8), 1: _curve(NAN, NAN)}}
+    target = relative_target(arms, "val_accuracy", 0.5)
+    assert target.plateau == pytest.approx(0.8) and target.runs == 1
+    assert "mean over 1 run of the best" in target.describe()
+
+
 def test_resolution_is_the_widest_gap_between_evaluations():
     arms = {"a": {0: Curve((50, 100, 130), (0.1, 0.2, 0.3))}}
     assert relative_target(arms, "val_accuracy", 0.5).resolution == 50

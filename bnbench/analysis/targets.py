@@ -201,6 +201,7 @@ def relative_target(
             "nothing was learned, so no target can be derived from it"
         )
     how = f"best {metric}" if rule == "best" else f"mean of the last {last} evaluations"
+    counted = sum(any(map(math.isfinite, c.values)) for c in arms[arm].values())
     return RelativeTarget(
         metric=metric,
         value=baseline + fraction * (level - baseline),
@@ -208,8 +209,8 @@ def relative_target(
         plateau=level,
         baseline=baseline,
         arm=arm,
-        how=f"mean over {len(arms[arm])} runs of the {how}",
-        runs=len(arms[arm]),
+        how=f"mean over {counted} run{'s' if counted != 1 else ''} of the {how}",
+        runs=counted,
         resolution=_resolution(arms),
     )
 

@@ -28,7 +28,7 @@ def machine() -> dict[str, Any]:
     """CPU and OS description; GPU names when a backend is already imported and sees one."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
-        "processor": _cpu_name(),
+        "processor": cpu_name(),
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
     }
@@ -38,7 +38,8 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

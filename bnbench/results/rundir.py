@@ -106,6 +106,9 @@ class RunSummary(_Record):
     effective_learning_rate: float | None = None
     started_at: str | None = None
     versions: dict[str, str] = {}
+    # The CPU that trained it: "processor", its "widest_isa" and the "isa_cap" the backends ran
+    # under ("none" when uncapped); runs agree bit for bit only on the same cap and libraries.
+    machine: dict[str, str] = {}
     diverged_step: int | None = None
     steps_done: int | None = None
     metric: str | None = None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bnbench.config.backend_policy import BACKENDS, installed
 from bnbench.errors import SpecError
+from bnbench.train.instruction_set import apply_cap
 
 
 def quiet_environment() -> None:
@@ -111,6 +112,10 @@ def activate(backend: str) -> None:
             "or choose another backend"
         )
     quiet_environment()
+    try:
+        apply_cap()
+    except ValueError as error:
+        raise SpecError(str(error)) from None
     if "keras" in sys.modules:
         import keras
 

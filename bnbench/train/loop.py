@@ -255,6 +255,7 @@ class _Loop:
         """The run's summary as it stands; `status` and `final` as given."""
         from bnbench.model.build import parameter_counts
         from bnbench.results.environment import library_versions
+        from bnbench.train.instruction_set import cpu_description
 
         run, training = self.prep, self.prep.spec.training
         target_step, target_seconds = self.target or (None, None)
@@ -274,6 +275,7 @@ class _Loop:
             "effective_learning_rate": training.effective_learning_rate,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
             "versions": library_versions(),
+            "machine": cpu_description(),
             "diverged_step": self.monitor.diverged_at,
             "steps_done": self.monitor.step,
             "metric": run.metric_names[0] if run.metric_names else None,

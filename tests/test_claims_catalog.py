@@ -157,7 +157,7 @@ def test_a_wheel_holds_every_claim_and_lists_them_installed(tmp_path: Path):
     """`pip wheel` packs each claim's module and YAML and their base spec; installed from the
     wheel (not this checkout), `bnbench claims list` works from any folder."""
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
                     "-q", str(ROOT), "-w", str(wheels)], check=True, cwd=tmp_path)  # fmt: skip
     (wheel,) = wheels.glob("bnbench-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -24,6 +24,7 @@ from tests.support.claims_scenarios import (
     input_scaling,
     small_batch_examples,
 )
+from tests.support.specs import files_under
 
 runner = CliRunner()
 
@@ -140,3 +141,28 @@ def test_bnbench_plot_draws_the_variance_shift(tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert (folder / "plots" / "variance_shift.png").stat().st_size > 10_000
     assert "variance shift (Li et al. 2019)" in (folder / "plots" / "index.md").read_text("utf-8")
+
+
+def test_report_reads_each_summary_once_and_writes_only_its_outputs(tmp_path: Path, monkeypatch):
+    """The report needs no runs.csv (it reads the run directories), rewrites nothing it read,
+    and parses each run's summary.json once."""
+    out = tmp_path / "claims"
+    folder = SCENARIOS["ghost_batch"](FOR).write(out)
+    (folder / "runs.csv").unlink()
+    before = {path: path.stat().st_mtime_ns for path in files_under(out)}
+    reads: list[Path] = []
+    read_summary = rundir.read_summary
+
+    def counted(run_dir: Path) -> rundir.RunSummary | None:
+        reads.append(run_dir)
+        return read_summary(run_dir)
+
+    monkeypatch.setattr(rundir, "read_summary", counted)
+    write_claims_report(out)
+    after = {path: path.stat().st_mtime_ns for path in files_under(out)}
+    written = {path.relative_to(out).as_posix() for path in set(after) - set(before)}
+    assert written == {"claims.md", "claims.json", "figures/ghost_batch.png"}
+    assert {path: after[path] for path in before} == before  # nothing read was rewritten
+    runs = sorted((folder / "runs").iterdir())
+    assert sorted(reads) == runs  # 8 runs, each summary parsed once
+    assert _claim(out, "ghost_batch")["findings"][0]["verdict"] == "supported"

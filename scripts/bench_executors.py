@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import yaml
-from bench_grid import _finals, _grid
+from bench_grid import grid_spec, test_losses
 
 # What the grid shares with bench_grid.py, so that the numbers are comparable.
 COMMON = ["--quiet", "--no-plots"]
@@ -82,11 +82,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ablation = root / "grid.yaml"
-        ablation.write_text(yaml.safe_dump(_grid(args.steps, args.backend), sort_keys=False))
+        ablation.write_text(yaml.safe_dump(grid_spec(args.steps, args.backend), sort_keys=False))
         # A first run fills the JAX compilation cache and the OS file cache for every variant.
         _timed(_ablate(ablation, root / "warm", "--jobs", "2"))
         local = _timed(_ablate(ablation, root / "local", "--jobs", "2"))
-        reference = _finals(root / "local")
+        reference = test_losses(root / "local")
         rows = [("local --jobs 2", local, "yes")]
 
         temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must be short
@@ -94,7 +94,7 @@ def main() -> None:
             address = _start_ray(temp)
             ray = _timed(_ablate(ablation, root / "ray", "--executor", "ray", "--address",
                                  address))  # fmt: skip
-            rows.append(("ray, 2-CPU cluster", ray, _same(_finals(root / "ray"), reference)))
+            rows.append(("ray, 2-CPU cluster", ray, _same(test_losses(root / "ray"), reference)))
         finally:
             subprocess.run([shutil.which("ray") or "ray", "stop", "--force"],
                            capture_output=True)  # fmt: skip
@@ -102,7 +102,7 @@ def main() -> None:
 
         shards = [_ablate(ablation, root / "shards", "--shard", f"{i}/3") for i in (1, 2, 3)]
         sharded = _timed(*shards)
-        rows.append(("3 shards at once", sharded, _same(_finals(root / "shards"), reference)))
+        rows.append(("3 shards at once", sharded, _same(test_losses(root / "shards"), reference)))
     print(f"{'variant':<22}{'wall s':>9}{'vs local':>10}{'same numbers':>14}")
     for name, seconds, same in rows:
         print(f"{name:<22}{seconds:>9.1f}{seconds / local:>9.2f}x{same:>14}")

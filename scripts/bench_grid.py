@@ -27,7 +27,8 @@ from bnbench.results import rundir
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _grid(steps: int, backend: str) -> dict:
+def grid_spec(steps: int, backend: str) -> dict:
+    """The 8-run grid (also run by bench_executors.py, so their numbers compare)."""
     return {
         "name": f"bench_grid_{backend}",
         "base": str(ROOT / "configs" / "mlp_digits.yaml"),
@@ -86,7 +87,8 @@ def run_ablate(ablation: Path, out: Path, jobs: int) -> tuple[float, int, float]
     return seconds, peak, cpu
 
 
-def _finals(out: Path) -> dict[str, float]:
+def test_losses(out: Path) -> dict[str, float]:
+    """Run id -> final test loss of every run of the ablation in `out`."""
     return {run.name: _summary(run).final["test_loss"] for run in sorted((out / "runs").iterdir())}
 
 
@@ -104,10 +106,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends:
             ablation = Path(tmp) / f"grid_{backend}.yaml"
-            ablation.write_text(yaml.safe_dump(_grid(args.steps, backend), sort_keys=False))
+            ablation.write_text(yaml.safe_dump(grid_spec(args.steps, backend), sort_keys=False))
             one, one_peak, one_cpu = run_ablate(ablation, Path(tmp) / f"{backend}1", 1)
             two, two_peak, two_cpu = run_ablate(ablation, Path(tmp) / f"{backend}2", 2)
-            a, b = _finals(Path(tmp) / f"{backend}1"), _finals(Path(tmp) / f"{backend}2")
+            a, b = test_losses(Path(tmp) / f"{backend}1"), test_losses(Path(tmp) / f"{backend}2")
             same = a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-4 * abs(a[k]) for k in a)
             peaks = f"{one_peak / 1024:.0f}/{two_peak / 1024:.0f}"
             busy = f"{one_cpu / one:.2f}/{two_cpu / two:.2f}"

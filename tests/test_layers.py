@@ -27,7 +27,7 @@ BELOW = {
     "ablate": BASE | {"config", "results", "train"},
     "analysis": BASE | {"config", "results", "data"},
     "export": BASE | {"config", "results", "analysis"},
-    "claims": BASE | {"config", "results", "analysis", "ablate"},
+    "claims": BASE | {"config", "results", "analysis"},
     "cli": BASE
     | {"config", "results", "data", "model", "train", "ablate", "analysis", "export", "claims"},
     "__main__": {"cli"},

@@ -23,10 +23,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from bnbench.claims.catalog.shift_adaptation import VERDICT_EXAMPLES
 from bnbench.claims.evidence import load_evidence
 from bnbench.claims.registry import CLAIMS
 from bnbench.claims.report import write_claims_report
-from bnbench.claims.rules_shift import VERDICT_EXAMPLES
 from bnbench.cli import app
 from bnbench.config.schema import RunSpec, ShiftSpec
 from bnbench.results import rundir

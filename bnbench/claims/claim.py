@@ -1,9 +1,11 @@
-"""The types a claim is made of: its registry entry, its quick budget and what its rule finds.
+"""The types a claim is made of: its entry, its quick budget and what its rule finds.
 
-A claim is three things kept apart: an ablation (`configs/claims/<id>.yaml`, data, whose header
-states the claim, its source, budget, runtime and expected outcome), a verdict rule (code:
-`assess` reads the claim's results tree and returns findings) and a figure (`draw`, from the same
-tree). The rule's thresholds are constants declared beside it, never tuned on the results.
+A claim is one module and one YAML file in `bnbench/claims/catalog/`, both named after its id:
+the YAML is its ablation (data, whose header states the claim, its source, budget, runtime and
+expected outcome); the module declares the claim's metadata as a `Claim` named `CLAIM`, with its
+verdict rule (`assess` reads the claim's results tree and returns findings) and its figure
+(`draw`, from the same tree). The rule's thresholds are constants declared beside it, never tuned
+on the results.
 """
 
 from __future__ import annotations
@@ -83,31 +85,39 @@ class Reduction:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Claim:
-    """A registry entry: one claim about batch norm and how bnbench tests it.
+    """One claim about batch norm and how bnbench tests it (a catalog module's `CLAIM`).
 
     Attributes:
-        id: The claim's name on the command line and its folder, e.g. "faster_training".
-        claim: The claim in words, as it is usually made.
+        id: The claim's name on the command line, its module, its YAML and its results folder,
+            e.g. "faster_training".
+        statement: The claim in words, as it is usually made; the YAML header quotes it.
         source: Who the claim is usually attributed to.
         measures: What is measured, in words.
         runtime: Expected wall time of the full and the quick budget with --jobs 2.
         quick: The reduced budget of --quick.
+        arms: The arms the rule and the figure read by name; each must be an arm of the YAML.
         assess: The verdict rule.
         draw: The claim's figure.
     """
 
     id: str
-    claim: str
+    statement: str
     source: str
     measures: str
     runtime: str
-    quick: Reduction
+    quick: Reduction = field(default_factory=Reduction)
+    arms: tuple[str, ...]
     assess: Callable[[Evidence], Assessment]
     draw: Callable[[Evidence], Figure]
 
     def listing(self) -> dict[str, str]:
         """What `bnbench claims list` shows."""
-        return {"id": self.id, "claim": self.claim, "source": self.source,
-                "measures": self.measures, "runtime": self.runtime}  # fmt: skip
+        return {
+            "id": self.id,
+            "claim": self.statement,
+            "source": self.source,
+            "measures": self.measures,
+            "runtime": self.runtime,
+        }

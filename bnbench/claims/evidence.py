@@ -4,13 +4,16 @@ A claim's folder is an ordinary ablation results tree (`bnbench.results.tree`); 
 run, everything its `summary.json` says at the end of training (`final.<key>` columns such as
 `final.test_accuracy` or `final.val_train_mode_accuracy`, `stalled`, `chance_accuracy`), read
 through the run-directory contract. Runs that failed or never finished are not evidence.
+
+The tree is read from the run directories, each file once (not from runs.csv, which only
+`bnbench claims run` and `bnbench report` write): a report reads and never rewrites.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +21,12 @@ import numpy as np
 import pandas as pd
 
 from bnbench.analysis.paired import TimeToTarget
+from bnbench.errors import SpecError
 from bnbench.results import rundir
-from bnbench.results.layout import run_path
-from bnbench.results.tree import ResultsTree, load_results_tree
+from bnbench.results.files import read_mapping
+from bnbench.results.layout import ABLATION, RUNS_DIR
+from bnbench.results.rows import row_from, run_columns
+from bnbench.results.tree import ResultsTree, tree_from_runs
 
 # A run is evidence when it finished training: completed, or diverged (a result, not a crash).
 USABLE = ("completed", "diverged")
@@ -35,10 +41,14 @@ class Evidence:
         tree: The results tree as the figures read it.
         runs: `tree.runs` restricted to finished runs, plus `final.<key>`, `stalled` and
             `chance_accuracy` from each run's summary.
+        summaries: Run id -> its summary, for the finished runs.
+        configs: Run id -> its resolved config as plain data, for the finished runs.
     """
 
     tree: ResultsTree
     runs: pd.DataFrame
+    summaries: Mapping[str, rundir.RunSummary] = field(default_factory=dict)
+    configs: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def histories(self) -> pd.DataFrame:
@@ -101,24 +111,65 @@ class Evidence:
         return f"{length} at batch {batch}; {len(self.seeds)} seeds, {len(self.runs)} runs"
 
 
-def load_evidence(claim_dir: Path) -> Evidence:
-    """Read one claim's results tree (its runs.csv must be current: `build_report` writes it).
+def load_evidence(claim_dir: Path, spec: Mapping[str, Any] | None = None) -> Evidence:
+    """Read one claim's results tree from its run directories, each file once.
+
+    Args:
+        claim_dir: The claim's folder, holding `runs/<run_id>/`.
+        spec: Its ablation.yaml as already read (read here when None).
 
     Raises:
-        SpecError: the folder is not a results tree or a file in it cannot be read.
+        SpecError: the folder holds no run directory, or a file in one cannot be read.
     """
-    tree = load_results_tree(claim_dir)
+    spec = read_mapping(claim_dir / ABLATION) if spec is None else spec
+    runs_dir = claim_dir / RUNS_DIR
+    dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not dirs:
+        raise SpecError(f"{str(runs_dir)!r} holds no run directories")
+    found = [(path, rundir.read_entry(path), rundir.read_config(path), rundir.read_summary(path))
+             for path in dirs]  # fmt: skip
+    declared_grid = spec.get("grid")
+    grid: dict[str, Any] = declared_grid if isinstance(declared_grid, dict) else {}
+    keys = [*map(str, grid)] + [str(k) for _, e, _, _ in found for k in e.get("grid") or {}]
+    grid_keys = tuple(dict.fromkeys(keys))
+    rows = [row_from(path, entry, grid_keys, config, summary)
+            for path, entry, config, summary in found]  # fmt: skip
+    declared = spec.get("arms")
+    arms = [str(a) for a in declared] if isinstance(declared, dict | list) else []
+    rows.sort(key=lambda row: _order(row, arms, grid_keys, grid))
+    frame = pd.DataFrame(rows, columns=run_columns(grid_keys))
+    run_dirs = {path.name: path for path, *_ in found}
+    title = str(spec.get("name") or claim_dir.name)
+    tree = tree_from_runs(claim_dir, frame, run_dirs, arms, title=title)
     runs = tree.runs[tree.runs["status"].isin(USABLE)].copy()
+    by_id = {path.name: (config, summary) for path, _, config, summary in found}
     extra: list[dict[str, Any]] = []
     for run_id in runs["run_id"]:
-        summary = rundir.read_summary(run_path(claim_dir, str(run_id)))
+        summary = by_id[str(run_id)][1]
         row: dict[str, Any] = {"stalled": None, "chance_accuracy": None}
         if summary is not None:
             row = {f"final.{key}": value for key, value in summary.final.items()}
             row |= {"stalled": summary.stalled, "chance_accuracy": summary.chance_accuracy}
         extra.append(row)
     columns = pd.DataFrame(extra, index=runs.index)
-    return Evidence(tree, pd.concat([runs, columns], axis=1))
+    finished = [str(run_id) for run_id in runs["run_id"]]
+    summaries = {rid: s for rid in finished if (s := by_id[rid][1]) is not None}
+    configs = {rid: by_id[rid][0] for rid in finished}
+    return Evidence(tree, pd.concat([runs, columns], axis=1), summaries, configs)
+
+
+def _order(
+    row: dict[str, Any], arms: list[str], grid_keys: tuple[str, ...], grid: Mapping[str, Any]
+) -> tuple[Any, ...]:
+    """Arm order, then the cell's place in the ablation's grid, then seed (as runs.csv)."""
+    arm = arms.index(row["arm"]) if row["arm"] in arms else len(arms)
+    places = []
+    for key in grid_keys:
+        listed = [str(v) for v in grid.get(key) or []]
+        value = str(row[f"grid.{key}"])
+        places.append(listed.index(value) if value in listed else len(listed))
+    seed = row["seed"]
+    return arm, places, seed is None, seed or 0, row["run_id"]
 
 
 def _same(value: Any, wanted: Any) -> bool:

@@ -36,7 +36,7 @@ def render_html(reports: list[ClaimReport], out: Path) -> str:
              f"<table>{''.join(body)}</table>"]  # fmt: skip
     for report in reports:
         claim = report.claim
-        parts.append(f"<h2>{e(claim.id)}: {e(claim.claim)}</h2><p>Source: {e(claim.source)}. "
+        parts.append(f"<h2>{e(claim.id)}: {e(claim.statement)}</h2><p>Source: {e(claim.source)}. "
                      f"Measured: {e(claim.measures)}. Budget: {e(report.budget)} "
                      f"({report.mode}).</p><ul>")  # fmt: skip
         for found in report.assessment.findings:

@@ -141,3 +141,35 @@ def reached(times: Mapping[int, TimeToTarget]) -> str:
     """E.g. "3/5 seeds reached the target"."""
     count = sum(not t.censored for t in times.values())
     return f"{count}/{len(times)} seeds reached the target"
+
+
+def minus(first: Mapping[int, float], second: Mapping[int, float]) -> dict[int, float]:
+    """Seed -> `first - second`, for the seeds both have."""
+    return {seed: first[seed] - second[seed] for seed in first.keys() & second.keys()}
+
+
+def differences_of(first: Mapping[int, float], second: Mapping[int, float]) -> list[Value]:
+    """Seed by seed `first - second`, as exact values (non-finite ones left out)."""
+    return per_seed(minus(first, second))
+
+
+def accuracy(evidence: Evidence, arm: str, cell: Cell | None = None) -> dict[int, float]:
+    """Seed -> final test accuracy; a diverged run scores its data's chance rate (it learned
+    nothing usable)."""
+    rows = evidence.where(arm, cell)
+    out = {}
+    for seed, status, score, chance in zip(rows["seed"], rows["status"], rows["final_test_metric"],
+                                           rows["chance_accuracy"], strict=True):  # fmt: skip
+        diverged = status == "diverged" and chance is not None
+        out[int(seed)] = float(chance) if diverged else float(score)
+    return out
+
+
+def target_words(evidence: Evidence) -> str:
+    """E.g. "target val_accuracy ≥ 0.9 within 400 steps" ("no target" without one)."""
+    rows = evidence.runs.dropna(subset=["target_value"])
+    if rows.empty:
+        return "no target"
+    steps = int(evidence.runs["total_steps"].max())
+    metric, value = rows["target_metric"].iloc[0], float(rows["target_value"].iloc[0])
+    return f"target {metric} ≥ {value:g} within {steps} steps"

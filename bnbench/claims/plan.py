@@ -1,18 +1,17 @@
-"""Loading a claim's ablation (full or quick budget) and running the selected claims.
+"""Loading a claim's ablation (full or quick budget) and checking where the claims will run.
 
-Each claim runs as an ordinary ablation into `OUT/<id>/` through `bnbench.ablate.runner`, so a
-claims run resumes like an ablation (finished runs are skipped, interrupted ones re-run, also
-after `kill -9`) and every claim folder can be read by `bnbench report` and `bnbench plot`.
+Each claim runs as an ordinary ablation into `OUT/<id>/` (`bnbench claims run`, in
+`bnbench.cli.claims`, hands the ablations planned here to `bnbench.ablate.runner`), so a claims
+run resumes like an ablation and every claim folder can be read by `bnbench report` and
+`bnbench plot`. Nothing here runs anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from bnbench.claims import catalog
 from bnbench.claims.claim import Claim
 from bnbench.config.ablation import Ablation, AblationSpec, expand, load_ablation
 from bnbench.config.loading import validate
@@ -21,11 +20,9 @@ from bnbench.errors import SpecError
 from bnbench.results.files import read_mapping
 from bnbench.results.layout import ABLATION, MANIFEST
 
-if TYPE_CHECKING:
-    from bnbench.ablate.runner import Listener, Outcome
-
-# The shipped claim ablations: configs/claims/ beside the package in a source checkout.
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "claims"
+# The shipped claim ablations: package data of `bnbench.claims.catalog`, so an installed
+# bnbench has them; `--configs` points `claims run` and `claims report` at a folder of one's own.
+CONFIGS = catalog.folder()
 Mode = Literal["quick", "full", "changed"]
 
 
@@ -51,9 +48,10 @@ def load_claim(claim: Claim, quick: bool, configs: Path = CONFIGS) -> Ablation:
         SpecError: the file, its base spec or an expanded run is invalid.
     """
     path = claim_path(claim, configs)
+    data, _ = load_yaml(path)
+    catalog.check_arms(claim, data, path)  # a user's own file too: before anything runs
     if not quick:
         return load_ablation(path)
-    data, _ = load_yaml(path)
     # The quick budget changes the data, so the file's line numbers no longer apply.
     spec = validate(AblationSpec, claim.quick.apply(data), None)
     if not isinstance(spec.base, str):
@@ -67,9 +65,9 @@ def load_claim(claim: Claim, quick: bool, configs: Path = CONFIGS) -> Ablation:
     return Ablation(spec, resolved, expand(spec, base, str(base_path)))
 
 
-def claim_mode(claim: Claim, claim_dir: Path, configs: Path = CONFIGS) -> Mode:
-    """Whether `claim_dir` holds the claim's quick or full budget, or a changed ablation."""
-    stored = read_mapping(claim_dir / ABLATION)
+def claim_mode(claim: Claim, stored: dict[str, Any], configs: Path = CONFIGS) -> Mode:
+    """Whether a claim folder whose ablation.yaml holds `stored` ran the claim's quick or full
+    budget, or a changed ablation."""
     for quick in (True, False):
         try:
             if stored == load_claim(claim, quick, configs).resolved:
@@ -77,21 +75,6 @@ def claim_mode(claim: Claim, claim_dir: Path, configs: Path = CONFIGS) -> Mode:
         except SpecError:  # the claim file itself no longer loads
             return "changed"
     return "changed"
-
-
-@dataclass
-class ClaimsOutcome:
-    """What a `claims run` did, claim by claim."""
-
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
-    interrupted: bool = False
-
-    @property
-    def failed(self) -> dict[str, list[str]]:
-        return {cid: o.failed for cid, o in self.outcomes.items() if o.failed}
-
-
-Display = Callable[[str, Ablation, Path], AbstractContextManager["Listener"]]
 
 
 def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CONFIGS
@@ -107,8 +90,9 @@ def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CON
     planned = [(claim, load_claim(claim, quick, configs)) for claim in claims]
     for claim, ablation in planned:
         folder = out / claim.id
-        if (folder / ABLATION).exists() and read_mapping(folder / ABLATION) != ablation.resolved:
-            other = claim_mode(claim, folder, configs)
+        stored = read_mapping(folder / ABLATION) if (folder / ABLATION).exists() else None
+        if stored is not None and stored != ablation.resolved:
+            other = claim_mode(claim, stored, configs)
             raise SpecError(
                 f"{folder}: holds the {other} budget of claim {claim.id!r}, not the "
                 f"{'quick' if quick else 'full'} one; choose another --out (or delete the "
@@ -126,58 +110,12 @@ def check_claims_out(out: Path) -> None:
     Raises:
         SpecError: as said, with what to do instead.
     """
-    from bnbench.claims.registry import CLAIMS
-
     if out.exists() and not out.is_dir():
         raise SpecError(f"--out {out} is a file, not a folder")
     found = [name for name in (ABLATION, MANIFEST) if (out / name).exists()]
     if found:
         where = (f" (the folder of claim {out.name!r}: give its parent, {out.parent})"
-                 if out.name in CLAIMS else "")  # fmt: skip
+                 if out.name in catalog.IDS else "")  # fmt: skip
         raise SpecError(
             f"{out} holds an ablation ({found[0]}){where}; choose another --out for claims"
         )
-
-
-def run_claims(
-    planned: list[tuple[Claim, Ablation]], out: Path, jobs: int, display: Display
-) -> ClaimsOutcome:
-    """Run each planned claim's ablation into `OUT/<id>/` and rebuild its runs.csv.
-
-    Args:
-        planned: From `plan_claims`.
-        out: The claims results directory.
-        jobs: Runs at once within a claim.
-        display: (claim id, ablation, folder) -> a context giving the progress listener.
-
-    Returns:
-        The outcome of every claim that ran; `interrupted` after a Ctrl-C, when the claims
-        after the interrupted one are not started.
-    """
-    from bnbench.ablate.runner import run_ablation
-    from bnbench.analysis.tables import build_report
-
-    result = ClaimsOutcome()
-    for claim, ablation in planned:
-        folder = out / claim.id
-        with display(claim.id, ablation, folder) as listener:
-            outcome = run_ablation(ablation, folder, jobs=jobs, listener=listener)
-        result.outcomes[claim.id] = outcome
-        if outcome.interrupted:
-            result.interrupted = True
-            break
-        build_report(folder)
-    return result
-
-
-def finished_runs(ablation: Ablation, folder: Path) -> int:
-    """How many of the ablation's runs are already finished in `folder`."""
-    from bnbench.results import rundir
-    from bnbench.results.layout import run_path
-
-    return sum(rundir.is_done(rundir.run_state(run_path(folder, r.run_id))) for r in ablation.runs)
-
-
-def describe(planned: list[tuple[Claim, Ablation]]) -> list[dict[str, Any]]:
-    """One row per claim: its id and number of runs."""
-    return [{"id": claim.id, "runs": len(ablation.runs)} for claim, ablation in planned]

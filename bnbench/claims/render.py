@@ -80,7 +80,7 @@ def markdown(reports: list[ClaimReport]) -> str:
                      f"{row['statistic']} | {row['n']} | {row['budget']} |")  # fmt: skip
     for report in reports:
         claim = report.claim
-        lines += ["", f"## {claim.id}: {claim.claim}", "",
+        lines += ["", f"## {claim.id}: {claim.statement}", "",
                   f"Source: {claim.source}. Measured: {claim.measures}. "
                   f"Budget: {report.budget} ({report.mode}).", ""]  # fmt: skip
         for found in report.assessment.findings:

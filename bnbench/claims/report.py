@@ -1,9 +1,9 @@
 """The claims report: every claim's verdicts, numbers and figure, from the results tree alone.
 
-`write_claims_report` reads `OUT/<id>/` of every claim that has run (rebuilding its runs.csv
-from the run directories), applies the claim's verdict rule, draws its figure into
-`OUT/figures/<id>.png` and writes `claims.md` and `claims.json` (and `claims.html` on request).
-It never trains; re-running it after editing or adding runs re-renders everything.
+`write_claims_report` reads `OUT/<id>/` of every claim that has run (each file of its run
+directories once), applies the claim's verdict rule, draws its figure into
+`OUT/figures/<id>.png` and writes `claims.md` and `claims.json` (and `claims.html` on request):
+only those. It never trains; re-running it after editing or adding runs re-renders everything.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from bnbench.claims.plan import CONFIGS, claim_mode
 from bnbench.claims.registry import CLAIMS
 from bnbench.claims.render import ClaimReport, markdown
 from bnbench.errors import SpecError
-from bnbench.results.files import atomic_write_text, write_json
-from bnbench.results.layout import ABLATION
+from bnbench.results.files import atomic_write_text, read_mapping, write_json
+from bnbench.results.layout import ABLATION, RUNS_DIR
 
 FIGURES = "figures"
 MARKDOWN, JSON, HTML = "claims.md", "claims.json", "claims.html"
@@ -33,7 +33,6 @@ def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
             or holds no claim folder; or a file in one cannot be read.
     """
     from bnbench.analysis.figures import save_figure
-    from bnbench.analysis.tables import build_report
 
     found = [c for c in CLAIMS.values() if (out / c.id / ABLATION).is_file()]
     if not found:
@@ -41,12 +40,12 @@ def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
     reports = []
     for claim in found:
         folder = out / claim.id
-        mode = claim_mode(claim, folder, configs)
-        if not any((folder / "runs").glob("*")):
+        stored = read_mapping(folder / ABLATION)
+        mode = claim_mode(claim, stored, configs)
+        if not any((folder / RUNS_DIR).glob("*")):
             reports.append(ClaimReport(claim, mode, Assessment([], ["No runs yet."]), "-", None))
             continue
-        build_report(folder)
-        evidence = load_evidence(folder)
+        evidence = load_evidence(folder, stored)
         if evidence.runs.empty:
             empty = Assessment([], ["No finished runs yet."])
             reports.append(ClaimReport(claim, mode, empty, evidence.budget(), None))

@@ -78,12 +78,24 @@ def run_row(
     Raises:
         SpecError: the run's config cannot be parsed.
     """
+    return row_from(path, entry, grid_keys, rundir.read_config(path), rundir.read_summary(path))
+
+
+def row_from(
+    path: Path,
+    entry: dict[str, Any] | None,
+    grid_keys: tuple[str, ...],
+    config: dict[str, Any],
+    read: rundir.RunSummary | None,
+) -> dict[str, Any]:
+    """`run_row` from the run's files already read (each file is read once): its `config` and
+    its summary as `rundir.read_summary` returns it (`read`)."""
     entry = entry or {}
-    config = rundir.read_config(path)
-    status = rundir.run_state(path)
-    summary = rundir.read_summary(path) if status != rundir.UNFINISHED else None
-    if summary is None:
-        summary = rundir.RunSummary(run_id=path.name, status="failed")  # only defaults are read
+    # As `rundir.run_state` says, without reading the summary again.
+    status: str = read.status if read is not None else rundir.UNFINISHED
+    if read is None and not path.exists():
+        status = rundir.MISSING
+    summary = read or rundir.RunSummary(run_id=path.name, status="failed")  # its defaults only
     training, grid = _mapping(config.get("training")), _mapping(entry.get("grid"))
     final, best, target, params = summary.final, summary.best, summary.target, summary.params
     metric = summary.metric or None

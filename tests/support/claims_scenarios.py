@@ -1,6 +1,10 @@
-"""Hand-built results trees for the claims input_scaling and small_batch_examples, and for
-dropout_order with its variance-shift rows: one scenario builder per claim whose effect drives
-every finding of the claim (the same effects as `tests/test_claims_rules.py`)."""
+"""Hand-built results trees of every claim, one scenario per claim, found by the claim's id.
+
+A scenario is a function named after its claim (`@scenario` files it in `SCENARIOS` under its
+name): given an effect (FOR, AGAINST, UNCLEAR) it returns a `Tree` whose data carry that effect,
+so a test can set the effect and check the verdict. Adding a claim adds one function here;
+`tests/test_claims_catalog.py` checks that every claim has one.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,24 @@ from bnbench.results import rundir
 from bnbench.results.files import write_csv
 from bnbench.results.layout import run_path
 from bnbench.train.variance_shift import COLUMNS as SHIFT_COLUMNS
+from tests.support import shift_tree
 from tests.support.claims_tree import SEEDS, Tree
 
 FOR, AGAINST, UNCLEAR = "for", "against", "unclear"
+# Per-seed effects: clearly positive, clearly negative, and centred on zero with noise.
 EFFECT = {FOR: (0.10, 0.12, 0.09, 0.11), AGAINST: (-0.10, -0.12, -0.09, -0.11),
           UNCLEAR: (0.05, -0.06, 0.04, -0.03)}  # fmt: skip
 VERDICT = {FOR: "supported", AGAINST: "not supported", UNCLEAR: "inconclusive"}
 RATE = "training.learning_rate"
 BATCH = "training.batch_size"
+Scenario = Callable[[str], Tree]
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(build: Scenario) -> Scenario:
+    """File `build` in `SCENARIOS` under its name, which is its claim's id."""
+    SCENARIOS[build.__name__] = build
+    return build
 
 
 class ProbedTree(Tree):
@@ -38,9 +52,140 @@ class ProbedTree(Tree):
             write_csv(path, rows, SHIFT_COLUMNS)
 
 
-# --- scenarios: one per claim, the effect drives every finding --------------------------------
+@scenario
+def faster_training(effect: str) -> Tree:
+    tree = Tree("faster_training", ["no_bn", "bn_moving", "bn_recalibrated"])
+    for seed, d in zip(SEEDS, EFFECT[effect], strict=True):
+        ratio = 2 ** (10 * d)  # BN's speedup: 2 for an effect of 0.1
+        tree.add("no_bn", seed, steps=200, target=True)
+        for arm in ("bn_moving", "bn_recalibrated"):
+            tree.add(arm, seed, steps=round(200 / ratio), target=True)
+    return tree
 
 
+@scenario
+def lr_range(effect: str) -> Tree:
+    rates = [0.01, 0.1, 1.0, 10.0]
+    tree = Tree("lr_range", ["no_bn", "bn"], {"training.learning_rate": rates})
+    widths = {FOR: ((2, 0),) * 4, AGAINST: ((0, 2),) * 4, UNCLEAR: ((1, 0), (0, 1), (1, 0), (0, 1))}
+    for seed, (bn, none) in zip(SEEDS, widths[effect], strict=True):
+        for arm, width in (("bn", bn), ("no_bn", none)):
+            for i, rate in enumerate(rates):
+                good = 1 <= i <= 1 + width  # the width in decades of good rates from 0.1 up
+                tree.add(arm, seed, {"training.learning_rate": rate}, test=0.95 if good else 0.4)
+    return tree
+
+
+@scenario
+def init_scale(effect: str) -> Tree:
+    scales = [0.01, 0.1, 1.0]
+    tree = Tree("init_scale", ["no_bn", "bn"], {"model.initializer.stddev": scales})
+    for seed, d in zip(SEEDS, EFFECT[effect], strict=True):
+        for j, scale in enumerate(scales):
+            # The middle scale is better by 3|d|: without BN when d > 0, with BN when d < 0.
+            bump = 3 * abs(d) * (j % 2)
+            cell = {"model.initializer.stddev": scale}
+            tree.add("no_bn", seed, cell, test=0.6 + (bump if d > 0 else 0.001 * j))
+            tree.add("bn", seed, cell, test=0.6 + (bump if d < 0 else 0.001 * j))
+    return tree
+
+
+def gap_rows(train: float) -> dict[str, list[list[float]]]:
+    return {"train_inference_gap": [[600, 0.1, 0.1, train, train, 32]]}
+
+
+@scenario
+def regularization(effect: str) -> Tree:
+    tree = Tree("regularization", ["no_bn", "bn", "dropout", "bn_dropout"])
+    for seed, d in zip(SEEDS, EFFECT[effect], strict=True):
+        tree.add("no_bn", seed, test=0.85, diagnostics=gap_rows(1.0))
+        tree.add("bn", seed, test=0.85 + d, diagnostics=gap_rows(1.0))
+        tree.add("dropout", seed, test=0.85, diagnostics=gap_rows(0.95))
+        tree.add("bn_dropout", seed, test=0.9, diagnostics=gap_rows(0.95))
+    return tree
+
+
+def gradient_rows(first: float) -> dict[str, list[list[object]]]:
+    rows = []
+    for step in (0, 30, 60):
+        rows += [[step, f"block{i}_dense", first ** ((4 - i) / 3)] for i in (1, 2, 3, 4)]
+        rows.append([step, "head", 1.0])
+    return {"gradient_norms": rows}
+
+
+@scenario
+def vanishing_gradients(effect: str) -> Tree:
+    tree = Tree("vanishing_gradients", ["no_bn", "bn"])
+    for seed, d in zip(SEEDS, EFFECT[effect], strict=True):
+        tree.add("no_bn", seed, diagnostics=gradient_rows(1.0))
+        tree.add("bn", seed, diagnostics=gradient_rows(10 ** (30 * d)))
+    return tree
+
+
+@scenario
+def depth(effect: str) -> Tree:
+    depths = [2, 8]
+    tree = Tree("depth", ["no_bn", "bn"], {"model.blocks.0.repeat": depths})
+    for seed, d in zip(SEEDS, EFFECT[effect], strict=True):
+        for arm, slope in (("no_bn", 10 * d), ("bn", 0.0)):
+            for x in depths:
+                steps = round(100 * (x / 2) ** slope)
+                tree.add(arm, seed, {"model.blocks.0.repeat": x}, steps=steps, total=10_000,
+                         target=True)  # fmt: skip
+    return tree
+
+
+@scenario
+def small_batch(effect: str) -> Tree:
+    tree = Tree("small_batch", ["batch", "group"], {"training.batch_size": [2, 64]})
+    for seed, d in zip(SEEDS, EFFECT[effect], strict=True):
+        tree.add("batch", seed, {"training.batch_size": 2}, test=0.8 - 3 * d)
+        tree.add("batch", seed, {"training.batch_size": 64}, test=0.95)
+        tree.add("group", seed, {"training.batch_size": 2}, test=0.8)
+        tree.add("group", seed, {"training.batch_size": 64}, test=0.95)
+    return tree
+
+
+@scenario
+def placement(effect: str) -> Tree:
+    tree = Tree("placement", ["before", "after"], {"model.activation": ["sigmoid", "relu"]})
+    relu = {FOR: (0.001, -0.002, 0.0015, 0.0), AGAINST: (0.1, 0.12, 0.09, 0.11),
+            UNCLEAR: (0.03, -0.03, 0.02, -0.01)}  # fmt: skip
+    for seed, d, r in zip(SEEDS, EFFECT[effect], relu[effect], strict=True):
+        tree.add("before", seed, {"model.activation": "sigmoid"}, test=0.8 + d)
+        tree.add("after", seed, {"model.activation": "sigmoid"}, test=0.8)
+        tree.add("before", seed, {"model.activation": "relu"}, test=0.9 + r)
+        tree.add("after", seed, {"model.activation": "relu"}, test=0.9)
+    return tree
+
+
+def percentile_rows(drift: float) -> dict[str, list[list[object]]]:
+    start = [0, "block3", "pooled", -1.0, 0.0, 1.0]
+    end = [400, "block3", "pooled", -1.0 + drift, drift, 1.0 + drift]
+    return {"activation_percentiles": [start, end]}
+
+
+@scenario
+def covariate_shift(effect: str) -> Tree:
+    tree = Tree("covariate_shift", ["no_bn", "bn"])
+    for seed, d in zip(SEEDS, EFFECT[effect], strict=True):
+        tree.add("no_bn", seed, diagnostics=percentile_rows(1.0))
+        tree.add("bn", seed, diagnostics=percentile_rows(1.0 - 5 * d))
+    return tree
+
+
+@scenario
+def train_inference_gap(effect: str) -> Tree:
+    grid = {"model.norm.momentum": [0.9, 0.999], "training.batch_size": [32]}
+    tree = Tree("train_inference_gap", ["bn"], grid)
+    for seed, d in zip(SEEDS, EFFECT[effect], strict=True):
+        for momentum, gap in ((0.9, 0.02), (0.999, 0.02 + d)):
+            cell = {"model.norm.momentum": momentum, "training.batch_size": 32}
+            tree.add("bn", seed, cell, val=0.9, final={"val_train_mode_accuracy": 0.9 + gap})
+    return tree
+
+
+@scenario
 def input_scaling(effect: str) -> Tree:
     """BN's speedup over raw inputs is 2**(10 d) at its fastest rate; raw diverges at 1e-4."""
     tree = Tree("input_scaling", ["raw", "standardized", "bn", "bn_hidden"],
@@ -58,6 +203,7 @@ def input_scaling(effect: str) -> Tree:
     return tree
 
 
+@scenario
 def small_batch_examples(effect: str) -> Tree:
     """Steps scale as 1 / batch (a fixed number of examples); BN loses 3 d more at batch 2."""
     tree = Tree("small_batch_examples", ["batch", "group"], {BATCH: [2, 64]})
@@ -84,6 +230,7 @@ def after_rows(ratio: float) -> list[list[Any]]:
             [600, "block3_norm", False, ratio, ratio, 1.0, 64]]  # fmt: skip
 
 
+@scenario
 def dropout_order(effect: str) -> Tree:
     """Test accuracy after − before BN is d; |ln ratio| before − after is 3 d."""
     tree = ProbedTree("dropout_order", ["dropout_before_bn", "dropout_after_bn"])
@@ -99,8 +246,18 @@ def dropout_order(effect: str) -> Tree:
     return tree
 
 
-SCENARIOS: dict[str, Callable[[str], Tree]] = {
-    "input_scaling": input_scaling,
-    "small_batch_examples": small_batch_examples,
-    "dropout_order": dropout_order,
-}
+@scenario
+def ghost_batch(effect: str) -> Tree:
+    """Paired test accuracy ghost BN − BN is the effect."""
+    tree = Tree("ghost_batch", ["bn", "ghost_bn"])
+    for seed, d in zip(SEEDS, EFFECT[effect], strict=True):
+        tree.add("bn", seed, test=0.85)
+        tree.add("ghost_bn", seed, test=0.85 + d)
+    return tree
+
+
+@scenario
+def shift_adaptation(effect: str) -> Tree:
+    """Re-estimating BN on 32 shifted examples moves each seed's shifted accuracy by the effect
+    (`tests.support.shift_tree`)."""
+    return shift_tree.shift_adaptation(effect)

@@ -1,6 +1,7 @@
-"""Verdict rule and figure of the claim that re-estimating BN statistics on shifted data helps.
+"""shift_adaptation: re-estimating the BN statistics on shifted test data helps (Schneider et al.
+2020).
 
-shift_adaptation (Schneider et al. 2020). Each run of the claim evaluates its trained network
+Each run of the claim evaluates its trained network
 on the test split with shifted inputs (`evaluation.shift`): once with the statistics of training
 (BN's moving averages), and once per N with every BN layer's statistics re-estimated on N
 shifted test examples. The numbers come from each run's `summary.json` (`RunSummary.shifted`);
@@ -16,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from bnbench.claims.claim import Assessment
+from bnbench.claims.claim import Assessment, Claim, Reduction
 from bnbench.claims.drawing import figure
 from bnbench.claims.evidence import Cell, Evidence
 from bnbench.claims.measures import finding, fmt, mean_of, per_seed
 from bnbench.results import rundir
-from bnbench.results.layout import run_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -48,7 +48,7 @@ def shifted_scores(evidence: Evidence, cell: Cell, examples: int | None) -> dict
     rows = evidence.where(ARM, cell)
     out = {}
     for run_id, seed in zip(rows["run_id"], rows["seed"], strict=True):
-        summary = rundir.read_summary(run_path(evidence.tree.root, str(run_id)))
+        summary = evidence.summaries.get(str(run_id))
         value = summary.shifted.get(key) if summary is not None else None
         out[int(seed)] = math.nan if value is None else float(value)
     return out
@@ -62,9 +62,8 @@ def clean_scores(evidence: Evidence, cell: Cell) -> dict[int, float]:
 def adapt_counts(evidence: Evidence) -> list[int]:
     """Every N some run of the claim re-estimated BN on, in increasing order."""
     counts: set[int] = set()
-    for run_id in evidence.runs["run_id"]:
-        summary = rundir.read_summary(run_path(evidence.tree.root, str(run_id)))
-        for key in summary.shifted if summary is not None else ():
+    for summary in evidence.summaries.values():
+        for key in summary.shifted:
             count = rundir.shifted_count(key, METRIC)
             if count is not None:
                 counts.add(count)
@@ -91,7 +90,7 @@ def _minus(first: dict[int, float], second: dict[int, float]) -> dict[int, float
     return {seed: first[seed] - second[seed] for seed in first.keys() & second.keys()}
 
 
-def assess_shift_adaptation(evidence: Evidence) -> Assessment:
+def assess(evidence: Evidence) -> Assessment:
     """Per cell: paired shifted test accuracy, BN re-estimated on N examples − moving statistics."""
     findings, sentences = [], [_protocol(evidence)]
     counts = adapt_counts(evidence)
@@ -131,7 +130,7 @@ def _protocol(evidence: Evidence) -> str:
     )
 
 
-def draw_shift_adaptation(evidence: Evidence) -> Figure:
+def draw(evidence: Evidence) -> Figure:
     found = cells(evidence)
     counts = adapt_counts(evidence)
     fig, axes = figure(max(1, len(found)), "BN statistics re-estimated on shifted test data",
@@ -179,3 +178,19 @@ def _mean_spread(groups: list[dict[int, float]]) -> tuple[Any, Any]:
         means.append(float(seeds.mean()) if seeds.size else math.nan)
         spreads.append(float(seeds.std(ddof=1)) if seeds.size > 1 else 0.0)
     return np.array(means), np.array(spreads)
+
+
+CLAIM = Claim(
+    id="shift_adaptation",
+    statement="Re-estimating the BN statistics on shifted test data helps.",
+    source="Schneider et al. 2020",
+    measures=(
+        "shifted test accuracy (Gaussian noise, lower contrast) with BN re-estimated on 32 "
+        "shifted test examples − with the training statistics"
+    ),
+    runtime="full 35 s, quick 15 s",
+    quick=Reduction(grid={"evaluation.shift.severity": [0.5]}),
+    arms=(ARM,),
+    assess=assess,
+    draw=draw,
+)

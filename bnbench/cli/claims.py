@@ -1,7 +1,10 @@
-"""`bnbench claims`: list the claims, run them, report their verdicts. A thin adapter.
+"""`bnbench claims`: list the claims, run them, report their verdicts.
 
-Each command parses, calls one library function and prints. User errors (`SpecError`) become
-a message on stderr and exit code 2, with nothing written.
+`bnbench.claims` declares and judges the claims; running them is here, where the other
+commands hand ablations to `bnbench.ablate.runner`: each claim's ablation runs into `OUT/<id>/`
+as `bnbench ablate` would run it, so a claims run resumes like an ablation (finished runs are
+skipped, interrupted ones re-run, also after `kill -9`). User errors (`SpecError`) become a
+message on stderr and exit code 2, with nothing written.
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 import functools
 import json
 import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,7 +26,8 @@ from rich.table import Table
 from bnbench.errors import SpecError, user_errors
 
 if TYPE_CHECKING:
-    from bnbench.ablate.runner import Listener
+    from bnbench.ablate.runner import Listener, Outcome
+    from bnbench.claims.claim import Claim
     from bnbench.config.ablation import Ablation
 
 claims_app = typer.Typer(
@@ -37,7 +42,10 @@ err_console = Console(stderr=True)
 
 ConfigsOption = Annotated[
     Path | None,
-    typer.Option(help="Folder of the claim ablations (default: the shipped configs/claims)."),
+    typer.Option(
+        help="Folder of your own claim ablations, `CLAIM_ID.yaml` each (default: the ones "
+        "shipped in the package, bnbench/claims/catalog)."
+    ),
 ]
 
 
@@ -81,7 +89,7 @@ def run(
 ) -> None:
     """Run the claims' ablations into `OUT/CLAIM_ID/` (resumable: the same command continues
     an interrupted run), then write the report."""
-    from bnbench.claims.plan import CONFIGS, plan_claims, run_claims
+    from bnbench.claims.plan import CONFIGS, plan_claims
     from bnbench.claims.registry import select
 
     if jobs < 1:
@@ -143,7 +151,6 @@ def _write_report(out: Path, html: bool, configs: Path) -> None:
 def _display(claim_id: str, ablation: Ablation, folder: Path, *, quiet: bool, jobs: int
              ) -> Iterator[Listener]:  # fmt: skip
     from bnbench.ablate.progress import AblationProgress, QuietProgress
-    from bnbench.claims.plan import finished_runs
 
     done = finished_runs(ablation, folder)
     console.print(f"[bold]{claim_id}[/]: {len(ablation.runs)} runs, {done} already finished")
@@ -151,3 +158,58 @@ def _display(claim_id: str, ablation: Ablation, folder: Path, *, quiet: bool, jo
                 else AblationProgress(console, len(ablation.runs), done, jobs))  # fmt: skip
     with progress as listener:
         yield listener
+
+
+@dataclass
+class ClaimsOutcome:
+    """What a `claims run` did, claim by claim."""
+
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> dict[str, list[str]]:
+        return {cid: o.failed for cid, o in self.outcomes.items() if o.failed}
+
+
+Display = Callable[[str, "Ablation", Path], AbstractContextManager["Listener"]]
+
+
+def run_claims(
+    planned: list[tuple[Claim, Ablation]], out: Path, jobs: int, display: Display
+) -> ClaimsOutcome:
+    """Run each planned claim's ablation into `OUT/<id>/` and write its runs.csv and tables,
+    as `bnbench ablate` does for an ablation.
+
+    Args:
+        planned: From `bnbench.claims.plan.plan_claims`.
+        out: The claims results directory.
+        jobs: Runs at once within a claim.
+        display: (claim id, ablation, folder) -> a context giving the progress listener.
+
+    Returns:
+        The outcome of every claim that ran; `interrupted` after a Ctrl-C, when the claims
+        after the interrupted one are not started.
+    """
+    from bnbench.ablate.runner import run_ablation
+    from bnbench.analysis.tables import build_report
+
+    result = ClaimsOutcome()
+    for claim, ablation in planned:
+        folder = out / claim.id
+        with display(claim.id, ablation, folder) as listener:
+            outcome = run_ablation(ablation, folder, jobs=jobs, listener=listener)
+        result.outcomes[claim.id] = outcome
+        if outcome.interrupted:
+            result.interrupted = True
+            break
+        build_report(folder)
+    return result
+
+
+def finished_runs(ablation: Ablation, folder: Path) -> int:
+    """How many of the ablation's runs are already finished in `folder`."""
+    from bnbench.results import rundir
+    from bnbench.results.layout import run_path
+
+    return sum(rundir.is_done(rundir.run_state(run_path(folder, r.run_id))) for r in ablation.runs)

@@ -1,0 +1,168 @@
+"""The claims report: it re-reads the results tree alone, writes only its outputs, and
+editing the runs to contradict a claim flips its verdict."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bnbench.analysis.landscape import conditioning, training_split
+from bnbench.claims.report import write_claims_report
+from bnbench.cli import app
+from bnbench.config.schema import DatasetSpec
+from bnbench.results import rundir
+from bnbench.results.files import write_csv, write_yaml
+from bnbench.train.variance_shift import COLUMNS as SHIFT_COLUMNS
+from tests.support.claims_scenarios import (
+    FOR,
+    SCENARIOS,
+    after_rows,
+    dropout_order,
+    input_scaling,
+    small_batch_examples,
+)
+from tests.support.specs import files_under
+
+runner = CliRunner()
+
+
+def test_flip_hand_edited_results(tmp_path: Path):
+    """A claim supported by its runs is not supported once the runs are edited to contradict it."""
+    out = tmp_path / "claims"
+    folder = SCENARIOS["ghost_batch"](FOR).write(out)
+    write_claims_report(out)
+    verdicts = [f["verdict"] for f in _claim(out, "ghost_batch")["findings"]]
+    assert verdicts == ["supported"]
+    for summary_path in sorted((folder / "runs").glob("ghost_bn-*/" + rundir.SUMMARY)):
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary["final"]["test_accuracy"] -= 0.25  # the ghost runs now score far lower
+        summary_path.write_text(json.dumps(summary), encoding="utf-8")
+    write_claims_report(out)
+    assert [f["verdict"] for f in _claim(out, "ghost_batch")["findings"]] == ["not supported"]
+    assert (out / "figures" / "ghost_batch.png").is_file()
+
+
+def test_report_lists_every_claim_in_the_folder(tmp_path: Path):
+    out = tmp_path / "claims"
+    for claim_id in ("placement", "depth"):
+        SCENARIOS[claim_id](FOR).write(out)
+    reports, _ = write_claims_report(out, html=True)
+    assert [r.claim.id for r in reports] == ["depth", "placement"]  # registry order
+    text = (out / "claims.md").read_text(encoding="utf-8")
+    assert "| depth |" in text and "![placement](figures/placement.png)" in text
+    assert "data:image/png;base64," in (out / "claims.html").read_text(encoding="utf-8")
+    data = json.loads((out / "claims.json").read_text(encoding="utf-8"))
+    assert {f["verdict"] for c in data["claims"] for f in c["findings"]} <= {
+        "supported", "not supported", "inconclusive"}  # fmt: skip
+    assert all(c["mode"] == "changed" for c in data["claims"])  # hand-built, not a shipped budget
+
+
+def _claim(out: Path, claim_id: str) -> dict:
+    data = json.loads((out / "claims.json").read_text(encoding="utf-8"))
+    return next(c for c in data["claims"] if c["id"] == claim_id)
+
+
+def test_input_scaling_reads_the_condition_numbers_from_the_training_data(tmp_path: Path):
+    folder = input_scaling(FOR).write(tmp_path / "claims")
+    dataset = {"name": "two_scale", "normalize": "standardize", "num_samples": 400}
+    for config in sorted((folder / "runs").glob(f"*/{rundir.CONFIG}")):
+        write_yaml(config, {"name": "x", "seed": 0, "dataset": dataset})
+    write_claims_report(tmp_path / "claims")
+    x, y = training_split(DatasetSpec.model_validate(dataset))
+    assert x.shape == (288, 2)  # 80% of 400 for training, 10% of that held out
+    expected = conditioning(x, y)
+    assert expected.raw > 100 and expected.standardized < 2
+    data = json.loads((tmp_path / "claims" / "claims.json").read_text(encoding="utf-8"))
+    text = " ".join(data["claims"][0]["sentences"])
+    assert f"condition number {expected.raw:,.1f} on raw features" in text
+    assert f"{expected.standardized:.3f} on standardized ones" in text
+    assert "R²" not in text  # the hand-built target is an accuracy, not the MSE
+    assert (tmp_path / "claims" / "figures" / "input_scaling.png").stat().st_size > 20_000
+
+
+def _edit_summaries(folder: Path, pattern: str, edit: Callable[[dict], None]) -> None:
+    for path in sorted((folder / "runs").glob(f"{pattern}/{rundir.SUMMARY}")):
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        edit(summary)
+        path.write_text(json.dumps(summary), encoding="utf-8")
+
+
+def _verdicts(out: Path, claim_id: str) -> list[str]:
+    write_claims_report(out)
+    data = json.loads((out / "claims.json").read_text(encoding="utf-8"))
+    claim = next(c for c in data["claims"] if c["id"] == claim_id)
+    return [f["verdict"] for f in claim["findings"]]
+
+
+def test_flip_input_scaling(tmp_path: Path):
+    out = tmp_path / "claims"
+    folder = input_scaling(FOR).write(out)
+    assert _verdicts(out, "input_scaling") == ["supported", "supported"]
+
+    def slower(summary: dict) -> None:
+        if summary["target"]["step"] is not None and summary["target"]["step"] < 400:
+            summary["target"]["step"] = 1200  # BN now needs three times raw's steps
+
+    _edit_summaries(folder, "bn*", slower)
+    assert _verdicts(out, "input_scaling") == ["not supported", "not supported"]
+
+
+def test_flip_small_batch_examples(tmp_path: Path):
+    out = tmp_path / "claims"
+    folder = small_batch_examples(FOR).write(out)
+    assert _verdicts(out, "small_batch_examples") == ["supported", "supported"]
+
+    def worse(summary: dict) -> None:
+        summary["final"]["test_accuracy"] -= 0.5
+
+    _edit_summaries(folder, "group-2-*", worse)  # group norm now collapses at batch 2
+    assert _verdicts(out, "small_batch_examples") == ["not supported", "not supported"]
+
+
+def test_flip_the_variance_shift_finding(tmp_path: Path):
+    out = tmp_path / "claims"
+    folder = dropout_order(FOR).write(out)
+    assert _verdicts(out, "dropout_order")[1] == "supported"
+    for path in sorted((folder / "runs").glob("dropout_after_bn-*/diagnostics/*.csv")):
+        write_csv(path, [dict(zip(SHIFT_COLUMNS, row, strict=True)) for row in after_rows(4.0)],
+                  SHIFT_COLUMNS)  # fmt: skip
+    assert _verdicts(out, "dropout_order")[1] == "not supported"
+    data = json.loads((out / "claims.json").read_text(encoding="utf-8"))
+    text = " ".join(next(c for c in data["claims"] if c["id"] == "dropout_order")["sentences"])
+    assert "Variance shift of block3_norm at the end" in text and "4.000 with dropout after" in text
+
+
+def test_bnbench_plot_draws_the_variance_shift(tmp_path: Path):
+    folder = dropout_order(FOR).write(tmp_path / "claims")
+    result = runner.invoke(app, ["plot", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "plots" / "variance_shift.png").stat().st_size > 10_000
+    assert "variance shift (Li et al. 2019)" in (folder / "plots" / "index.md").read_text("utf-8")
+
+
+def test_report_reads_each_summary_once_and_writes_only_its_outputs(tmp_path: Path, monkeypatch):
+    """The report needs no runs.csv (it reads the run directories), rewrites nothing it read,
+    and parses each run's summary.json once."""
+    out = tmp_path / "claims"
+    folder = SCENARIOS["ghost_batch"](FOR).write(out)
+    (folder / "runs.csv").unlink()
+    before = {path: path.stat().st_mtime_ns for path in files_under(out)}
+    reads: list[Path] = []
+    read_summary = rundir.read_summary
+
+    def counted(run_dir: Path) -> rundir.RunSummary | None:
+        reads.append(run_dir)
+        return read_summary(run_dir)
+
+    monkeypatch.setattr(rundir, "read_summary", counted)
+    write_claims_report(out)
+    after = {path: path.stat().st_mtime_ns for path in files_under(out)}
+    written = {path.relative_to(out).as_posix() for path in set(after) - set(before)}
+    assert written == {"claims.md", "claims.json", "figures/ghost_batch.png"}
+    assert {path: after[path] for path in before} == before  # nothing read was rewritten
+    runs = sorted((folder / "runs").iterdir())
+    assert sorted(reads) == runs  # 8 runs, each summary parsed once
+    assert _claim(out, "ghost_batch")["findings"][0]["verdict"] == "supported"

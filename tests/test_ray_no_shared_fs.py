@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from bnbench.ablate.executor import ExecutorOptions, RunTask, open_executor
 from bnbench.config.ablation import load_ablation
 from bnbench.results import rundir
+from bnbench.results.layout import run_path
 from tests.support.grid import ABLATION, final_losses, write_ablation
 from tests.support.ray_cluster import Cluster, private_mounts_work, ray_cluster
 
@@ -95,6 +97,31 @@ def test_a_node_that_cannot_see_the_results_ships_every_run_back(tmp_path, share
     assert not [p for p in (hidden / "ray" / "runs").iterdir() if p.name.startswith(".")]
     assert not list((hidden / "ray" / ".leases").iterdir())
     assert cluster.nodes[0].listing(hidden) == []  # nothing of the grid on the node's side
+
+
+def test_a_runs_steps_reach_the_driver_from_a_node_that_shares_nothing(shared_nothing):
+    cluster, hidden = shared_nothing
+    folder = hidden / "events"
+    folder.mkdir()
+    run = load_ablation(write_ablation(folder, ABLATION)).runs[0]
+    results = folder / "r"
+    task = RunTask(run.run_id, run.spec.model_dump(mode="json"), run.entry(),
+                   str(run_path(results, run.run_id)), False, run.spec.backend)  # fmt: skip
+    executor = open_executor(ExecutorOptions("ray", address=cluster.address), results)
+    try:
+        future, events = executor.submit(task), []
+        deadline = time.monotonic() + 240
+        while not any(kind == "step" and payload["step"] == payload["total"]
+                      for kind, payload in events) and time.monotonic() < deadline:  # fmt: skip
+            events += executor.events()
+            time.sleep(0.2)
+        assert future.result(timeout=60)[:2] == (run.run_id, "completed")
+    finally:
+        executor.close()
+    steps = [payload["step"] for kind, payload in events if kind == "step"]
+    assert steps and steps == sorted(steps) and steps[-1] == run.spec.training.steps, events
+    assert {payload["run_id"] for _, payload in events} == {run.run_id}
+    assert rundir.run_state(run_path(results, run.run_id)) == "completed"
 
 
 def _wait_for(check, seconds: float, proc: subprocess.Popen[str]) -> None:

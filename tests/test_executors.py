@@ -21,7 +21,7 @@ from bnbench.config.ablation import load_ablation
 from bnbench.errors import SpecError
 from bnbench.results import rundir
 from tests.support.grid import ABLATION, final_losses, write_ablation
-from tests.support.ray_cluster import free_port
+from tests.support.ray_cluster import free_port, in_scratch
 from tests.support.ray_cluster import ray_cluster as start_ray_cluster
 
 cli = CliRunner()
@@ -159,7 +159,7 @@ def test_a_killed_ray_worker_leaves_its_run_incomplete_and_resume_finishes_it(
     deadline, killed = time.monotonic() + 240, None
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
         for pid, run_id in _ray_workers(run_ids).items():
-            if (results / "runs" / run_id / rundir.HISTORY).exists():  # midway through training
+            if in_scratch(run_id):  # midway through training (in the node's scratch folder)
                 killed = pid
                 os.kill(pid, signal.SIGKILL)  # what the out-of-memory killer or a lost node does
         time.sleep(0.02)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bnbench.ablate.shipping import Piece, pack, unpack
+from bnbench.ablate.shipping import Piece, mark_away, pack, unpack
 from bnbench.errors import SpecError
 from bnbench.results import rundir
 from tests.support.specs import files_under
@@ -53,13 +53,26 @@ def _cut_off(pieces: list[Piece]) -> Iterator[Piece]:
     raise ConnectionError("the worker's node was lost")
 
 
-def test_a_stream_cut_off_midway_leaves_no_run(tmp_path):
+def test_a_stream_cut_off_midway_leaves_the_run_incomplete(tmp_path):
     run = _run(tmp_path / "worker")
     target = tmp_path / "results" / "runs" / run.name
+    mark_away(target)
+    assert rundir.run_state(target) == "incomplete"
     with pytest.raises(ConnectionError, match="node was lost"):
         unpack(_cut_off(list(pack(run, 16))), target)
-    assert os.listdir(target.parent) == []  # not there, so the run is missing: re-run it
-    assert rundir.run_state(target) == "missing"
+    assert os.listdir(target.parent) == [run.name]  # no temporary folder left beside it
+    assert os.listdir(target) == [rundir.INCOMPLETE]
+    assert rundir.run_state(target) == "incomplete"  # for the same command to re-run
+
+
+def test_a_run_that_arrives_replaces_its_marker(tmp_path):
+    run = _run(tmp_path / "worker")
+    target = tmp_path / "results" / "runs" / run.name
+    mark_away(target)
+    unpack(pack(run), target)
+    assert _contents(target) == _contents(run)
+    assert rundir.run_state(target) == "completed"
+    assert os.listdir(target.parent) == [run.name]
 
 
 def test_a_leftover_temporary_folder_of_the_run_is_cleared(tmp_path):

@@ -38,7 +38,7 @@ from bnbench.ablate.executor import (
     missing_engine,
 )
 from bnbench.ablate.interrupts import sigint_blocked
-from bnbench.ablate.shipping import unpack
+from bnbench.ablate.shipping import mark_away, unpack
 from bnbench.ablate.worker import run_shipped
 from bnbench.errors import SpecError
 
@@ -158,6 +158,7 @@ class RayExecutor(Executor):
             runtime_env={"env_vars": env}, num_returns="streaming",
             _generator_backpressure_num_objects=CHUNKS_AHEAD,
         )  # fmt: skip
+        mark_away(Path(task.run_dir))  # incomplete until its files arrive, if they ever do
         pieces = remote.remote(task, self._cpus, True, self._relay)  # pinned to its own cores
         future: Future[WorkerReply] = Future()
         future.set_running_or_notify_cancel()

@@ -4,10 +4,10 @@ A Ray task trains into node-local scratch; `pack` turns the run directory into a
 pieces (a file's relative path and a chunk of at most `CHUNK_BYTES` of it, in order), which
 travel through Ray's object store one by one, and `unpack` writes them on the driver into a
 temporary folder beside the run's place in the results tree, then renames it into place. So
-the run appears whole or not at all, as a local run does: a stream cut off midway (the worker,
-its node or the connection lost) leaves no run directory, and the run stays incomplete for
-the same command to retry. Neither side holds more than one chunk of a file in memory, so a
-saved model of any size streams through.
+the run appears whole or not at all, as a local run does: until then its folder holds only the
+incomplete marker (`mark_away`), and a stream cut off midway (the worker, its node or the
+connection lost) leaves it so, for the same command to retry. Neither side holds more than one
+chunk of a file in memory, so a saved model of any size streams through.
 """
 
 from __future__ import annotations
@@ -45,9 +45,16 @@ def pack(run_dir: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Piece]:
                 yield name, chunk
 
 
+def mark_away(run_dir: Path) -> None:
+    """Create `run_dir` holding only its incomplete marker, saying the run trains elsewhere:
+    until `unpack` replaces it, the run is incomplete (and stays so if it never arrives)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files.atomic_write_text(run_dir / rundir.INCOMPLETE, "training on a Ray node\n")
+
+
 def unpack(pieces: Iterable[Piece], run_dir: Path) -> None:
-    """Write `pieces` as the run directory `run_dir`, atomically (a temporary folder beside it,
-    renamed into place once every piece is written); `run_dir` must not exist.
+    """Write `pieces` as the run directory `run_dir`, atomically: into a temporary folder beside
+    it, which replaces `run_dir` (absent, or only `mark_away`'s marker) once every piece is in.
 
     Leftover temporary folders of this run (from a driver killed while writing it) are removed
     first: the caller holds the run's lease, so no one else is writing them.
@@ -61,14 +68,22 @@ def unpack(pieces: Iterable[Piece], run_dir: Path) -> None:
     parent.mkdir(parents=True, exist_ok=True)
     for stale in parent.glob(f".{run_dir.name}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
-    temp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{run_dir.name}.", suffix=".tmp"))
+    temp = _temporary(run_dir)
     try:
         os.chmod(temp, _DIR_MODE)
         _write(pieces, temp)
+        if run_dir.exists():  # the marker: moved aside (the run stays unfinished meanwhile)
+            aside = _temporary(run_dir)
+            os.rename(run_dir, aside)  # onto an empty folder, which it replaces
+            shutil.rmtree(aside)
         os.rename(temp, run_dir)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+
+
+def _temporary(run_dir: Path) -> Path:
+    return Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.", suffix=".tmp"))
 
 
 def _write(pieces: Iterable[Piece], folder: Path) -> None:

@@ -23,6 +23,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bnbench.results import rundir
+
 _TAG = "BNBENCH_TEST_RAY"
 
 
@@ -110,6 +112,15 @@ class Cluster:
         subprocess.run(command, shell=True, check=True, capture_output=True, timeout=120, env=env)
         self.nodes.append(node)
         return node
+
+
+def in_scratch(run_id: str) -> Path | None:
+    """The folder of `run_id` in a worker's scratch on this machine, once training has begun
+    writing its history (nodes' temporary folders are not hidden, only the results are)."""
+    for folder in Path(tempfile.gettempdir()).glob("bnbench-run-*"):
+        if (folder / run_id / rundir.HISTORY).exists():
+            return folder / run_id
+    return None
 
 
 def private_mounts_work() -> str | None:

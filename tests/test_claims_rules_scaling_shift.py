@@ -57,7 +57,7 @@ def test_input_scaling_takes_each_arm_at_its_fastest_rate(tmp_path: Path):
     evidence = input_scaling(FOR).evidence(tmp_path)
     raw, bn = fastest(evidence, "raw"), fastest(evidence, "bn")
     assert {f.rate for f in raw.values()} == {1e-5}  # 1e-4 diverged
-    assert [f.time.steps for f in raw.values()] == [400] * 4
+    assert [f.time.steps for f in raw.values()] == [400] * len(SEEDS)
     assert {f.rate for f in bn.values()} == {1e-4}
     assert bn[0].time.steps == round(400 / 2)
     found = CLAIMS["input_scaling"].assess(evidence)
@@ -91,8 +91,8 @@ def test_a_seed_missing_a_rate_is_left_out(tmp_path: Path):
     tree.runs = [r for r in tree.runs if not (r["arm"] == "bn" and r["seed"] == 0
                                               and r["cell"][RATE] == 1e-5)]  # fmt: skip
     evidence = tree.evidence(tmp_path)
-    assert sorted(fastest(evidence, "bn")) == [1, 2, 3]
-    assert CLAIMS["input_scaling"].assess(evidence).findings[0].interval.n == 3
+    assert sorted(fastest(evidence, "bn")) == list(SEEDS[1:])
+    assert CLAIMS["input_scaling"].assess(evidence).findings[0].interval.n == len(SEEDS) - 1
 
 
 def test_input_scaling_reads_the_condition_numbers_from_the_training_data(tmp_path: Path):

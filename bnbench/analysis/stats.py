@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bnbench.analysis.inference import CONFIDENCE
 from bnbench.analysis.paired import (
-    CONFIDENCE,
     TimeToTarget,
     finite,
     mean_std,

@@ -17,8 +17,9 @@ from bnbench.train.variance_shift import COLUMNS as SHIFT_COLUMNS
 from tests.support.claims_tree import SEEDS, Tree
 
 FOR, AGAINST, UNCLEAR = "for", "against", "unclear"
-EFFECT = {FOR: (0.10, 0.12, 0.09, 0.11), AGAINST: (-0.10, -0.12, -0.09, -0.11),
-          UNCLEAR: (0.05, -0.06, 0.04, -0.03)}  # fmt: skip
+EFFECT = {FOR: (0.10, 0.12, 0.09, 0.11, 0.13, 0.08),
+          AGAINST: (-0.10, -0.12, -0.09, -0.11, -0.13, -0.08),
+          UNCLEAR: (0.05, -0.06, 0.04, -0.03, 0.01, -0.02)}  # fmt: skip
 VERDICT = {FOR: "supported", AGAINST: "not supported", UNCLEAR: "inconclusive"}
 RATE = "training.learning_rate"
 BATCH = "training.batch_size"

@@ -97,7 +97,7 @@ def test_vectorized_rows_give_the_verdicts_interval():
     for row, code, lo, hi, kind in zip(data, codes, low, high, kinds, strict=True):
         found = interval(
             [Value(i, x, bounds[c]) for i, (x, c) in enumerate(zip(row, code, strict=True))]
-        )  # type: ignore[arg-type]  # noqa: E501
+        )  # type: ignore[arg-type]
         assert (found.low, found.high, found.kind) == (lo, hi, kind)
 
 

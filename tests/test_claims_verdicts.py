@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from bnbench.analysis import inference
 from bnbench.analysis.paired import TimeToTarget
+from bnbench.claims import verdicts
 from bnbench.claims.measures import censored_slope, log_speedups, subtract
 from bnbench.claims.verdicts import (
     MIN_SEEDS,
@@ -42,10 +44,17 @@ def test_agreeing_values_never_give_a_zero_width_interval_and_bounds_open_one_en
     # Six agree: significant (p = 1/64 one-sided), known to half the grid step (here 2) each side.
     six = interval(values(*[2.0] * 6))
     assert (six.low, six.high) == (1.0, 3.0) and decide(six, 0.0, "above") == "supported"
-    lower = interval([Value(0, 1.0), Value(1, 1.2, "lower"), Value(2, 1.1)])
-    assert math.isinf(lower.high) and math.isfinite(lower.low)
-    upper = interval([Value(0, 1.0, "upper"), Value(1, 1.2), Value(2, 1.1)])
+    # Bounds: six values (the sign test needs 6 for a finite end; 3 sufficed for the t rule).
+    rest = [Value(seed, 1.0 + 0.05 * seed) for seed in range(2, 7)]
+    lower = interval([Value(0, 1.2, "lower"), *rest])
+    assert lower.kind == "censored" and math.isinf(lower.high) and math.isfinite(lower.low)
+    upper = interval([Value(0, 1.2, "upper"), *rest])
     assert math.isinf(upper.low) and math.isfinite(upper.high)
+    assert math.isinf(interval([Value(0, 1.0), Value(1, 1.2, "lower"), Value(2, 1.1)]).low)
+
+
+def test_verdicts_share_the_one_statistics_module():
+    assert verdicts.CONFIDENCE is inference.CONFIDENCE and verdicts.Interval is inference.Interval
 
 
 @pytest.mark.parametrize(

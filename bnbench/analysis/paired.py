@@ -173,8 +173,9 @@ def _ratio(arm: TimeToTarget, reference: TimeToTarget) -> tuple[float, Bound] | 
         or (arm.censored and reference.censored)
     ):
         return None
-    bound: Bound = "upper" if arm.censored else "lower" if reference.censored else "exact"
-    return ref / steps, bound
+    if arm.censored:
+        return ref / steps, "upper"
+    return ref / steps, "lower" if reference.censored else "exact"
 
 
 def _pairs(arm: Mapping[int, Any], reference: Mapping[int, Any]) -> list[tuple[float, float]]:

@@ -22,7 +22,7 @@ from bnbench.config.registries import lower_is_better
 from bnbench.config.schema import RunSpec
 from bnbench.results import rundir
 from bnbench.results.rundir import HistoryRow, Params, RunSummary, Target
-from bnbench.train.monitor import ProgressHook, StepMonitor, keras_callback
+from bnbench.train.monitor import ProgressHook, StepMonitor, divergence_reason, keras_callback
 from bnbench.train.plan import resolved_config
 from bnbench.train.prepare import PhaseHook, Prepared, prepare
 
@@ -243,13 +243,20 @@ class _Loop:
 
     def _divergence(self, train_loss: float, val_loss: float) -> str | None:
         """Why the run has diverged at this evaluation point, or None (README: Divergence)."""
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            return "non-finite loss"
-        factor = self.prep.spec.training.divergence_factor
-        initial = self.initial_loss
-        if initial is not None and math.isfinite(initial) and train_loss > factor * initial:
-            return f"training loss {train_loss:.4g} above {factor:g} × the initial {initial:.4g}"
-        return None
+        run = self.prep
+        classifier = run.data.task == "classification"
+        previous = self.history[-2].values["train_loss"] if len(self.history) > 1 else None
+        accuracy = self.history[-1].values.get("train_accuracy") if self.history else None
+        return divergence_reason(
+            train_loss,
+            val_loss,
+            initial=self.initial_loss,
+            previous=previous,
+            factor=run.spec.training.divergence_factor,
+            num_classes=run.data.num_classes if classifier else None,
+            train_accuracy=accuracy,
+            chance=_chance(run) if classifier else None,
+        )
 
     def summary(self, status: str = "failed", final: dict[str, float] | None = None) -> RunSummary:
         """The run's summary as it stands; `status` and `final` as given."""

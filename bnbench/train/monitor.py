@@ -100,3 +100,61 @@ def keras_callback(monitor: StepMonitor) -> Any:
                 self._model.stop_training = True
 
     return StepCallback()
+
+
+def divergence_reason(
+    train_loss: float,
+    val_loss: float,
+    *,
+    initial: float | None,
+    previous: float | None,
+    factor: float,
+    num_classes: int | None = None,
+    train_accuracy: float | None = None,
+    chance: float | None = None,
+) -> str | None:
+    """Why a run has diverged at an evaluation point, or None (README: Divergence).
+
+    Three rules, any of which fires: a non-finite loss; a training loss above `factor` × the
+    initial loss; and, for a classifier of k classes, a training loss above `factor` × ln k (the
+    loss of a uniform guess) that has not fallen since the previous evaluation point (or since
+    step 0) while the training accuracy is no more than half a class share (1 / (2 k)) above
+    chance. The third rule exists because Keras clips cross-entropy at ~16.1: a run that starts
+    above ~5.4 (large init scales start at 7.8–16.1) can never reach 3 × its initial loss, so
+    the second rule alone could not fire on it. Requiring "not falling" and "at chance" keeps a
+    badly initialized run that is still learning from being cut short.
+
+    Args:
+        train_loss: Mean training loss since the previous evaluation point.
+        val_loss: Validation loss at this point.
+        initial: The loss at step 0 on the first training batch, if known.
+        previous: The training loss at the previous evaluation point (None at the first: the
+            initial loss stands in).
+        factor: `training.divergence_factor`.
+        num_classes: k for a classifier, None otherwise.
+        train_accuracy: Mean training accuracy since the previous point, if recorded.
+        chance: The majority-class accuracy, if known.
+
+    Returns:
+        The reason, worded for the summary, or None.
+    """
+    if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        return "non-finite loss"
+    if initial is not None and math.isfinite(initial) and train_loss > factor * initial:
+        return f"training loss {train_loss:.4g} above {factor:g} × the initial {initial:.4g}"
+    if num_classes is None or num_classes < 2:
+        return None
+    level = factor * math.log(num_classes)
+    before = previous if previous is not None else initial
+    not_falling = before is None or not math.isfinite(before) or train_loss >= before
+    at_chance = (
+        train_accuracy is None
+        or chance is None
+        or train_accuracy <= chance + 1 / (2 * num_classes)
+    )
+    if train_loss > level and not_falling and at_chance:
+        return (
+            f"training loss {train_loss:.4g} above {factor:g} × ln {num_classes} = {level:.4g}, "
+            "not falling, at chance accuracy"
+        )
+    return None

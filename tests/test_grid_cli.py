@@ -262,3 +262,16 @@ def test_missing_data_of_one_arm_names_how_many_runs_need_it(ablation_file, tmp_
     assert result.exit_code == 2, result.output
     assert "2 of the 4 runs to train need it" in " ".join(result.output.split())
     assert not out.exists()
+
+
+def test_plan_and_ablate_warn_when_the_best_cell_would_be_chosen_on_test(ablation_file, tmp_path):
+    spec = copy.deepcopy(TINY_SPEC)
+    spec["dataset"]["validation_split"] = "test"
+    warning = "best grid cell will be chosen on the test split"
+    assert warning not in " ".join(_plan(ablation_file()).output.split())
+    path = ablation_file(spec=spec)  # the same files, now validating on test
+    assert warning in " ".join(_plan(path).output.split())
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["ablate", str(path), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert warning in " ".join(result.output.split())

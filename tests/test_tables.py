@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from rich.console import Console
 from scipy import stats as scipy_stats
 from scipy.stats import gmean
@@ -469,3 +470,15 @@ def test_report_does_not_import_keras():
     code = f"import sys, bnbench.analysis.tables; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_best_cell_chosen_on_the_test_split_is_not_called_never_by_test(tree):
+    root, _ = tree
+    for config_path in (root / "runs").glob("*/config.yaml"):
+        config = yaml.safe_load(config_path.read_text())
+        config["dataset"] = {"name": "digits", "validation_split": "test"}
+        config_path.write_text(yaml.safe_dump(config))
+    report = build_report(root)
+    head = report.paths["summary.md"].read_text().split("| arm |")[0]
+    assert "never by test" not in head
+    assert "IS the test split (validation_split: test): its test score is optimistic" in head

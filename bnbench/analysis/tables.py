@@ -84,6 +84,7 @@ class Report:
     latex_columns: tuple[str, ...] = ()
     notes: dict[str, str] = field(default_factory=dict)
     unit: str = "arm"
+    on_test: bool = False  # some run validated on the test split: its best cell was chosen on test
 
     @property
     def score_label(self) -> str:
@@ -96,7 +97,7 @@ class Report:
         quantity = validation_score(self.metric, self.select_by)[1]
         made = dict(self.notes)
         if self.grid_keys:
-            made["best cell"] = f"chosen by {quantity} over completed runs ({BEST}), never by test"
+            made["best cell"] = f"chosen by {quantity} over completed runs ({BEST}), {_by(self)}"
         made["means"] = "over completed runs; (n=k/m) when a mean has fewer than the cell's m runs"
         made["time to target"] = (
             "a run that never reached the target is censored at its last step "
@@ -168,6 +169,8 @@ def build_report(
     metric = next((run["metric"] for run in runs if run["metric"]), None)
     rows = summarize(runs, grid_keys, reference, metric, by=select_by)
     report = Report(root, rows, runs, arms, grid_keys, reference, metric, select_by)
+    if grid_keys and any(_validated_on_test(path) for path, _ in found):
+        report = replace(report, on_test=True)
     if latex:  # checked before anything is written
         report = replace(report, latex_columns=tuple(pick_latex_columns(report, latex_columns)))
     _write(report, str(spec.get("name") or root.name))
@@ -275,6 +278,19 @@ def _bn_statistics(runs: list[dict[str, Any]]) -> str:
     if unrecorded:
         text += f" ({_runs(unrecorded)} predate the record: moving was the only mode then)"
     return text
+
+
+def _validated_on_test(path: Path) -> bool:
+    """Whether the run at `path` used the test split as its validation split."""
+    dataset = rundir.read_config(path).get("dataset")
+    return isinstance(dataset, dict) and dataset.get("validation_split") == "test"
+
+
+def _by(report: Report) -> str:
+    """How the best cell relates to the test split, in words."""
+    if report.on_test:
+        return "which here IS the test split (validation_split: test): its test score is optimistic"
+    return "never by test"
 
 
 def _runs(count: int) -> str:
@@ -482,7 +498,7 @@ def _caption(report: Report, name: str, columns: dict[str, str], rows: list[dict
         parts.append(f"{FEWER_PAIRS}: fewer pairs than seeds.")
     if BEST in shown:
         quantity = validation_score(report.metric, report.select_by)[1]
-        parts.append(f"{BEST}: each arm's best cell by {quantity}, never by test.")
+        parts.append(f"{BEST}: each arm's best cell by {quantity}, {_by(report)}.")
     parts.append(f"BN statistics at evaluation: {_bn_statistics(report.runs)}.")
     return " ".join(parts)
 

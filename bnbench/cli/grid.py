@@ -81,7 +81,7 @@ def plan(
     model, data and batch size), or with --estimate from a short probe run."""
     from bnbench.ablate.estimate import describe_estimate, estimate_runtime
     from bnbench.ablate.runner import check_out_folder, destination_refusal, plan_table
-    from bnbench.config.ablation import load_ablation
+    from bnbench.config.ablation import load_ablation, selection_warning
     from bnbench.config.budget import budget_warnings
 
     ablation = load_ablation(ablation_path, set_ or [])
@@ -113,7 +113,9 @@ def plan(
         done = sum(rundir.is_done(row["state"]) for row in rows)
         console.print(f"{done} of {len(rows)} runs already finished in {out}")
     _print_sets(ablation)
-    for message in budget_warnings(ablation):
+    for message in [*budget_warnings(ablation), selection_warning(ablation)]:
+        if message is None:
+            continue
         console.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
     with console.status("timing a probe run…") if estimate else nullcontext():
         predicted = estimate_runtime(ablation, usable, jobs, probe=estimate)
@@ -300,7 +302,7 @@ def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_fa
         run_ablation,
         shard_runs,
     )
-    from bnbench.config.ablation import load_ablation
+    from bnbench.config.ablation import load_ablation, selection_warning
 
     ablation = load_ablation(ablation_path, sets)
     check_destination(ablation, out)  # before saying what will run there
@@ -314,6 +316,8 @@ def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_fa
     console.print(f"{ablation.spec.name}: {len(selected)} runs selected, {finished} already "
                   f"finished{skipped}, {where} → {out}")  # fmt: skip
     _print_sets(ablation)
+    if (warning := selection_warning(ablation)) is not None:
+        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
     slots = options.jobs or (1 if options.name == "local" else max(1, len(selected)))
     display = (QuietProgress(err_console) if quiet
                else AblationProgress(console, len(selected), finished, slots))  # fmt: skip

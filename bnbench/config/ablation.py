@@ -145,6 +145,19 @@ class Ablation:
         return dict(self.resolved.get(SET_KEY) or {})
 
 
+def selection_warning(ablation: Ablation) -> str | None:
+    """A warning when a grid's best cell would be chosen on the test split, else None.
+
+    With `dataset.validation_split: test` the runs validate on the test split, so the best
+    cell the summary marks is picked by test score and that cell's test score is optimistic.
+    """
+    gridded = any(run.grid for run in ablation.runs)
+    if gridded and any(run.spec.dataset.validation_split == "test" for run in ablation.runs):
+        return ("dataset.validation_split is 'test': the summary's best grid cell will be "
+                "chosen on the test split, so its test score is optimistic")  # fmt: skip
+    return None
+
+
 # The key of `ablation.yaml` that records the `--set` overrides an ablation was run with.
 SET_KEY = "set"
 

@@ -123,8 +123,12 @@ class RunSummary(_Record):
     finished_at: str | None = None
     error: str | None = None
     # Which BN statistics the val_/test_ numbers used: "moving" (inference mode, the only mode
-    # before this field existed) or "recalibrated" (re-estimated before each evaluation).
-    bn_statistics: str | None = None
+    # before this field existed; also a network without BN) or "recalibrated" (re-estimated
+    # before each evaluation). None only when not recorded: a run that failed before training,
+    # or a summary older than the field. Whether the network has BN is `bn_layers`, not this.
+    bn_statistics: Literal["moving", "recalibrated"] | None = None
+    # How many BN layers the model holds (0: no batch norm); None when not recorded.
+    bn_layers: int | None = None
     # The divergence rule's inputs and, for a diverged run, which part of it fired.
     initial_loss: float | None = None
     divergence_factor: float | None = None

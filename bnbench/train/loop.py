@@ -288,6 +288,7 @@ class _Loop:
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "bn_statistics": run.spec.evaluation.bn_statistics if self.evaluator.bn_layers
             else "moving",
+            "bn_layers": len(self.evaluator.bn_layers),
             "initial_loss": self.initial_loss,
             "divergence_factor": training.divergence_factor,
             "diverged_reason": self.diverged_reason,

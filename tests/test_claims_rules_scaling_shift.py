@@ -15,12 +15,12 @@ import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from bnbench.analysis.landscape import conditioning, training_split
 from bnbench.claims.registry import CLAIMS
 from bnbench.claims.report import write_claims_report
 from bnbench.claims.rules_scaling import fastest
 from bnbench.cli import app
 from bnbench.config.schema import DatasetSpec, ModelSpec
+from bnbench.demos.landscape import conditioning, training_split
 from bnbench.model.build import build_model, parameter_counts
 from bnbench.results import rundir
 from bnbench.results.files import write_csv, write_yaml

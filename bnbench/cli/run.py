@@ -61,7 +61,7 @@ def train(
     the model, compiling) and then how long each took; then a bar of steps, loss and ETA."""
     from bnbench.results.destination import reserve_run_dir
     from bnbench.train.loop import train as train_run
-    from bnbench.train.plan import resolved_config
+    from bnbench.train.schedule import resolved_config
 
     spec = load_spec(spec_path, set_, backend)
     with reserve_run_dir(out, resolved_config(spec), overwrite=overwrite) as run_dir:

@@ -211,8 +211,8 @@ def test_diagnostics_do_not_change_training(tiny_spec, tmp_path):
     written = sorted(p.name for p in (tmp_path / "probed" / "diagnostics").iterdir())
     assert written == [
         "activation_percentiles.csv",
-        "bn_statistics.csv",
         "gradient_norms.csv",
+        "moving_statistics.csv",
         "train_inference_gap.csv",
     ]
     steps = [int(line.split(",")[0]) for line in

@@ -6,7 +6,7 @@ A run directory holds:
     history.csv    one `HistoryRow` per evaluation point
     summary.json   the `RunSummary`: status, final and best metrics, target, timings, versions
     model.keras    the trained model (optional)
-    diagnostics/   one CSV per enabled diagnostic (`DIAGNOSTICS`)
+    diagnostics/   one CSV per enabled diagnostic (`bnbench.results.diagnostics`)
     INCOMPLETE     present while the run is unfinished (or was interrupted or killed)
     traceback.txt  when the run raised (status failed)
     ablation.json  in an ablation: the run's arm, grid cell and seed
@@ -28,6 +28,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bnbench.errors import SpecError
+from bnbench.results import diagnostics
+from bnbench.results.diagnostics import DIAGNOSTICS_DIR
 from bnbench.results.files import atomic_write_text, read_mapping, write_csv, write_json, write_yaml
 from bnbench.results.layout import PLOTS_DIR
 
@@ -35,7 +37,6 @@ CONFIG = "config.yaml"
 HISTORY = "history.csv"
 SUMMARY = "summary.json"
 MODEL = "model.keras"
-DIAGNOSTICS_DIR = "diagnostics"
 INCOMPLETE = "INCOMPLETE"
 TRACEBACK = "traceback.txt"
 ENTRY = "ablation.json"
@@ -46,8 +47,7 @@ RUN_FILES = frozenset(
 # Any of these marks a folder as a run directory.
 MARKERS = frozenset({CONFIG, SUMMARY, INCOMPLETE})
 # The diagnostics CSVs (file stems under diagnostics/), in the order plots show them.
-DIAGNOSTICS = ("activation_percentiles", "bn_statistics", "train_inference_gap", "gradient_norms",
-               "variance_shift")  # fmt: skip
+DIAGNOSTICS = tuple(file.name for file in diagnostics.FILES)
 
 Status = Literal["completed", "diverged", "failed"]
 FINISHED: tuple[Status, ...] = ("completed", "diverged", "failed")

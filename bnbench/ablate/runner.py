@@ -19,26 +19,21 @@ command resumes the grid.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bnbench.ablate.executor import SLURM_DIR, Executor, ExecutorOptions, open_executor
 from bnbench.ablate.interrupts import counting_ctrl_c
 from bnbench.ablate.launch import Launcher, Listener, Outcome
 from bnbench.ablate.leases import LEASES_DIR, Leases
 from bnbench.config.ablation import SET_KEY, Ablation, PlannedRun
-from bnbench.config.identity import jsonable
 from bnbench.config.sets import set_options
 from bnbench.errors import SpecError
-from bnbench.results import files, rundir
-from bnbench.results.files import read_mapping, write_json
-from bnbench.results.layout import ABLATION, MANIFEST, PLOTS_DIR, run_path
+from bnbench.results import files, rundir, tree_files
+from bnbench.results.layout import ABLATION, PLOTS_DIR, run_path
 
 __all__ = [
     "Listener",
@@ -152,9 +147,7 @@ def run_ablation(
     finally:
         engine.close()
     if not outcome.interrupted and not outcome.elsewhere:  # the last one out
-        manifest = read_mapping(results_dir / MANIFEST)
-        manifest["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        write_json(results_dir / MANIFEST, manifest)
+        tree_files.mark_finished(results_dir)
     return outcome
 
 
@@ -195,8 +188,8 @@ def destination_refusal(ablation: Ablation, results_dir: Path) -> str | None:
     """
     path = results_dir / ABLATION
     if path.exists():
-        existing = read_mapping(path)
-        if existing != ablation.resolved:
+        existing = tree_files.read_ablation(results_dir)
+        if existing.data != ablation.resolved:
             return _difference(results_dir, existing, ablation.resolved)
     elif results_dir.is_dir() and any(
         name not in HIDDEN and not files.is_temp_name(name) for name in os.listdir(results_dir)
@@ -205,18 +198,20 @@ def destination_refusal(ablation: Ablation, results_dir: Path) -> str | None:
     return None
 
 
-def _difference(results_dir: Path, existing: dict[str, Any], resolved: dict[str, Any]) -> str:
+def _difference(
+    results_dir: Path, existing: tree_files.StoredAblation, resolved: dict[str, Any]
+) -> str:
     """Why the ablation in `results_dir` is not this one, and what to do."""
-    keys = set(existing) | set(resolved)
-    changed = sorted(k for k in keys if existing.get(k) != resolved.get(k))
+    changed = existing.differs_in(resolved)
+    given = tree_files.StoredAblation(resolved).sets
     if changed == [SET_KEY]:
-        resume = f"give {_sets(existing)}" if existing.get(SET_KEY) else "leave out --set"
+        resume = f"give {_sets(existing.sets)}" if existing.sets else "leave out --set"
         return (
-            f"{results_dir}: holds this ablation run with {_sets(existing)}, and this command "
-            f"gives {_sets(resolved)}: these are different runs, and a results tree holds one "
-            f"ablation. To resume it, {resume}; or choose another --out"
+            f"{results_dir}: holds this ablation run with {_sets(existing.sets)}, and this "
+            f"command gives {_sets(given)}: these are different runs, and a results tree holds "
+            f"one ablation. To resume it, {resume}; or choose another --out"
         )
-    sets = f"; it was run with {_sets(existing)}" if existing.get(SET_KEY) else ""
+    sets = f"; it was run with {_sets(existing.sets)}" if existing.sets else ""
     return (
         f"{results_dir}: holds a different version of this ablation (it differs in: "
         f"{', '.join(changed)}{sets}); its runs would be summarized together with these. "
@@ -224,10 +219,9 @@ def _difference(results_dir: Path, existing: dict[str, Any], resolved: dict[str,
     )
 
 
-def _sets(resolved: dict[str, Any]) -> str:
+def _sets(sets: dict[str, Any]) -> str:
     """'--set a=1 --set b=x' as recorded in an ablation.yaml, or 'no --set'."""
-    sets = resolved.get(SET_KEY)
-    return set_options(sets) if isinstance(sets, dict) and sets else "no --set"
+    return set_options(sets) if sets else "no --set"
 
 
 def failed_earlier(outcome: Outcome) -> list[str]:
@@ -240,25 +234,24 @@ def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
     """Create ablation.yaml and manifest.json unless another invocation did; check the former."""
     from bnbench.results.environment import library_versions, machine
 
-    text = yaml.safe_dump(ablation.resolved, sort_keys=False)
-    if not files.create_exclusive(results_dir / ABLATION, text.encode("utf-8")):
+    if not tree_files.create_ablation(results_dir, ablation.resolved):
         check_destination(ablation, results_dir)  # another invocation's: the same ablation?
-    manifest = {
-        "ablation": ablation.resolved["name"],
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "finished_at": None,
-        "versions": library_versions(),
-        "machine": machine(),
-        "backends": sorted({run.spec.backend for run in ablation.runs}),
-        "runs": len(ablation.runs),
+    manifest = tree_files.Manifest(
+        ablation=ablation.resolved["name"],
+        started_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        finished_at=None,
+        versions=library_versions(),
+        machine=machine(),
+        backends=sorted({run.spec.backend for run in ablation.runs}),
+        runs=len(ablation.runs),
         # The planned runs, so that `bnbench status` lists those not started yet.
-        "plan": [
-            {"run_id": run.run_id, "arm": run.arm, "cell": run.cell, "seed": run.seed}
+        plan=[
+            tree_files.PlannedRunRecord(run_id=run.run_id, arm=run.arm, cell=run.cell,
+                                        seed=run.seed)
             for run in ablation.runs
         ],
-    }
-    text = json.dumps(manifest, indent=2, default=jsonable) + "\n"
-    files.create_exclusive(results_dir / MANIFEST, text.encode("utf-8"))
+    )  # fmt: skip
+    tree_files.create_manifest(results_dir, manifest)
 
 
 def _unfinished(selected: list[PlannedRun], results_dir: Path, retry_failed: bool,

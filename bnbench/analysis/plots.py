@@ -58,15 +58,15 @@ _CAPTIONS = {
     "train_inference_gap": "the same model evaluated in training mode (batch statistics, dashed) "
     "and inference mode (moving statistics, solid), one panel per grid cell and quantity: every "
     "cell, not only the best",
-    "bn_statistics": "BN moving statistics, γ, β and batch-vs-moving gaps over training{where}; "
-    "line style = layer",
+    "moving_statistics": "BN moving statistics, γ, β and batch-vs-moving gaps over "
+    "training{where}; line style = layer",
     "variance_shift": "variance shift (Li et al. 2019): Var of each BN layer's input in training "
     "mode (dropout on) / in inference mode, geometric mean over units{where}; line style = layer",
     "overview": "one page: validation curves, final test score, time to target and activation "
     "percentiles{where}",
 }
 _UNEQUAL_BUDGETS = "; tick labels give each cell's training steps, which differ across the grid"
-# bn_statistics.csv column -> (panel title, y label)
+# moving_statistics.csv column -> (panel title, y label)
 _BN_STATS = {
     "moving_mean_mean": ("moving mean, averaged over channels", "moving mean"),
     "moving_var_mean": ("moving variance, averaged over channels", "moving variance"),
@@ -207,7 +207,7 @@ class _Figures:
         diagnostics: list[tuple[str, set[str], Callable[[], Figure]]] = [
             ("activation_percentiles", {"layer", "p15", "p50", "p85"}, self.percentiles),
             ("train_inference_gap", {"train_mode_loss", "inference_mode_loss"}, self.gap),
-            ("bn_statistics", {"layer"}, self.bn_statistics),
+            ("moving_statistics", {"layer"}, self.moving_statistics),
             ("variance_shift", {"layer", "variance_ratio"}, self.variance_shift),
         ]
         for name, columns, builder in diagnostics:
@@ -329,8 +329,8 @@ class _Figures:
         self.panels.legend(fig, self._arms_in(data), styles=styles)
         return fig
 
-    def bn_statistics(self) -> Figure:
-        data = self._at_best(self.diagnostics["bn_statistics"])
+    def moving_statistics(self) -> Figure:
+        data = self._at_best(self.diagnostics["moving_statistics"])
         stats = [s for s in _BN_STATS if s in data and data[s].notna().any()]
         layers = list(dict.fromkeys(data["layer"]))[:3]
         styles = ["-", "--", ":"][: len(layers)]

@@ -39,8 +39,8 @@ from bnbench.analysis.stats import (
 )
 from bnbench.errors import SpecError
 from bnbench.results import rundir
-from bnbench.results.files import atomic_write_text, read_mapping, write_csv, write_json
-from bnbench.results.layout import ABLATION, RUNS_CSV, RUNS_DIR, TABLES
+from bnbench.results.files import atomic_write_text, write_csv
+from bnbench.results.layout import RUNS_CSV, RUNS_DIR, TABLES
 from bnbench.results.rows import (
     DEFAULT_BN_STATISTICS,
     Selection,
@@ -48,6 +48,7 @@ from bnbench.results.rows import (
     run_row,
     validation_score,
 )
+from bnbench.results.tree_files import TablesSummary, read_ablation, write_tables_summary
 
 BEST = "★"  # marks each arm's best cell (by validation) in the markdown, LaTeX and terminal
 
@@ -152,25 +153,23 @@ def build_report(
     if latex_columns is not None and not latex:
         raise SpecError("LaTeX columns are used only with the LaTeX table (--latex)")
     root = Path(results_dir)
-    spec = read_mapping(root / ABLATION)  # {} for a tree copied without its spec
+    spec = read_ablation(root)  # empty for a tree copied without its spec
     found = [(path, rundir.read_entry(path)) for path in _run_dirs(root)]
-    grid_spec = _mapping(spec.get("grid"))
+    grid_spec = spec.grid
     keys = [str(k) for k in grid_spec]
     for _, ablation in found:
         keys += [str(k) for k in _mapping(ablation.get("grid"))]
     grid_keys = tuple(dict.fromkeys(keys))
     runs = [run_row(path, ablation, grid_keys) for path, ablation in found]
-    declared = spec.get("arms")
-    declared = list(declared) if isinstance(declared, dict | list) else []
-    arms = tuple(dict.fromkeys([*map(str, declared), *(run["arm"] for run in runs)]))
+    arms = tuple(dict.fromkeys([*spec.arms, *(run["arm"] for run in runs)]))
     runs.sort(key=lambda run: _run_order(run, arms, grid_keys, grid_spec))
-    reference = str(spec.get("reference") or arms[0])
+    reference = spec.reference or arms[0]
     metric = next((run["metric"] for run in runs if run["metric"]), None)
     rows = summarize(runs, grid_keys, reference, metric, by=select_by)
     report = Report(root, rows, runs, arms, grid_keys, reference, metric, select_by)
     if latex:  # checked before anything is written
         report = replace(report, latex_columns=tuple(pick_latex_columns(report, latex_columns)))
-    _write(report, str(spec.get("name") or root.name))
+    _write(report, spec.name or root.name)
     return report
 
 
@@ -326,10 +325,11 @@ def _write(report: Report, name: str) -> None:
     write_csv(paths[RUNS_CSV], report.runs, report.run_columns)
     write_csv(paths[csv], report.rows, report.summary_columns)
     rows = [{k: row[k] for k in report.summary_columns} for row in report.rows]
-    head: dict[str, Any] = {"name": name, "reference": report.reference, "metric": report.metric}
-    head.update(score=report.score_label, grid_keys=list(report.grid_keys))
-    head.update(select_by=report.select_by, choices=report.choices)
-    write_json(paths[js], {**head, "definitions": report.definitions, "rows": rows})
+    summary = TablesSummary(name=name, reference=report.reference, metric=report.metric,
+                            score=report.score_label, grid_keys=list(report.grid_keys),
+                            select_by=report.select_by, choices=report.choices,
+                            definitions=report.definitions, rows=rows)  # fmt: skip
+    write_tables_summary(root, summary)
     atomic_write_text(paths[md], markdown_summary(report, name))
     if report.latex_columns:
         paths[tex] = root / tex

@@ -132,7 +132,7 @@ def load_evidence(claim_dir: Path, spec: Mapping[str, Any] | None = None) -> Evi
     grid: dict[str, Any] = declared_grid if isinstance(declared_grid, dict) else {}
     keys = [*map(str, grid)] + [str(k) for _, e, _, _ in found for k in e.get("grid") or {}]
     grid_keys = tuple(dict.fromkeys(keys))
-    rows = [row_from(path, entry, grid_keys, config, summary)
+    rows = [row_from(path, entry, grid_keys, config, summary).record()
             for path, entry, config, summary in found]  # fmt: skip
     declared = spec.get("arms")
     arms = [str(a) for a in declared] if isinstance(declared, dict | list) else []

@@ -141,7 +141,7 @@ def landscape(
 ) -> None:
     """Draw the loss surface of a linear model on two_scale with raw vs standardized features:
     why unequal feature scales make a narrow valley and slow gradient descent."""
-    from bnbench.analysis.landscape import draw_landscape
+    from bnbench.demos.landscape import draw_landscape
 
     result = draw_landscape(out, num_samples=num_samples, seed=seed, steps=steps)
     for line in result.describe():

@@ -18,8 +18,8 @@ from bnbench.config.registries import LOSSES, METRICS, OPTIMIZERS
 from bnbench.config.schema import RunSpec, TrainingSpec
 from bnbench.data.datasets import Dataset
 from bnbench.errors import SpecError
-from bnbench.train.plan import (
-    Plan,
+from bnbench.train.schedule import (
+    Schedule,
     batch_order,
     check_batch_size,
     check_length,
@@ -52,7 +52,7 @@ class Prepared:
         spec: The validated run spec.
         backend: The Keras backend the run uses (the spec's, or the `auto` policy's choice).
         data: The prepared arrays.
-        plan: Steps, evaluation points and epochs.
+        schedule: Steps, evaluation points and epochs.
         model: The compiled Keras model, with the seed's initial weights.
         loss_name: The loss, with the task's default filled in.
         metric_names: The metrics, with the task's default filled in.
@@ -65,7 +65,7 @@ class Prepared:
     spec: RunSpec
     backend: str
     data: Dataset
-    plan: Plan
+    schedule: Schedule
     model: Any
     loss_name: str
     metric_names: list[str]
@@ -115,21 +115,23 @@ def prepare(spec: RunSpec, *, download: bool = True, phase: PhaseHook | None = N
         tf.config.experimental.enable_op_determinism()
     check_batch_size(spec.training, len(data.x_train))
     check_length(spec.training, len(data.x_train))
-    plan = Plan.from_spec(spec.training, len(data.x_train))
-    check_memory(spec, data.input_shape, data.output_units, plan.total_steps)
+    schedule = Schedule.from_spec(spec.training, len(data.x_train))
+    check_memory(spec, data.input_shape, data.output_units, schedule.total_steps)
     model = build_model(spec.model, data.input_shape, data.output_units, data.task)
     model.compile(
-        optimizer=make_optimizer(spec.training, plan.total_steps),
+        optimizer=make_optimizer(spec.training, schedule.total_steps),
         loss=LOSSES[loss_name],
         metrics=[METRICS[m] for m in metric_names],
         steps_per_execution=spec.training.steps_per_execution,
     )
-    order = batch_order(len(data.x_train), plan.total_steps, spec.training.batch_size, spec.seed)
+    order = batch_order(
+        len(data.x_train), schedule.total_steps, spec.training.batch_size, spec.seed
+    )
     recorder = _recorder(spec, model, data, order, loss_name, metric_names)
     clock.lap("build")
     announce("compile")
     return Prepared(
-        spec, backend, data, plan, model, loss_name, metric_names, order, recorder, clock.laps
+        spec, backend, data, schedule, model, loss_name, metric_names, order, recorder, clock.laps
     )
 
 
@@ -226,7 +228,7 @@ def describe(prepared: Prepared) -> dict[str, str]:
     """What `bnbench validate` prints about a prepared run: data, layers, sizes, length."""
     from bnbench.model.build import parameter_counts
 
-    spec, data, plan = prepared.spec, prepared.data, prepared.plan
+    spec, data, schedule = prepared.spec, prepared.data, prepared.schedule
     params = parameter_counts(prepared.model)
     return {
         "backend": prepared.backend + (" (auto)" if spec.backend == "auto" else ""),
@@ -236,7 +238,7 @@ def describe(prepared: Prepared) -> dict[str, str]:
         "parameters": (
             f"{params['trainable']:,} trainable, {params['non_trainable']:,} non-trainable"
         ),
-        "training": f"{plan.total_steps:,} steps ({plan.steps_per_epoch} per epoch) at batch "
-        f"{spec.training.batch_size}, evaluation every {plan.eval_steps[0]} steps",
+        "training": f"{schedule.total_steps:,} steps ({schedule.steps_per_epoch} per epoch) at "
+        f"batch {spec.training.batch_size}, evaluation every {schedule.eval_steps[0]} steps",
         "loss / metrics": f"{prepared.loss_name} / {', '.join(prepared.metric_names)}",
     }

@@ -30,6 +30,7 @@ from bnbench.analysis.figure_options import OPTIONS_FILE, FigureOptions, choose_
 from bnbench.analysis.figures import save_figure
 from bnbench.analysis.panels import Diverged, Panels, hide_unused, new_figure
 from bnbench.errors import SpecError
+from bnbench.results.cells import markdown_safe
 from bnbench.results.files import atomic_write_text, write_json
 from bnbench.results.layout import PLOTS_DIR
 from bnbench.results.rows import Selection, validation_score
@@ -142,8 +143,8 @@ def draw_plots(tree: ResultsTree, plots_dir: Path, options: FigureOptions) -> li
         path = plots_dir / f"{name}.{fmt}"
         save_figure(draw(), path, fmt)
         written.append(path)
-        lines.append(f"- [{path.name}]({path.name}): {caption}")
-    header = [f"# Figures for `{tree.name}`", "", *figures.choice_lines()]
+        lines.append(f"- [{path.name}]({path.name}): {markdown_safe(caption)}")
+    header = [f"# Figures for {markdown_safe(tree.name)}", "", *figures.choice_lines()]
     header += [
         f"Drawn as {options.describe()} (kept in {OPTIONS_FILE}: `bnbench plot` and `ablate` "
         "redraw with these unless given others).",
@@ -151,7 +152,8 @@ def draw_plots(tree: ResultsTree, plots_dir: Path, options: FigureOptions) -> li
     ]
     failed = tree.runs.loc[tree.runs["status"] == "failed", "run_id"]
     if len(failed):
-        header += [f"Left out {len(failed)} failed run(s): {', '.join(failed)}.", ""]
+        named = markdown_safe(", ".join(failed))
+        header += [f"Left out {len(failed)} failed run(s): {named}.", ""]
     write_json(plots_dir / OPTIONS_FILE, options.record())
     atomic_write_text(plots_dir / INDEX, "\n".join([*header, *lines, ""]))
     return written
@@ -181,7 +183,8 @@ class _Figures:
         if not self.chosen_by:
             return []
         head = f"Best-cell figures show {self.chosen_by}, never chosen on the test score:"
-        return [head, *(f"- {chosen.label}" for chosen in self.choice.values()), ""]
+        labels = (markdown_safe(chosen.label) for chosen in self.choice.values())
+        return [head, *(f"- {label}" for label in labels), ""]
 
     def labels(self) -> dict[str, str]:
         """Legend label of each arm in a best-cell figure: the arm and the cell it is shown at."""

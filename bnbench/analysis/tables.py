@@ -31,6 +31,7 @@ from bnbench.analysis.latex import DEFAULT_COLUMNS, check_columns, label_for, la
 from bnbench.analysis.stats import DEFINITIONS, FEWER_PAIRS, STATUSES, SUMMARY_STATS, summarize
 from bnbench.errors import SpecError
 from bnbench.results import rundir
+from bnbench.results.cells import markdown_safe
 from bnbench.results.files import atomic_write_text, read_mapping, write_csv, write_json
 from bnbench.results.layout import ABLATION, RUNS_CSV, RUNS_DIR, TABLES
 from bnbench.results.rows import (
@@ -404,13 +405,16 @@ def _speedup(row: dict[str, Any]) -> str:
 def markdown_summary(report: Report, name: str) -> str:
     """summary.md: the choices, one row per arm and cell with every column, the definitions."""
     headers = _headers(report)
-    lines = [f"# {name}", "", f"Reference {report.unit}: `{report.reference}`.", ""]
-    lines += [f"- {line}" for line in _choice_lines(report)] + [""]
-    lines.append("| " + " | ".join(header for _, header in headers) + " |")
+    safe = markdown_safe  # labels come from user files: no HTML, no links, no broken rows
+    reference = report.reference  # a code span shows HTML as text; a backtick would end it
+    reference = f"`{reference}`" if "`" not in reference else safe(reference)
+    lines = [f"# {safe(name)}", "", f"Reference {report.unit}: {reference}.", ""]
+    lines += [f"- {safe(line)}" for line in _choice_lines(report)] + [""]
+    lines.append("| " + " | ".join(safe(header) for _, header in headers) + " |")
     lines.append("|" + "|".join("---" if k == "arm" else "--:" for k, _ in headers) + "|")
     for row in report.rows:
         cells = _display(row, report)
-        lines.append("| " + " | ".join(cells[k].replace("|", "\\|") for k, _ in headers) + " |")
+        lines.append("| " + " | ".join(safe(cells[k]) for k, _ in headers) + " |")
     lines += ["", *(f"- {key}: {text}" for key, text in report.definitions.items())]
     return "\n".join(lines) + "\n"
 

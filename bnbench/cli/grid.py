@@ -19,6 +19,7 @@ from bnbench.cli.common import (
     err_console,
     write_tables,
 )
+from bnbench.cli.tables import show
 from bnbench.errors import SpecError, user_errors
 from bnbench.results import rundir
 
@@ -101,9 +102,10 @@ def plan(
     for column in ("#", "arm", "grid cell", "seed", "backend", "run id", "state"):
         table.add_column(column, **_fit(column))
     for row in rows:
-        table.add_row(str(row["index"]), row["arm"], row["cell"] or "-", str(row["seed"]),
-                      row["backend"], row["run_id"], row["state"])  # fmt: skip
-    console.print(table)
+        label = (escape(row["arm"]), escape(row["cell"] or "-"), str(row["seed"]))
+        run_id = escape(row["run_id"])
+        table.add_row(str(row["index"]), *label, row["backend"], run_id, row["state"])
+    show(table, console)
     if out is None:
         console.print("give --out DIR to see which of these runs are already finished there")
     elif refusal is not None:
@@ -361,8 +363,9 @@ def status(results_dir: ResultsDir) -> None:
         age = f"{lease.age():.0f} s ago" if lease is not None else ""
         if row.stale is not None:
             age += f" [red](stale: {row.stale})[/]"
-        table.add_row(row.run_id, row.arm, row.cell or "-", str(row.seed), shown, by, age)
-    console.print(table)
+        table.add_row(escape(row.run_id), escape(row.arm), escape(row.cell or "-"), str(row.seed),
+                      shown, escape(by), age)  # fmt: skip
+    show(table, console)
     console.print(", ".join(f"{n} {state}" for state, n in counts(rows).items()))
     for holder, n in holders(rows).items():
         console.print(f"{holder}: {n} run{'s' if n != 1 else ''} running", highlight=False)

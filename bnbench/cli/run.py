@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bnbench.cli.common import (
@@ -17,6 +18,7 @@ from bnbench.cli.common import (
     err_console,
     load_spec,
 )
+from bnbench.cli.tables import show
 from bnbench.errors import SpecError, user_errors
 from bnbench.results import rundir
 
@@ -98,8 +100,8 @@ def datasets() -> None:
     for column in ("name", "task", "source", "offline", "available", "cache"):
         table.add_column(column, overflow="fold")
     for row in describe():
-        table.add_row(*row.values())
-    console.print(table)
+        table.add_row(*(escape(str(value)) for value in row.values()))
+    show(table, console)
 
 
 class _NoProgress:

@@ -127,7 +127,7 @@ def run_ablation(
             downloadable, the executor cannot start (in these three cases nothing is written),
             a run to clear is a symbolic link, or a local worker process died.
     """
-    from bnbench.train.prepare import check_data
+    from bnbench.train.prepare import check_data, check_runs
 
     options = executor or ExecutorOptions()
     if jobs is not None:
@@ -139,6 +139,7 @@ def run_ablation(
     todo = _unfinished(selected, results_dir, retry_failed, outcome)
     # Once, here: data that no run could read would otherwise fail every run, one by one.
     check_data(run.spec for run in todo)
+    check_runs((run.where, run.spec) for run in todo)  # what train would refuse, refused here
     engine = open_executor(options, results_dir)
     try:
         _write_top_level(ablation, results_dir)

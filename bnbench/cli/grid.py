@@ -84,8 +84,10 @@ def plan(
     from bnbench.ablate.runner import check_out_folder, destination_refusal, plan_table
     from bnbench.config.ablation import load_ablation
     from bnbench.config.budget import budget_warnings
+    from bnbench.train.prepare import check_runs
 
     ablation = load_ablation(ablation_path, set_ or [])
+    check_runs((run.where, run.spec) for run in ablation.runs)  # as ablate and train would
     refusal = None
     if out is not None:
         check_out_folder(out)

@@ -118,6 +118,13 @@ class PlannedRun:
     def cell(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.grid.items())
 
+    @property
+    def where(self) -> str:
+        """The run in words, for messages: "arm 'bn', training.learning_rate=0.1, seed 0"."""
+        return f"arm {self.arm!r}" + (f", {_label(self.grid)}" if self.grid else "") + (
+            f", seed {self.seed}"
+        )
+
     def entry(self) -> dict[str, Any]:
         """What the run directory records about its place in the ablation."""
         return {"arm": self.arm, "grid": self.grid, "seed": self.seed, "cell": self.cell}

@@ -113,10 +113,7 @@ def prepare(spec: RunSpec, *, download: bool = True, phase: PhaseHook | None = N
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    check_batch_size(spec.training, len(data.x_train))
-    check_length(spec.training, len(data.x_train))
-    plan = Plan.from_spec(spec.training, len(data.x_train))
-    check_memory(spec, data.input_shape, data.output_units, plan.total_steps)
+    plan = check_against_data(spec, data)
     model = build_model(spec.model, data.input_shape, data.output_units, data.task)
     model.compile(
         optimizer=make_optimizer(spec.training, plan.total_steps),
@@ -135,6 +132,53 @@ def prepare(spec: RunSpec, *, download: bool = True, phase: PhaseHook | None = N
 
 def _silent(phase: Phase) -> None:
     return None
+
+
+def check_against_data(spec: RunSpec, data: Dataset) -> Plan:
+    """The checks of a run against its data that need no model: batch size, length, memory.
+
+    Raises:
+        SpecError: one fails.
+    """
+    check_batch_size(spec.training, len(data.x_train))
+    check_length(spec.training, len(data.x_train))
+    plan = Plan.from_spec(spec.training, len(data.x_train))
+    check_memory(spec, data.input_shape, data.output_units, plan.total_steps)
+    return plan
+
+
+def check_runs(runs: Iterable[tuple[str, RunSpec]]) -> None:
+    """Make every check `train` makes before building a model, for each run of an ablation, so
+    that `plan` and `ablate` refuse what `train` refuses before anything is written.
+
+    Each dataset is read once. A Keras dataset not downloaded yet is skipped: `check_data`
+    fetches it before `ablate` trains, and `plan` downloads nothing.
+
+    Args:
+        runs: (where, spec) of each run; `where` names the run in a message
+            ("arm 'bn', seed 0").
+
+    Raises:
+        SpecError: a run fails a check, or its data cannot be read; the message names the run.
+    """
+    from bnbench.data.datasets import REGISTRY, load_dataset
+
+    loaded: dict[str, Dataset | None] = {}
+    for where, spec in runs:
+        key = spec.dataset.model_dump_json()
+        if key not in loaded:
+            here = spec.dataset.path is not None or REGISTRY[spec.dataset.name].cached()
+            loaded[key] = load_dataset(spec.dataset, download=False) if here else None
+        data = loaded[key]
+        if data is None:
+            continue
+        try:
+            metric_names = loss_and_metrics(spec.training, data.task)[1]
+            check_target(spec.training, metric_names)
+            check_shift(spec.evaluation.shift, len(data.x_test))
+            check_against_data(spec, data)
+        except SpecError as err:
+            raise SpecError(f"{where}: {err}") from None
 
 
 def check_data(specs: Iterable[RunSpec]) -> None:

@@ -36,7 +36,7 @@ from bnbench.analysis.figure_options import OPTIONS_FILE, FigureOptions, choose_
 from bnbench.analysis.grouping import ABSENT, Group, differing_keys, flatten, group_runs, show
 from bnbench.analysis.plots import COMPARE_MARKER, INDEX, draw_plots
 from bnbench.analysis.stats import SUMMARY_STATS, summarize
-from bnbench.analysis.tables import Report, markdown_summary
+from bnbench.analysis.tables import Report, count_stalled, markdown_summary
 from bnbench.errors import SpecError
 from bnbench.results import rundir
 from bnbench.results.files import (
@@ -118,7 +118,7 @@ def compare_runs(
     ordered = sorted(runs, key=lambda r: (place[r["arm"]], r["seed"] is None, r["seed"] or 0))
     reference = groups[0].label
     metric = next((run["metric"] for run in runs if run["metric"]), None)
-    rows = summarize(ordered, (), reference, metric)  # one row per group, in group order
+    rows = count_stalled(summarize(ordered, (), reference, metric), ordered, ())  # per group
     for row, group in zip(rows, groups, strict=True):
         row.update({f"config.{key}": group.values[key] for key in keys})
     notes = _notes(keys, groups, ordered, differing_keys([_recording(c) for c in configs]))

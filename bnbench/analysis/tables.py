@@ -42,6 +42,10 @@ from bnbench.results.rows import (
     validation_score,
 )
 
+STALLED = (
+    "completed runs of a classifier whose validation accuracy never left chance, or ended "
+    "back at it (within half a class share); they are counted in the means"
+)
 BEST = "★"  # marks each arm's best cell (by validation) in the markdown, LaTeX and terminal
 
 
@@ -101,9 +105,10 @@ class Report:
     @property
     def definitions(self) -> dict[str, str]:
         """What every column means (`DEFINITIONS`); without a grid, no best cell is marked."""
+        stalled = {"stalled": STALLED}
         if self.grid_keys:
-            return dict(DEFINITIONS)
-        return {key: text for key, text in DEFINITIONS.items() if key != "best cell"}
+            return {**DEFINITIONS, **stalled}
+        return {key: text for key, text in DEFINITIONS.items() if key != "best cell"} | stalled
 
     @property
     def run_columns(self) -> list[str]:
@@ -111,7 +116,9 @@ class Report:
 
     @property
     def summary_columns(self) -> list[str]:
-        return ["arm", "cell", *(f"grid.{key}" for key in self.grid_keys), *SUMMARY_STATS]
+        stats = list(SUMMARY_STATS)
+        stats.insert(stats.index(STATUSES[-1]) + 1, "stalled")
+        return ["arm", "cell", *(f"grid.{key}" for key in self.grid_keys), *stats]
 
 
 def build_report(
@@ -159,12 +166,29 @@ def build_report(
     runs.sort(key=lambda run: _run_order(run, arms, grid_keys, grid_spec))
     reference = str(spec.get("reference") or arms[0])
     metric = next((run["metric"] for run in runs if run["metric"]), None)
-    rows = summarize(runs, grid_keys, reference, metric, by=select_by)
+    rows = count_stalled(summarize(runs, grid_keys, reference, metric, by=select_by), runs,
+                         grid_keys)  # fmt: skip
     report = Report(root, rows, runs, arms, grid_keys, reference, metric, select_by)
     if latex:  # checked before anything is written
         report = replace(report, latex_columns=tuple(pick_latex_columns(report, latex_columns)))
     _write(report, str(spec.get("name") or root.name))
     return report
+
+
+def count_stalled(
+    rows: list[dict[str, Any]], runs: list[dict[str, Any]], grid_keys: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """`rows` with `stalled`: how many runs of the row's arm and cell stalled (never left
+    chance, or ended at it). Stalled runs are completed runs, counted in their means; this
+    column says how many of them learned nothing."""
+    for row in rows:
+        row["stalled"] = sum(
+            run["stalled"] == 1
+            for run in runs
+            if run["arm"] == row["arm"]
+            and all(run[f"grid.{key}"] == row[f"grid.{key}"] for key in grid_keys)
+        )
+    return rows
 
 
 def latex_catalogue(report: Report) -> dict[str, str]:
@@ -217,10 +241,12 @@ def render_table(report: Report) -> Group:
     names = {"arm": report.unit, "cell": "cell"} if report.grid_keys else {"arm": report.unit}
     budgets = {(cells["steps"], cells["examples"]) for cells in rows}
     budget = {"steps": "steps"} if len(budgets) > 1 else {}
-    columns = {**names, "n": "n", "status": "runs", **budget}
+    stalled = {"stalled": "stalled"} if any(row["stalled"] for row in report.rows) else {}
+    columns = {**names, "n": "n", "status": "runs", **stalled, **budget}
     outcomes = _terminal_table(
         f"{report.score_label}, mean ± std over seeds",
-        "runs: completed/diverged/failed/incomplete",
+        "runs: completed/diverged/failed/incomplete"
+        + (f"\nstalled: {STALLED}" if stalled else ""),
         {**columns, "score": "mean ± std", "to_target": "to target"},
         rows,
     )
@@ -328,6 +354,7 @@ def _headers(report: Report) -> list[tuple[str, str]]:
     score, quantity = report.score_label, report.metric or "loss"
     columns = [("arm", report.unit), *((f"grid.{k}", k) for k in report.grid_keys), ("n", "n")]
     columns += [(status, status) for status in STATUSES]
+    columns += [("stalled", "stalled")]
     columns += [("steps", "steps"), ("examples", "examples")]
     columns += [("score", f"{score} (mean ± std)")]
     columns += [("final_val", f"final val {quantity} (mean)")]

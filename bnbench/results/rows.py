@@ -36,6 +36,7 @@ RUN_COLUMNS = (
     "steps_to_target",
     "seconds_to_target",
     "diverged_step",
+    "stalled",  # 1: a completed classifier that never left chance or ended at it; 0; blank
     "total_steps",
     "step_time_ms",
     "params_trainable",
@@ -108,6 +109,7 @@ def run_row(
         "steps_to_target": target.step,
         "seconds_to_target": target.seconds,
         "diverged_step": summary.diverged_step,
+        "stalled": None if summary.stalled is None else int(summary.stalled),
         "total_steps": summary.total_steps,
         "step_time_ms": summary.step_time_ms,
         "params_trainable": params.trainable,

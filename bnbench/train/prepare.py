@@ -142,9 +142,35 @@ def check_against_data(spec: RunSpec, data: Dataset) -> Plan:
     """
     check_batch_size(spec.training, len(data.x_train))
     check_length(spec.training, len(data.x_train))
+    check_label_kind(spec, data)
     plan = Plan.from_spec(spec.training, len(data.x_train))
     check_memory(spec, data.input_shape, data.output_units, plan.total_steps)
     return plan
+
+
+def check_label_kind(spec: RunSpec, data: Dataset) -> None:
+    """Refuse class labels stored as floats: an .npz's float labels are regression targets, so
+    labels 0.0, 1.0, ... would silently train an MSE regression on class numbers.
+
+    A regression on whole-valued targets is said by naming its loss (`training.loss`).
+
+    Raises:
+        SpecError: an .npz's labels are floats, one per example, all whole numbers, and the
+            spec names no loss.
+    """
+    y = data.y_train
+    if spec.dataset.name != "npz" or data.task != "regression" or spec.training.loss:
+        return
+    if not (y.ndim == 1 or y.shape[1:] == (1,)) or not y.size or not np.all(y == np.round(y)):
+        return
+    values = np.unique(y)
+    raise SpecError(
+        f"dataset.path: the labels (y_train) are floats that are all whole numbers "
+        f"({len(values)} distinct, {values.min():g} to {values.max():g}); float labels are "
+        "read as regression targets, so this would train an MSE regression on class numbers. "
+        "For classification store them as integers (y.astype('int64')); for a regression on "
+        "whole-valued targets say so with training.loss: mse"
+    )
 
 
 def check_runs(runs: Iterable[tuple[str, RunSpec]]) -> None:

@@ -162,3 +162,8 @@ def _print_result(summary: RunSummary, run_dir: Path, spec: RunSpec) -> None:
         table.add_row("step time", f"{summary.step_time_ms:.2f} ms")
     table.add_row("run directory", str(run_dir))
     console.print(table)
+    from bnbench.results.bn_warmup import warmup_note
+
+    note = warmup_note(summary)
+    if note is not None:
+        console.print(note, style="yellow", markup=False, highlight=False)

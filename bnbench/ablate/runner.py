@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from bnbench.ablate import extend
 from bnbench.ablate.executor import SLURM_DIR, Executor, ExecutorOptions, open_executor
 from bnbench.ablate.interrupts import counting_ctrl_c
 from bnbench.ablate.launch import Launcher, Listener, Outcome
@@ -192,12 +193,13 @@ def destination_refusal(ablation: Ablation, results_dir: Path) -> str | None:
     """Why `run_ablation` would refuse `results_dir` (a folder or nothing yet), or None.
 
     It refuses a folder holding a different ablation (or this one run with other `--set`
-    values), and a non-empty folder holding no ablation; reads only.
+    values, or changed otherwise than by more seeds or grid values: `extend`), and a non-empty
+    folder holding no ablation; reads only.
     """
     path = results_dir / ABLATION
     if path.exists():
         existing = read_mapping(path)
-        if existing != ablation.resolved:
+        if existing != ablation.resolved and extend.added(existing, ablation.resolved) is None:
             return _difference(results_dir, existing, ablation.resolved)
     elif results_dir.is_dir() and any(
         name not in HIDDEN and not files.is_temp_name(name) for name in os.listdir(results_dir)
@@ -208,6 +210,11 @@ def destination_refusal(ablation: Ablation, results_dir: Path) -> str | None:
 
 def _difference(results_dir: Path, existing: dict[str, Any], resolved: dict[str, Any]) -> str:
     """Why the ablation in `results_dir` is not this one, and what to do."""
+    if existing.get("name") != resolved.get("name"):
+        return (
+            f"{results_dir}: holds a different ablation, {existing.get('name')!r} (this one is "
+            f"{resolved.get('name')!r}); choose another --out"
+        )
     keys = set(existing) | set(resolved)
     changed = sorted(k for k in keys if existing.get(k) != resolved.get(k))
     if changed == [SET_KEY]:
@@ -221,7 +228,8 @@ def _difference(results_dir: Path, existing: dict[str, Any], resolved: dict[str,
     return (
         f"{results_dir}: holds a different version of this ablation (it differs in: "
         f"{', '.join(changed)}{sets}); its runs would be summarized together with these. "
-        "Choose another --out, or delete the folder to start over"
+        "Only more seeds or more grid values can be added to a tree. Choose another --out, or "
+        "delete the folder to start over"
     )
 
 
@@ -237,13 +245,24 @@ def failed_earlier(outcome: Outcome) -> list[str]:
     return [run_id for run_id in outcome.failed if run_id in skipped]
 
 
+def extension_of(ablation: Ablation, results_dir: Path) -> str | None:
+    """What `ablation` adds to the one in `results_dir` ("seeds 2, 3"), or None; reads only."""
+    path = results_dir / ABLATION
+    extra = extend.added(read_mapping(path), ablation.resolved) if path.is_file() else None
+    return extend.describe(extra) if extra else None
+
+
 def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
-    """Create ablation.yaml and manifest.json unless another invocation did; check the former."""
+    """Create ablation.yaml and manifest.json unless another invocation did; check the former,
+    and record more seeds or grid values (`extend`) given to an ablation already there."""
     from bnbench.results.environment import library_versions, machine
 
     text = yaml.safe_dump(ablation.resolved, sort_keys=False)
     if not files.create_exclusive(results_dir / ABLATION, text.encode("utf-8")):
         check_destination(ablation, results_dir)  # another invocation's: the same ablation?
+        extra = extend.added(read_mapping(results_dir / ABLATION), ablation.resolved)
+        if extra is not None:
+            extend.record(results_dir, ablation.resolved, extra, _plan(ablation))
     manifest = {
         "ablation": ablation.resolved["name"],
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -252,14 +271,16 @@ def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
         "machine": machine(),
         "backends": sorted({run.spec.backend for run in ablation.runs}),
         "runs": len(ablation.runs),
-        # The planned runs, so that `bnbench status` lists those not started yet.
-        "plan": [
-            {"run_id": run.run_id, "arm": run.arm, "cell": run.cell, "seed": run.seed}
-            for run in ablation.runs
-        ],
+        "plan": _plan(ablation),
     }
     text = json.dumps(manifest, indent=2, default=jsonable) + "\n"
     files.create_exclusive(results_dir / MANIFEST, text.encode("utf-8"))
+
+
+def _plan(ablation: Ablation) -> list[dict[str, Any]]:
+    """The planned runs, so that `bnbench status` lists those not started yet."""
+    return [{"run_id": run.run_id, "arm": run.arm, "cell": run.cell, "seed": run.seed}
+            for run in ablation.runs]  # fmt: skip
 
 
 def _unfinished(selected: list[PlannedRun], results_dir: Path, retry_failed: bool,

@@ -299,6 +299,7 @@ def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_fa
     from bnbench.ablate.progress import AblationProgress, QuietProgress
     from bnbench.ablate.runner import (
         check_destination,
+        extension_of,
         parse_shard,
         plan_table,
         run_ablation,
@@ -308,6 +309,10 @@ def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_fa
 
     ablation = load_ablation(ablation_path, sets)
     check_destination(ablation, out)  # before saying what will run there
+    extra = extension_of(ablation, out)
+    if extra is not None:
+        console.print(f"adds {extra} to the ablation in {out}; the runs there are kept",
+                      markup=False, highlight=False)  # fmt: skip
     part = parse_shard(shard)
     selected = {run.run_id for run in shard_runs(ablation.runs, part)}
     states = [row["state"] for row in plan_table(ablation, out) if row["run_id"] in selected]

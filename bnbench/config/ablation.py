@@ -166,7 +166,8 @@ def load_ablation(path: Path, sets: Iterable[str] = ()) -> Ablation:
             run, and the arms and the grid are applied after it. A key that an arm or the grid
             also sets (or replaces: `training.steps` and `training.epochs`) is refused, since
             it would be silently undone there; so are `seed` and `name`, which the ablation
-            gives each run.
+            gives each run. `seeds=[0, 1, 2]` replaces the file's seeds (or repeats) instead:
+            more seeds for a tree already trained train only the new runs.
 
     Raises:
         SpecError: anything wrong with the ablation, its base spec, a `--set`, or any
@@ -174,6 +175,9 @@ def load_ablation(path: Path, sets: Iterable[str] = ()) -> Ablation:
     """
     command_line = parse_sets(sets)
     data, where = load_yaml(path)
+    if "seeds" in command_line:  # the ablation's own key: as if the file said it
+        data = {**data, "seeds": command_line.pop("seeds")}
+        data.pop("repeats", None)
     if "arms" not in data and ("model" in data or "dataset" in data):
         raise SpecError(
             f"{path}: this is a run spec (it has model/dataset and no arms); "

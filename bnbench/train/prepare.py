@@ -177,15 +177,16 @@ def check_runs(runs: Iterable[tuple[str, RunSpec]]) -> None:
     """Make every check `train` makes before building a model, for each run of an ablation, so
     that `plan` and `ablate` refuse what `train` refuses before anything is written.
 
-    Each dataset is read once. A Keras dataset not downloaded yet is skipped: `check_data`
-    fetches it before `ablate` trains, and `plan` downloads nothing.
+    Each dataset is read once. A Keras dataset not downloaded yet is skipped (`check_data`
+    fetches it before `ablate` trains, and `plan` downloads nothing), and so is data that
+    cannot be read: its runs fail and record why, as one run would.
 
     Args:
         runs: (where, spec) of each run; `where` names the run in a message
             ("arm 'bn', seed 0").
 
     Raises:
-        SpecError: a run fails a check, or its data cannot be read; the message names the run.
+        SpecError: a run fails a check; the message names the run.
     """
     from bnbench.data.datasets import REGISTRY, load_dataset
 
@@ -194,7 +195,10 @@ def check_runs(runs: Iterable[tuple[str, RunSpec]]) -> None:
         key = spec.dataset.model_dump_json()
         if key not in loaded:
             here = spec.dataset.path is not None or REGISTRY[spec.dataset.name].cached()
-            loaded[key] = load_dataset(spec.dataset, download=False) if here else None
+            try:
+                loaded[key] = load_dataset(spec.dataset, download=False) if here else None
+            except SpecError:  # unreadable data fails its runs, recorded, as train records it
+                loaded[key] = None
         data = loaded[key]
         if data is None:
             continue

@@ -65,7 +65,11 @@ def plan(
         ),
     ] = None,
     set_: PlanSetOption = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Runs at once, for the estimate.")] = 1,
+    jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Runs at once, for the estimate (default: as ablate, one per "
+                     "available core).", show_default=False),
+    ] = None,
     estimate: Annotated[
         bool,
         typer.Option(
@@ -120,7 +124,9 @@ def plan(
     for message in budget_warnings(ablation):
         console.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
     with console.status("timing a probe run…") if estimate else nullcontext():
-        predicted = estimate_runtime(ablation, usable, jobs, probe=estimate)
+        from bnbench.ablate.local_executor import available_cores
+
+        predicted = estimate_runtime(ablation, usable, jobs or available_cores(), probe=estimate)
     where = usable if refusal is None else f"{out} (ablate would refuse it)"
     for line in describe_estimate(predicted, where, probe=estimate):
         console.print(line, markup=False, highlight=False)
@@ -153,7 +159,8 @@ def ablate(
     jobs: Annotated[
         int | None,
         typer.Option(
-            help="Runs at once (default: 1 here; with ray, what the cluster fits; "
+            help="Runs at once (default: one per core available here; with ray, what the "
+            "cluster fits; "
             "with slurm, all: SLURM queues them).",
             show_default=False,
         ),
@@ -296,6 +303,7 @@ def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_fa
               shard: str | None, save_models: bool, quiet: bool, sets: list[str]
               ) -> Outcome:  # fmt: skip
     """Load the ablation, say what will run, and run it behind the live display."""
+    from bnbench.ablate.local_executor import available_cores
     from bnbench.ablate.progress import AblationProgress, QuietProgress
     from bnbench.ablate.runner import (
         check_destination,
@@ -319,11 +327,12 @@ def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_fa
     finished = sum(rundir.is_done(state) for state in states)
     failed = states.count("failed") if not retry_failed else 0
     skipped = f", {failed} failed earlier (skipped; --retry-failed trains them)" if failed else ""
-    where = f"--jobs {options.jobs or 1}" if options.name == "local" else f"on {options.name}"
+    local_jobs = options.jobs or available_cores()
+    where = f"--jobs {local_jobs}" if options.name == "local" else f"on {options.name}"
     console.print(f"{ablation.spec.name}: {len(selected)} runs selected, {finished} already "
                   f"finished{skipped}, {where} → {out}")  # fmt: skip
     _print_sets(ablation)
-    slots = options.jobs or (1 if options.name == "local" else max(1, len(selected)))
+    slots = options.jobs or (local_jobs if options.name == "local" else max(1, len(selected)))
     display = (QuietProgress(err_console) if quiet
                else AblationProgress(console, len(selected), finished, slots))  # fmt: skip
     with display as listener:

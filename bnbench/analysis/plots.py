@@ -16,6 +16,7 @@ the same panels; splitting the figures across files would only scatter that shar
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import partial
 from math import ceil
@@ -154,9 +155,25 @@ def draw_plots(tree: ResultsTree, plots_dir: Path, options: FigureOptions) -> li
     if len(failed):
         named = markdown_safe(", ".join(failed))
         header += [f"Left out {len(failed)} failed run(s): {named}.", ""]
+    drawn_before = _indexed(plots_dir / INDEX)
     write_json(plots_dir / OPTIONS_FILE, options.record())
     atomic_write_text(plots_dir / INDEX, "\n".join([*header, *lines, ""]))
+    for name in drawn_before - {path.name for path in written}:
+        (plots_dir / name).unlink(missing_ok=True)  # a figure this tree no longer has
     return written
+
+
+_INDEXED = re.compile(r"^- \[([^\]/]+)\]\(\1\): ", re.MULTILINE)
+
+
+def _indexed(index: Path) -> set[str]:
+    """The figure files an earlier index.md listed: the ones bnbench drew, and only those, so
+    that a redraw removes the ones it no longer draws and nothing a user put beside them."""
+    try:
+        text = index.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return {name for name in _INDEXED.findall(text) if not name.startswith(".")}
 
 
 class _Figures:

@@ -239,8 +239,8 @@ def _check_excludes(spec: AblationSpec, cells: list[dict[str, Any]], where: Sour
 
 def _blame(err: SpecError, keys: list[str], arm: str, where: SourceMap | None, source: str,
            sets: Mapping[str, Any]) -> str:  # fmt: skip
-    """Where an error in an expanded run comes from: a --set, the ablation's arm or grid, or
-    the base."""
+    """Where an error in an expanded run comes from: a --set, the ablation file's arm, grid or
+    overrides (the file and line), the arm's name, or else the base."""
     for key, value in sets.items():
         if key in str(err):
             return f"--set {key}={shown_value(value)}"
@@ -249,6 +249,11 @@ def _blame(err: SpecError, keys: list[str], arm: str, where: SourceMap | None, s
             if key in str(err):
                 section = ("grid", key) if key in where_keys(where, "grid") else ("arms", arm, key)
                 return where.where(section)
+        for key in where_keys(where, "overrides"):
+            if key in str(err):
+                return where.where(("overrides", key))
+        if str(err).startswith("name:"):  # the run's name is its arm's
+            return where.where(("arms", arm))
     return source
 
 
@@ -279,7 +284,10 @@ def expand(
     try:
         common = apply_overrides(base, spec.overrides.items(), RunSpec, EXCLUSIVE_KEYS)
     except SpecError as err:
-        raise SpecError(f"overrides: {err}") from None
+        given = where_keys(ablation_where, "overrides") if ablation_where is not None else set()
+        key = next((k for k in given if k in str(err)), None)
+        origin = ablation_where.where(("overrides", key)) if ablation_where and key else "overrides"
+        raise SpecError(f"{origin}: {err}") from None
     for key, value in sets.items():
         try:
             common = apply_overrides(common, [(key, value)], RunSpec, EXCLUSIVE_KEYS)

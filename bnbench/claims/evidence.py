@@ -118,6 +118,7 @@ def load_evidence(claim_dir: Path) -> Evidence:
             row |= {"stalled": summary.stalled, "chance_accuracy": summary.chance_accuracy}
         extra.append(row)
     columns = pd.DataFrame(extra, index=runs.index)
+    runs = runs.drop(columns=[c for c in columns.columns if c in runs.columns])  # runs.csv: 1/0
     return Evidence(tree, pd.concat([runs, columns], axis=1))
 
 

@@ -16,6 +16,7 @@ the same panels; splitting the figures across files would only scatter that shar
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import partial
 from math import ceil
@@ -30,6 +31,7 @@ from bnbench.analysis.figure_options import OPTIONS_FILE, FigureOptions, choose_
 from bnbench.analysis.figures import save_figure
 from bnbench.analysis.panels import Diverged, Panels, hide_unused, new_figure
 from bnbench.errors import SpecError
+from bnbench.results.cells import markdown_safe
 from bnbench.results.files import atomic_write_text, write_json
 from bnbench.results.layout import PLOTS_DIR
 from bnbench.results.rows import Selection, validation_score
@@ -142,8 +144,8 @@ def draw_plots(tree: ResultsTree, plots_dir: Path, options: FigureOptions) -> li
         path = plots_dir / f"{name}.{fmt}"
         save_figure(draw(), path, fmt)
         written.append(path)
-        lines.append(f"- [{path.name}]({path.name}): {caption}")
-    header = [f"# Figures for `{tree.name}`", "", *figures.choice_lines()]
+        lines.append(f"- [{path.name}]({path.name}): {markdown_safe(caption)}")
+    header = [f"# Figures for {markdown_safe(tree.name)}", "", *figures.choice_lines()]
     header += [
         f"Drawn as {options.describe()} (kept in {OPTIONS_FILE}: `bnbench plot` and `ablate` "
         "redraw with these unless given others).",
@@ -151,10 +153,27 @@ def draw_plots(tree: ResultsTree, plots_dir: Path, options: FigureOptions) -> li
     ]
     failed = tree.runs.loc[tree.runs["status"] == "failed", "run_id"]
     if len(failed):
-        header += [f"Left out {len(failed)} failed run(s): {', '.join(failed)}.", ""]
+        named = markdown_safe(", ".join(failed))
+        header += [f"Left out {len(failed)} failed run(s): {named}.", ""]
+    drawn_before = _indexed(plots_dir / INDEX)
     write_json(plots_dir / OPTIONS_FILE, options.record())
     atomic_write_text(plots_dir / INDEX, "\n".join([*header, *lines, ""]))
+    for name in drawn_before - {path.name for path in written}:
+        (plots_dir / name).unlink(missing_ok=True)  # a figure this tree no longer has
     return written
+
+
+_INDEXED = re.compile(r"^- \[([^\]/]+)\]\(\1\): ", re.MULTILINE)
+
+
+def _indexed(index: Path) -> set[str]:
+    """The figure files an earlier index.md listed: the ones bnbench drew, and only those, so
+    that a redraw removes the ones it no longer draws and nothing a user put beside them."""
+    try:
+        text = index.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return {name for name in _INDEXED.findall(text) if not name.startswith(".")}
 
 
 class _Figures:
@@ -181,7 +200,8 @@ class _Figures:
         if not self.chosen_by:
             return []
         head = f"Best-cell figures show {self.chosen_by}, never chosen on the test score:"
-        return [head, *(f"- {chosen.label}" for chosen in self.choice.values()), ""]
+        labels = (markdown_safe(chosen.label) for chosen in self.choice.values())
+        return [head, *(f"- {label}" for label in labels), ""]
 
     def labels(self) -> dict[str, str]:
         """Legend label of each arm in a best-cell figure: the arm and the cell it is shown at."""

@@ -155,6 +155,7 @@ def load_evidence(claim_dir: Path, spec: Mapping[str, Any] | None = None) -> Evi
     finished = [str(run_id) for run_id in runs["run_id"]]
     summaries = {rid: s for rid in finished if (s := by_id[rid][1]) is not None}
     configs = {rid: by_id[rid][0] for rid in finished}
+    runs = runs.drop(columns=[c for c in columns.columns if c in runs.columns])  # runs.csv: 1/0
     return Evidence(tree, pd.concat([runs, columns], axis=1), summaries, configs)
 
 

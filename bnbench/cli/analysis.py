@@ -124,9 +124,10 @@ def compare(
     never averaged; runs of different datasets, metrics or targets are refused."""
     from bnbench.analysis.compare import compare_runs
     from bnbench.analysis.tables import render_table
+    from bnbench.cli.tables import show
 
     result = compare_runs(run_dirs, out=out, fmt=format)
-    console.print(render_table(result.report))
+    show(render_table(result.report), console)
     if out is not None:
         console.print(f"{len(result.paths)} files written to {out} (compare.json lists them)")
 

@@ -18,6 +18,7 @@ from bnbench.cli.common import (
     err_console,
     load_spec,
 )
+from bnbench.cli.tables import show
 from bnbench.errors import SpecError, user_errors
 from bnbench.results import rundir
 
@@ -99,8 +100,8 @@ def datasets() -> None:
     for column in ("name", "task", "source", "offline", "available", "cache"):
         table.add_column(column, overflow="fold")
     for row in describe():  # escaped: 'pip install "bnbench[mnist1d]"' is not markup
-        table.add_row(*(escape(value) for value in row.values()))
-    console.print(table)
+        table.add_row(*(escape(str(value)) for value in row.values()))
+    show(table, console)
 
 
 class _NoProgress:
@@ -162,3 +163,8 @@ def _print_result(summary: RunSummary, run_dir: Path, spec: RunSpec) -> None:
         table.add_row("step time", f"{summary.step_time_ms:.2f} ms")
     table.add_row("run directory", str(run_dir))
     console.print(table)
+    from bnbench.results.bn_warmup import warmup_note
+
+    note = warmup_note(summary)
+    if note is not None:
+        console.print(note, style="yellow", markup=False, highlight=False)

@@ -63,6 +63,8 @@ class RunRow:
     steps_to_target: int | None = None
     seconds_to_target: float | None = None
     diverged_step: int | None = None
+    # 1: a completed classifier that never left chance or ended at it; 0; None: not known.
+    stalled: int | None = None
     total_steps: int | None = None
     step_time_ms: float | None = None
     params_trainable: int | None = None
@@ -166,6 +168,7 @@ def row_from(
         steps_to_target=target.step,
         seconds_to_target=target.seconds,
         diverged_step=summary.diverged_step,
+        stalled=None if summary.stalled is None else int(summary.stalled),
         total_steps=summary.total_steps,
         step_time_ms=summary.step_time_ms,
         params_trainable=params.trainable,

@@ -137,7 +137,7 @@ class RunSummary(_Record):
     divergence_factor: float | None = None
     diverged_reason: str | None = None
     # Classification: the majority-class rate of the validation split, and whether the run's
-    # best validation accuracy stayed within half a class share (1 / (2 k)) of it.
+    # validation accuracy stayed within half a class share (1 / (2 k)) of it, or ended there.
     chance_accuracy: float | None = None
     stalled: bool | None = None
     # With `evaluation.shift`: the test loss and metrics on the shifted inputs, keyed by

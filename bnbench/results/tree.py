@@ -23,6 +23,7 @@ import pandas as pd
 from bnbench.config.registries import lower_is_better
 from bnbench.errors import SpecError
 from bnbench.results import rundir
+from bnbench.results.cells import from_spreadsheet
 from bnbench.results.layout import RUNS_CSV, run_path
 from bnbench.results.rows import NUMERIC_COLUMNS, Selection, run_row, validation_score
 from bnbench.results.tree_files import read_ablation
@@ -264,6 +265,8 @@ def _read_ablation(root: Path) -> tuple[pd.DataFrame, dict[str, Path], list[str]
         runs = pd.read_csv(path, dtype={"run_id": str, "arm": str, "status": str, "metric": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise SpecError(f"cannot read {str(path)!r}: {error}") from error
+    text = runs.select_dtypes(include=["object", "string"]).columns
+    runs[text] = runs[text].apply(lambda column: column.map(_from_csv))  # as write_csv wrote it
     missing = {"run_id", "arm"} - set(runs.columns)
     if missing or runs.empty:
         raise SpecError(f"{str(path)!r} lists no runs (columns run_id and arm are required)")
@@ -311,3 +314,7 @@ def _read_all(
 
 def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float | int | np.number) else str(value)
+
+
+def _from_csv(value: object) -> object:
+    return from_spreadsheet(value) if isinstance(value, str) else value

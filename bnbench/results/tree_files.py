@@ -139,6 +139,8 @@ class Manifest(_Record):
     backends: list[str] = []
     runs: int | None = None
     plan: list[PlannedRunRecord] | None = None
+    # More seeds or grid values added later (`bnbench.ablate.extend`): when, what, run counts.
+    extended: list[dict[str, Any]] = []
 
 
 def create_manifest(root: Path, manifest: Manifest) -> bool:

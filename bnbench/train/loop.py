@@ -296,7 +296,7 @@ class _Loop:
             "diverged_reason": self.diverged_reason,
             "chance_accuracy": chance,
             "timings": self._timings(),
-            "stalled": _stalled(best, run, chance) if status == "completed" else None,
+            "stalled": _stalled(best, final or {}, run, chance) if status == "completed" else None,
             "shifted": self.shifted,
         })  # fmt: skip
 
@@ -362,12 +362,17 @@ def _chance(run: Prepared) -> float:
     return float(counts.max() / counts.sum()) if counts.size else 0.0
 
 
-def _stalled(best: dict[str, Any], run: Prepared, chance: float | None) -> bool | None:
-    """Whether a classifier's best validation accuracy never left chance (1 / (2 k) of it)."""
-    value = best.get("val_accuracy")
+def _stalled(
+    best: dict[str, Any], final: dict[str, float], run: Prepared, chance: float | None
+) -> bool | None:
+    """Whether a classifier's validation accuracy never left chance, or ended back at it
+    (within 1 / (2 k) of it): a run at a high learning rate can clear the bar at one early
+    point and then collapse, and a run that ends at chance has learned nothing usable."""
+    value, last = best.get("val_accuracy"), final.get("val_accuracy")
     if chance is None or value is None or run.data.num_classes is None:
         return None
-    return bool(value <= chance + 1 / (2 * run.data.num_classes))
+    bar = chance + 1 / (2 * run.data.num_classes)
+    return bool(value <= bar or (last is not None and last <= bar))
 
 
 def _reached(name: str, value: float, target: float) -> bool:

@@ -42,6 +42,7 @@ from tests.support.specs import TINY_SPEC, files_under
 
 runner = CliRunner()
 NOISE = {"kind": "noise", "severity": 0.5, "adapt_examples": [1, 8, 32]}
+WIDE = {"COLUMNS": "200"}  # one table row a line
 
 
 def _spec(shift: dict | None, **changes) -> RunSpec:
@@ -358,3 +359,37 @@ def test_the_shipped_claim_shifts_its_runs():
         shift = run.spec.evaluation.shift
         assert shift is not None and shift.severity == 0.5 and shift.prior_strength is None
         assert VERDICT_EXAMPLES in shift.adapt_examples
+
+
+# --- what `bnbench train` prints of a shifted evaluation -----------------------------------------
+
+
+def test_train_prints_no_re_estimation_for_a_network_without_bn(tmp_path, write_spec):
+    # A network without BN has nothing to re-estimate: one shifted number, labelled so (the
+    # summary once said "moving" for it, and the table printed "BN re-estimated on 32").
+    spec = copy.deepcopy(TINY_SPEC)
+    spec["model"]["norm"] = {"kind": "none"}
+    spec["evaluation"] = {"shift": {**NOISE, "adapt_examples": [32]}}
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["train", str(write_spec(spec)), "--out", str(out)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "re-estimated" not in text and "training BN statistics" not in text
+    assert "no batch norm" in text
+    (run_dir,) = [p.parent for p in out.rglob(rundir.SUMMARY)]
+    summary = rundir.read_summary(run_dir)
+    assert summary is not None and summary.bn_layers == 0
+
+
+def test_train_prints_both_statistics_for_a_network_with_bn(tmp_path, write_spec):
+    spec = copy.deepcopy(TINY_SPEC)
+    spec["evaluation"] = {"shift": {**NOISE, "adapt_examples": [32]}}
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["train", str(write_spec(spec)), "--out", str(out)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "training BN statistics" in text and "BN re-estimated on 32" in text
+    assert "no batch norm" not in text
+    (run_dir,) = [p.parent for p in out.rglob(rundir.SUMMARY)]
+    summary = rundir.read_summary(run_dir)
+    assert summary is not None and summary.bn_layers == 2 and summary.bn_statistics == "moving"

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from bnbench.results import rundir
+from bnbench.results.diagnostics import VARIANCE_SHIFT
 from bnbench.results.files import write_csv
 from bnbench.results.layout import run_path
-from bnbench.train.variance_shift import COLUMNS as SHIFT_COLUMNS
 from tests.support import shift_tree
 from tests.support.claims_tree import SEEDS, Tree
 
@@ -49,8 +49,8 @@ class ProbedTree(Tree):
         if shift is not None:
             run_id = f"{run['arm']}-{'-'.join(str(v) for v in run['cell'].values())}-s{run['seed']}"
             path = rundir.diagnostics_path(run_path(folder, run_id), "variance_shift")
-            rows = [dict(zip(SHIFT_COLUMNS, row, strict=True)) for row in shift]
-            write_csv(path, rows, SHIFT_COLUMNS)
+            rows = [dict(zip(VARIANCE_SHIFT.columns, row, strict=True)) for row in shift]
+            write_csv(path, rows, VARIANCE_SHIFT.columns)
 
 
 @scenario

@@ -624,3 +624,25 @@ def test_a_bad_variance_shift_value_exits_2_and_writes_nothing(tmp_path: Path) -
         result.output.split()
     )
     assert not out.exists()
+
+
+def test_both_modes_of_the_gap_score_the_same_examples(tmp_path: Path) -> None:
+    """A probe of 36 with batches of 16 (as 144 with 128): the last 4 are in neither mode.
+
+    Without BN or dropout the two modes compute the same function, so on the same examples
+    their loss and accuracy must agree exactly."""
+    model = keras.Sequential([
+        keras.Input((4,)),
+        layers.Dense(5, activation="tanh", name="block1_dense"),
+        layers.Dense(3, activation="softmax", name="head"),
+    ])  # fmt: skip
+    _set_weights(model, seed=2)
+    recorder = _recorder({"train_inference_gap": True}, model, probe=_probe(size=36), batch_size=16)
+    recorder.steps(10, [10])
+    recorder.record(0)
+    recorder.finish(tmp_path)
+    _, rows = _read_csv(tmp_path / "diagnostics" / "train_inference_gap.csv")
+    row = {k: float(v) for k, v in rows[0].items()}
+    assert row["train_mode_batch_size"] == 16
+    assert row["inference_mode_loss"] == pytest.approx(row["train_mode_loss"], rel=1e-6)
+    assert row["inference_mode_metric"] == pytest.approx(row["train_mode_metric"])

@@ -13,7 +13,8 @@ from bnbench.train.diagnostics.probe import Diagnostic, Weights
 
 class TrainInferenceGap(Diagnostic):
     """Training mode is averaged over probe batches of the run's batch size, so that BN
-    normalizes over as many examples as in training; inference mode takes the whole probe."""
+    normalizes over as many examples as in training; inference mode scores those same examples
+    (the probe's last partial batch is left out of both), so the gap compares like with like."""
 
     file = TRAIN_INFERENCE_GAP
 
@@ -24,6 +25,7 @@ class TrainInferenceGap(Diagnostic):
         train_loss = float(np.mean([r[0] for r in results]))
         metrics = [r[1] for r in results if r[1] is not None]
         train_metric = float(np.mean(metrics)) if metrics else None
-        infer_loss, infer_metric = probe.evaluate(weights, training=False)
+        covered = slice(probe.train_batches[0].start, probe.train_batches[-1].stop)
+        infer_loss, infer_metric = probe.evaluate(weights, training=False, part=covered)
         size = probe.train_batches[0].stop - probe.train_batches[0].start
         return [[step, train_loss, infer_loss, train_metric, infer_metric, size]]

@@ -35,6 +35,19 @@ def test_santurkar_phrasing_is_an_equivalence_test(tmp_path: Path, bn_drift, exp
     assert findings[1].p_value is not None
 
 
+def test_santurkar_reads_the_drift_at_bn_input_not_its_standardized_output(tmp_path: Path):
+    """BN's output barely moves (standardized by construction) while its input drifts as much
+    as the no-BN pre-activation: Ioffe's reading (BN's output) is supported, and so is
+    Santurkar's (no reduction at BN's input)."""
+    tree = Tree("covariate_shift", ["no_bn", "bn"])
+    for seed in SEEDS:
+        tree.add("no_bn", seed, diagnostics=percentile_rows(1.0 + 0.01 * seed))
+        tree.add("bn", seed, diagnostics=percentile_rows(0.05 + 0.01 * seed, 1.0 + 0.012 * seed))
+    findings = CLAIMS["covariate_shift"].assess(tree.evidence(tmp_path)).findings
+    assert [f.verdict for f in findings] == ["supported", "supported"]
+    assert "BN's input" in findings[1].statistic
+
+
 def test_censored_reference_gives_a_lower_bound_that_supports(tmp_path: Path):
     tree = Tree("faster_training", ["no_bn", "bn_moving", "bn_recalibrated"])
     for seed in SEEDS:

@@ -646,3 +646,31 @@ def test_both_modes_of_the_gap_score_the_same_examples(tmp_path: Path) -> None:
     assert row["train_mode_batch_size"] == 16
     assert row["inference_mode_loss"] == pytest.approx(row["train_mode_loss"], rel=1e-6)
     assert row["inference_mode_metric"] == pytest.approx(row["train_mode_metric"])
+
+
+def test_percentiles_at_the_norm_input_are_the_pre_normalization_activations(
+    tmp_path: Path,
+) -> None:
+    """block1 has BN: its norm input is the dense output; block2 has none: its nonlinearity's
+    input stands in, where a norm placed before it would sit."""
+    model = _dense_model()
+    x, y = _probe()
+    options = {"layers": ["block1", "block2"], "every": 1, "at": ["activation", "norm_input"]}
+    recorder = _recorder({"activation_percentiles": options}, model, probe=(x, y))
+    recorder.steps(1, [1])
+    recorder.record(0)
+    recorder.finish(tmp_path)
+    _, rows = _read_csv(tmp_path / "diagnostics" / "activation_percentiles.csv")
+    by_layer = {row["layer"]: [float(row[p]) for p in ("p15", "p50", "p85")] for row in rows}
+    assert sorted(by_layer) == ["block1", "block1_norm", "block2", "block2_norm"]
+    dense = keras.ops.convert_to_numpy(model.get_layer("block1_dense")(x))
+    np.testing.assert_allclose(by_layer["block1_norm"], np.percentile(dense, [15, 50, 85]),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    assert by_layer["block1_norm"] != pytest.approx(by_layer["block1"])  # BN moved it
+    assert by_layer["block2_norm"] == pytest.approx(by_layer["block2"])
+
+
+@pytest.mark.parametrize("at", [[], ["output"], ["activation", "activation"]])
+def test_percentiles_at_an_unknown_or_empty_place_is_refused(at: list[str]) -> None:
+    with pytest.raises(pydantic.ValidationError, match="at"):
+        DiagnosticsSpec(activation_percentiles={"at": at})

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+Place = Literal["activation", "norm_input"]  # see ActivationPercentilesSpec.at
+
 
 class ActivationPercentilesSpec(BaseModel):
     """Which pre-activations to summarise, how often, and with which percentiles."""
@@ -25,8 +27,14 @@ class ActivationPercentilesSpec(BaseModel):
     # "pooled": every unit of the layer together (the distribution a typical unit sees); an
     # index: that one unit (channel, for conv blocks), as the paper's Figure 1 shows one unit.
     units: Literal["pooled"] | Annotated[int, Field(ge=0)] = "pooled"
+    # Where in each block: "activation", the nonlinearity's input (with BN before it, BN's
+    # output: standardized per batch by construction, the quantity of the paper's Figure 1);
+    # "norm_input", the normalization layer's input (the pre-normalization activations, and in
+    # a block without a norm the nonlinearity's input, where a norm placed before it would sit).
+    # Rows at the norm input name their layer "<block>_norm".
+    at: list[Place] = Field(default_factory=lambda: list[Place](["activation"]), min_length=1)
 
-    @field_validator("layers", "percentiles")
+    @field_validator("layers", "percentiles", "at")
     @classmethod
     def _unique(cls, value: list[Any] | None) -> list[Any] | None:
         if value is not None and len(set(value)) != len(value):

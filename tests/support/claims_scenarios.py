@@ -161,10 +161,16 @@ def placement(effect: str) -> Tree:
     return tree
 
 
-def percentile_rows(drift: float) -> dict[str, list[list[object]]]:
-    start = [0, "block3", "pooled", -1.0, 0.0, 1.0]
-    end = [400, "block3", "pooled", -1.0 + drift, drift, 1.0 + drift]
-    return {"activation_percentiles": [start, end]}
+def percentile_rows(
+    drift: float, norm_input_drift: float | None = None
+) -> dict[str, list[list[object]]]:
+    """Percentile rows at the nonlinearity's input (`block3`) and BN's input (`block3_norm`)."""
+    rows: list[list[object]] = []
+    for layer, d in (("block3", drift), ("block3_norm", norm_input_drift)):
+        d = drift if d is None else d
+        rows += [[0, layer, "pooled", -1.0, 0.0, 1.0],
+                 [400, layer, "pooled", -1.0 + d, d, 1.0 + d]]  # fmt: skip
+    return {"activation_percentiles": rows}
 
 
 @scenario

@@ -36,7 +36,14 @@ class ActivationPercentiles(Diagnostic):
         self.options = spec.activation_percentiles
         self.blocks = _chosen_blocks(probe.model, self.options)
         self.unit = _chosen_unit(probe.model, self.blocks, self.options)
-        self.taps = [f"{block}_act" for block in self.blocks]
+        # (row label, tapped layer) per block and place (`ActivationPercentilesSpec.at`).
+        self.points = [
+            (block, f"{block}_act") if at == "activation"
+            else (f"{block}_norm", _norm_input_layer(probe.model, block))
+            for block in self.blocks
+            for at in self.options.at
+        ]  # fmt: skip
+        self.taps = list(dict.fromkeys(layer for _, layer in self.points))
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -47,14 +54,21 @@ class ActivationPercentiles(Diagnostic):
 
     def record(self, step: int, weights: Weights) -> list[list[Any]]:
         rows = []
-        for block in self.blocks:
-            values = weights.tapped[f"{block}_act"]
+        for label, layer in self.points:
+            values = weights.tapped[layer]
             # Pooled over examples and units (the distribution a "typical" unit sees), or over
             # the examples (and positions) of one unit.
             values = values.ravel() if isinstance(self.unit, str) else values[..., self.unit]
             summary = np.percentile(values, self.options.percentiles)
-            rows.append([step, block, self.unit, *map(float, summary)])
+            rows.append([step, label, self.unit, *map(float, summary)])
         return rows
+
+
+def _norm_input_layer(model: Any, block: str) -> str:
+    """The layer whose input is `block`'s pre-normalization activation: its norm, or without
+    one its nonlinearity (whose input is then the linear layer's output)."""
+    names = {layer.name for layer in model.layers}
+    return f"{block}_norm" if f"{block}_norm" in names else f"{block}_act"
 
 
 def _chosen_unit(

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 
+from bnbench.analysis.inference import Interval
 from bnbench.analysis.paired import TimeToTarget
 from bnbench.claims.claim import Finding
 from bnbench.claims.evidence import Cell, Evidence
@@ -173,3 +175,36 @@ def target_words(evidence: Evidence) -> str:
     steps = int(evidence.runs["total_steps"].max())
     metric, value = rows["target_metric"].iloc[0], float(rows["target_value"].iloc[0])
     return f"target {metric} ≥ {value:g} within {steps} steps"
+
+
+def with_test_set_error(found: Interval, standard_error: float) -> Interval:
+    """`found` (an interval over seeds) widened by a test set's sampling error.
+
+    Every seed is scored on the same test examples, so the test set's sampling error does not
+    average out over seeds: it adds to the variance of the seed mean. Each half-width h becomes
+    sqrt(h² + (z · standard_error)²), z the normal quantile of the interval's level; an open
+    end stays open.
+    """
+    from scipy import stats
+
+    if found.estimate is None or not math.isfinite(standard_error):
+        return found
+    spread = float(stats.norm.ppf(0.5 + found.level / 2)) * standard_error
+
+    middle = found.estimate
+    low = middle - math.hypot(middle - found.low, spread) if math.isfinite(found.low) else found.low
+    high = (
+        middle + math.hypot(found.high - middle, spread)
+        if math.isfinite(found.high)
+        else found.high
+    )
+    return replace(found, low=low, high=high)
+
+
+def binomial_difference_se(first: float, second: float, examples: int) -> float:
+    """Standard error of a difference of two accuracies on `examples` test examples each,
+    their binomial errors added as if independent (conservative: paired predictions on the same
+    examples correlate positively, which shrinks the true error)."""
+    if not (math.isfinite(first) and math.isfinite(second)) or examples < 1:
+        return math.nan
+    return math.sqrt((first * (1 - first) + second * (1 - second)) / examples)

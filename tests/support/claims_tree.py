@@ -71,11 +71,12 @@ class Tree:
         rundir.write_entry(path, {"arm": run["arm"], "grid": cell, "seed": run["seed"],
                                   "cell": label})  # fmt: skip
         write_yaml(path / rundir.CONFIG, {"name": run["arm"], "seed": run["seed"]})
-        final = dict(run["final"])
+        final = {}  # `final` given to `add` overrides these
         if run["test"] is not None and run["status"] == "completed":
             final |= {"test_loss": 1 - run["test"], "test_accuracy": run["test"]}
         if run["val"] is not None:
             final |= {"val_loss": 1 - run["val"], "val_accuracy": run["val"]}
+        final |= run["final"]
         summary = {"status": run["status"], "name": run["arm"], "seed": run["seed"],
                    "metric": "accuracy", "final": final, "total_steps": run["total"],
                    "steps_done": run["total"], "batch_size": 32, "learning_rate": 0.1,

@@ -1,0 +1,44 @@
+"""Claims whose statistic used to be an artifact: a saturated accuracy gap, a margin smaller
+than the test set's sampling error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bnbench.claims.registry import CLAIMS
+from tests.support.claims_tree import SEEDS, Tree
+
+
+def _probe(loss: float) -> dict[str, list[list[float]]]:
+    """The training probe at the last step: train accuracy 1.000, as in every real run."""
+    return {"train_inference_gap": [[600, loss, loss, 1.0, 1.0, 32]]}
+
+
+def test_regularization_gap_moves_when_train_accuracy_saturates(tmp_path: Path):
+    """Same test accuracy in both arms and train accuracy 1.000: an accuracy gap is 0 by
+    construction; the loss gap sees no BN's larger test loss."""
+    tree = Tree("regularization", ["no_bn", "bn", "dropout", "bn_dropout"])
+    for seed in SEEDS:
+        for arm, test_loss in (("no_bn", 0.60), ("bn", 0.40), ("dropout", 0.45),
+                               ("bn_dropout", 0.40)):  # fmt: skip
+            tree.add(arm, seed, test=0.90, final={"test_loss": test_loss + 0.01 * seed},
+                     diagnostics=_probe(0.01))  # fmt: skip
+    gap = CLAIMS["regularization"].assess(tree.evidence(tmp_path)).findings[0]
+    assert "loss gap" in gap.statistic
+    assert gap.verdict == "supported"
+    assert gap.interval.estimate is not None and abs(gap.interval.estimate - 0.20) < 1e-9
+
+
+def test_regularization_margin_includes_the_test_sets_sampling_error(tmp_path: Path):
+    """BN 0.005 below dropout in every seed: within the 0.02 margin over seeds, but 360 test
+    digits cannot tell 0.005 from 0.05, so the widened interval leaves it open."""
+    tree = Tree("regularization", ["no_bn", "bn", "dropout", "bn_dropout"])
+    for seed in SEEDS:
+        jitter = 0.001 * seed
+        for arm, test in (("no_bn", 0.85), ("bn", 0.845 + jitter), ("dropout", 0.85 + jitter),
+                          ("bn_dropout", 0.85)):  # fmt: skip
+            tree.add(arm, seed, test=test, diagnostics=_probe(0.01))
+    margin = CLAIMS["regularization"].assess(tree.evidence(tmp_path)).findings[1]
+    assert margin.verdict == "inconclusive"
+    # z · sqrt(2 · 0.85 · 0.15 / 360) ≈ 0.052 on each side of the seeds' tight interval
+    assert margin.interval.low < -0.05 and margin.interval.high > 0.04

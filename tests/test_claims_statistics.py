@@ -42,3 +42,38 @@ def test_regularization_margin_includes_the_test_sets_sampling_error(tmp_path: P
     assert margin.verdict == "inconclusive"
     # z · sqrt(2 · 0.85 · 0.15 / 360) ≈ 0.052 on each side of the seeds' tight interval
     assert margin.interval.low < -0.05 and margin.interval.high > 0.04
+
+
+def _with_histories(tree: Tree, root: Path, every: int, total: int) -> Path:
+    """Write `tree`, then give each run a history evaluated every `every` steps."""
+    folder = tree.write(root)
+    rows = "".join(f"{step},0,0,0.0,0.5,0.5,0.5,0.5\n" for step in range(every, total + 1, every))
+    header = ("step,epoch,examples_seen,wall_seconds,train_loss,train_accuracy,val_loss,"
+              "val_accuracy\n")  # fmt: skip
+    for run in folder.glob("runs/*/"):
+        (run / "history.csv").write_text(header + rows)
+    return folder
+
+
+def test_a_hit_at_the_first_evaluation_is_interval_censored(tmp_path: Path):
+    """BN reaches the target at the first evaluation (step 50: somewhere in (0, 50]), no BN at
+    the second (in (50, 100]): a ratio of 2 at the hitting steps, but anywhere from 1 to ∞."""
+    from bnbench.claims.evidence import load_evidence
+    from bnbench.claims.measures import hits, resolution
+
+    tree = Tree("faster_training", ["no_bn", "bn_moving", "bn_recalibrated"])
+    for seed in SEEDS:
+        tree.add("no_bn", seed, steps=100, target=True)
+        tree.add("bn_moving", seed, steps=50, target=True)
+        tree.add("bn_recalibrated", seed, steps=50, target=True)
+    evidence = load_evidence(_with_histories(tree, tmp_path, every=50, total=400))
+    first = hits(evidence, "bn_moving")[SEEDS[0]]
+    assert (first.previous, first.step) == (0, 50)
+    assert hits(evidence, "no_bn")[SEEDS[0]].previous == 50
+    assert resolution(hits(evidence, "no_bn"), hits(evidence, "bn_moving")) == 50
+    assessment = CLAIMS["faster_training"].assess(evidence)
+    found = assessment.findings[0]
+    assert found.interval.estimate is not None and abs(found.interval.estimate - 2.0) < 1e-9
+    assert found.interval.low <= 1.0 and found.interval.high == float("inf")
+    assert found.verdict == "inconclusive"
+    assert any("within 50 steps" in sentence for sentence in assessment.sentences)

@@ -16,6 +16,7 @@ import numpy as np
 
 from bnbench.analysis.inference import Interval
 from bnbench.analysis.paired import TimeToTarget
+from bnbench.analysis.targets import Hit
 from bnbench.claims.claim import Finding
 from bnbench.claims.evidence import Cell, Evidence
 from bnbench.claims.verdicts import Bound, Side, Value, combine, decide, interval, rule_text
@@ -208,3 +209,79 @@ def binomial_difference_se(first: float, second: float, examples: int) -> float:
     if not (math.isfinite(first) and math.isfinite(second)) or examples < 1:
         return math.nan
     return math.sqrt((first * (1 - first) + second * (1 - second)) / examples)
+
+
+def hits(evidence: Evidence, arm: str, cell: Cell | None = None) -> dict[int, Hit]:
+    """Seed -> when the run reached the target, interval-censored to its evaluation points.
+
+    A run is checked against its target only at evaluation points, so a hit at step s means the
+    target was reached in (previous evaluation, s]: at the first point, in (0, s]. A run whose
+    history was not recorded (hand-built trees) keeps its hit as exact (previous = s).
+    """
+    times = evidence.times(arm, cell)
+    rows = evidence.where(arm, cell)
+    history = evidence.histories
+    out = {}
+    for seed, run_id in zip(rows["seed"], rows["run_id"], strict=True):
+        time = times[int(seed)]
+        last = int(time.last_step or 0)
+        steps = history.loc[history["run_id"] == run_id, "step"] if len(history) else []
+        points = sorted(int(s) for s in steps)
+        if time.steps is None:
+            out[int(seed)] = Hit(None, points[-1] if points else last, last)
+            continue
+        step = int(time.steps)
+        before = [p for p in points if p < step]
+        previous = (before[-1] if before else 0) if points else step
+        out[int(seed)] = Hit(step, previous, last)
+    return out
+
+
+def resolution(*found: Mapping[int, Hit]) -> int | None:
+    """The widest (previous, step] interval among the hits: how finely a hit is known."""
+    widths = [h.step - h.previous for hs in found for h in hs.values() if h.step is not None]
+    return max(widths) if widths else None
+
+
+def _ends(hit: Hit) -> tuple[float, float]:
+    """(low, high) of the steps the run took: (previous, step], or (last step, ∞) if censored."""
+    if hit.step is None:
+        return float(hit.last_step), math.inf
+    return float(hit.previous), float(hit.step)
+
+
+def speedup_finding(
+    label: str, statistic: str, arm: Mapping[int, Hit], reference: Mapping[int, Hit]
+) -> Finding:
+    """Reference / arm steps to target against 1, with each seed's ratio interval-censored.
+
+    Seed by seed the ratio lies in (reference low / arm high, reference high / arm low); a seed
+    where both runs never reached the target says nothing. The interval's lower end is that of
+    the seeds' lower ends (an open one, a lower end of 0, enters as an upper bound at the upper
+    end), its upper end that of the upper ends: it holds whichever true times lie inside the
+    evaluation intervals. The estimate is the geometric mean at the hitting steps.
+    """
+    lows, highs = [], []
+    for seed in sorted(arm.keys() & reference.keys()):
+        if arm[seed].censored and reference[seed].censored:
+            continue
+        (r_low, r_high), (a_low, a_high) = _ends(reference[seed]), _ends(arm[seed])
+        low = r_low / a_high if a_high > 0 else math.inf
+        high = r_high / a_low if a_low > 0 else math.inf
+        if low > 0 and math.isfinite(low):
+            lows.append(Value(seed, math.log(low)))
+        elif math.isfinite(high):
+            lows.append(Value(seed, math.log(high), "upper"))
+        if math.isfinite(high):
+            highs.append(Value(seed, math.log(high)))
+        elif low > 0 and math.isfinite(low):
+            highs.append(Value(seed, math.log(low), "lower"))
+    at_hits = log_speedups(
+        {s: h.time_to_target() for s, h in arm.items()},
+        {s: h.time_to_target() for s, h in reference.items()},
+    )
+    middle, below, above = interval(at_hits), interval(lows), interval(highs)
+    bounds = tuple(dict.fromkeys([*below.bounds, *above.bounds, *middle.bounds]))
+    found = replace(middle, low=below.low, high=above.high, bounds=bounds).mapped("exp")
+    verdict = decide(found, 1.0, "above")
+    return Finding(label, statistic, found, 1.0, rule_text(1.0, "above"), verdict, 2)

@@ -14,7 +14,7 @@ import numpy as np
 from bnbench.claims.claim import Assessment, Claim, Reduction
 from bnbench.claims.drawing import curves, figure
 from bnbench.claims.evidence import Evidence
-from bnbench.claims.measures import finding, fmt, log_speedups, reached, target_words
+from bnbench.claims.measures import fmt, hits, reached, resolution, speedup_finding, target_words
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -23,20 +23,28 @@ if TYPE_CHECKING:
 def assess(evidence: Evidence) -> Assessment:
     """Paired ratio of steps to target, no BN / BN, under moving and recalibrated statistics."""
     reference = evidence.times("no_bn")
+    reference_hits = hits(evidence, "no_bn")
+    every_hits = []
     findings, sentences = [], []
     target = target_words(evidence)
     sentences.append(f"Without BN, {reached(reference)} ({target}).")
     for arm, words in (("bn_recalibrated", "recalibrated"), ("bn_moving", "moving")):
-        times = evidence.times(arm)
-        values = log_speedups(times, reference)
+        times, arm_hits = evidence.times(arm), hits(evidence, arm)
+        every_hits.append(arm_hits)
         statistic = f"steps to target, no BN / BN ({words} BN statistics), geometric mean"
-        findings.append(finding(f"{words} BN statistics", statistic, values, 1.0, "above",
-                                digits=2, scale="exp"))  # fmt: skip
+        findings.append(speedup_finding(f"{words} BN statistics", statistic, arm_hits,
+                                        reference_hits))  # fmt: skip
         exact = [t.steps for t in times.values() if t.steps is not None]
         mean_steps = fmt(float(np.mean(exact)), 0) if exact else "n/a"
         sentences.append(
             f"With BN evaluated with {words} statistics, {reached(times)}, after {mean_steps} "
             f"steps on average (seeds that reached it)."
+        )
+    steps = resolution(reference_hits, *every_hits)
+    if steps is not None:
+        sentences.append(
+            f"The target is checked at evaluation points, so a hit is known to within {steps} "
+            "steps (previous point, hit]; the speedup's interval spans both ends."
         )
     return Assessment(findings, sentences)
 

@@ -258,8 +258,9 @@ def speedup_finding(
     Seed by seed the ratio lies in (reference low / arm high, reference high / arm low); a seed
     where both runs never reached the target says nothing. The interval's lower end is that of
     the seeds' lower ends (an open one, a lower end of 0, enters as an upper bound at the upper
-    end), its upper end that of the upper ends: it holds whichever true times lie inside the
-    evaluation intervals. The estimate is the geometric mean at the hitting steps.
+    end), its upper end that of the upper ends, and never inside the interval at the hitting
+    steps: it holds whichever true times lie inside the evaluation intervals. The estimate is
+    the geometric mean at the hitting steps.
     """
     lows, highs = [], []
     for seed in sorted(arm.keys() & reference.keys()):
@@ -282,6 +283,9 @@ def speedup_finding(
     )
     middle, below, above = interval(at_hits), interval(lows), interval(highs)
     bounds = tuple(dict.fromkeys([*below.bounds, *above.bounds, *middle.bounds]))
-    found = replace(middle, low=below.low, high=above.high, bounds=bounds).mapped("exp")
+    # Never narrower than the interval at the hitting steps (one completion of the data): the
+    # ends' intervals may be computed by another method (ties make a statistic grid-valued).
+    low, high = min(below.low, middle.low), max(above.high, middle.high)
+    found = replace(middle, low=low, high=high, bounds=bounds).mapped("exp")
     verdict = decide(found, 1.0, "above")
     return Finding(label, statistic, found, 1.0, rule_text(1.0, "above"), verdict, 2)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from bnbench.ablate.worker import run_one
 from bnbench.config.schema import RunSpec
 from bnbench.results import rundir
 from bnbench.train.loop import train
+from tests.support.mounts import tmpfs
 
 # Room for the run's small files (config, history, a summary, a traceback), not for the model.
 ROOM = 24 * 1024
@@ -23,15 +23,9 @@ ROOM = 24 * 1024
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 1 MiB tmpfs (needs root, or CAP_SYS_ADMIN; skipped elsewhere)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    """A real 1 MiB tmpfs."""
+    with tmpfs(tmp_path / "disk", "1m") as mount:
+        yield mount
 
 
 def _fill(disk: Path, leave: int) -> Path:

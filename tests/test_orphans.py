@@ -101,7 +101,7 @@ def test_killing_only_the_parent_leaves_no_worker_and_no_run_trained_twice(tmp_p
     assert read_leases(results) == {}
 
     reference = tmp_path / "reference"
-    clean = subprocess.run([*command[:5], str(reference), *command[6:]], env=env,
+    clean = subprocess.run([*command[:6], str(reference), *command[7:]], env=env,
                            capture_output=True, text=True, timeout=900)  # fmt: skip
     assert clean.returncode == 0, clean.stderr
     assert final_losses(results) == final_losses(reference)

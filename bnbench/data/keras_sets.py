@@ -21,14 +21,10 @@ from typing import Any
 import numpy as np
 
 from bnbench.config.schema import DatasetSpec
-from bnbench.data.npz_header import check_member
+from bnbench.data.size_checks import IDX_MAX_BYTES, check_cifar_batch, check_idx, check_member
 from bnbench.errors import SpecError
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-# Fashion-MNIST's largest file is 47 MB unpacked; anything far larger is not one (a gzip bomb).
-_IDX_MAX_BYTES = 1 << 28
-# A CIFAR batch holds 10,000 images (CIFAR-100's train file 50,000).
-_CIFAR_MAX_IMAGES = 100_000
 
 
 def keras_home() -> Path:
@@ -99,16 +95,11 @@ def _read_idx_gz(folder: Path) -> Arrays:
     for name in names:
         try:
             with gzip.open(folder / name, "rb") as f:
-                raw = f.read(_IDX_MAX_BYTES + 1)
+                raw = f.read(IDX_MAX_BYTES + 1)
         except (OSError, EOFError) as err:
             raise SpecError(f"{folder / name}: not a readable gzip file ({err})") from None
         header, size = (8, 1) if "labels" in name else (16, 28 * 28)
-        if len(raw) > _IDX_MAX_BYTES or len(raw) < header or (len(raw) - header) % size:
-            raise SpecError(
-                f"{folder / name}: {len(raw)} bytes is not an idx file of "
-                f"{'labels' if size == 1 else '28x28 images'} (a {header}-byte header, then "
-                f"{size} byte{'s' if size > 1 else ''} per item); the file is damaged"
-            )
+        check_idx(folder / name, len(raw), header, size)
         items = np.frombuffer(raw, np.uint8, offset=header)
         arrays.append(items if size == 1 else items.reshape(-1, 28, 28))
     y_train, x_train, y_test, x_test = arrays
@@ -185,7 +176,7 @@ def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarra
     key = label_key.encode()
     if not isinstance(batch, dict) or b"data" not in batch or key not in batch:
         raise SpecError(f"{path}: not a CIFAR batch (expected a dict with b'data' and {key!r})")
-    _check_cifar_types(path, batch[b"data"], batch[key], key)
+    check_cifar_batch(path, batch[b"data"], batch[key], key)
     try:
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[key], dtype=np.int64).reshape(-1)
@@ -194,26 +185,6 @@ def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarra
     if len(labels) != len(data):
         raise SpecError(f"{path}: {len(data)} images but {len(labels)} labels")
     return data.transpose(0, 2, 3, 1), labels
-
-
-def _check_cifar_types(path: Path, data: Any, labels: Any, key: bytes) -> None:
-    """Refuse a batch whose entries are not what CIFAR holds before numpy converts them: lists
-    nested by memo reference make a 60 KB pickle describe 10^15 elements, which `np.asarray`
-    would walk for ever."""
-    if not isinstance(data, np.ndarray) or data.dtype.kind not in "ui" or data.ndim != 2:
-        what = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) \
-            else type(data).__name__
-        raise SpecError(f"{path}: not a CIFAR batch (b'data' is a {what}, not a 2-D array of "
-                        "integer pixels)")  # fmt: skip
-    if data.shape[0] > _CIFAR_MAX_IMAGES:
-        raise SpecError(f"{path}: not a CIFAR batch ({data.shape[0]} images; a batch holds "
-                        f"at most {_CIFAR_MAX_IMAGES:,})")  # fmt: skip
-    flat = isinstance(labels, list) and len(labels) <= _CIFAR_MAX_IMAGES and all(
-        type(label) is int for label in labels
-    )
-    if not (flat or (isinstance(labels, np.ndarray) and labels.dtype.kind in "ui")):
-        raise SpecError(f"{path}: not a CIFAR batch ({key!r} is not a flat list of integer "
-                        "labels)")  # fmt: skip
 
 
 def _read_cifar(root: Path, inner: str, train: list[str], test: str, label_key: str) -> Arrays:

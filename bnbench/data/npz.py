@@ -16,7 +16,7 @@ import numpy as np
 from bnbench.config.schema import DatasetSpec
 from bnbench.data.checks import ARRAY_NAMES
 from bnbench.data.keras_sets import Arrays, check_local_path
-from bnbench.data.npz_header import check_member
+from bnbench.data.size_checks import check_member
 from bnbench.errors import SpecError
 
 

@@ -214,7 +214,7 @@ def _log_run(
         experiment_id, start_time=int(start * 1000), tags=tags, run_name=run.title
     )
     run_id = str(created.info.run_id)
-    config = flatten(rundir.read_config(run.run_dir))
+    config = flatten(run.config)
     params = [Param(key, _param_value(value)) for key, value in config.items()]
     for chunk in _chunks(params, _PARAM_BATCH):
         client.log_batch(run_id, params=chunk)

@@ -1,5 +1,6 @@
-"""A killed `bnbench export mlflow` leaves a store the next export completes: real SIGKILLs of
-an export subprocess at named points (`tests.support.kill_at`), a real SQLite store."""
+"""A killed export leaves nothing the next one cannot complete or clean: real SIGKILLs of an
+export subprocess at named points (`tests.support.kill_at`), a real SQLite MLflow store, real
+TensorBoard event files."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
-def _killed_export(root: Path, target: str, calls: int) -> None:
+def _killed_export(root: Path, target: str, calls: int, tool: str = "mlflow") -> None:
     """Export `root` in a subprocess that SIGKILLs itself after `calls` calls of `target`."""
     done = subprocess.run(
-        [sys.executable, "-m", "tests.support.kill_at", target, str(calls), "export", "mlflow",
+        [sys.executable, "-m", "tests.support.kill_at", target, str(calls), "export", tool,
          str(root)], env=ENV, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
@@ -64,3 +65,24 @@ def test_an_export_killed_midway_is_completed_by_the_next(tmp_path, monkeypatch,
     again = export_mlflow(root)
     assert _counts(again.tracking_uri) == clean
     assert len(again.logged) + len(again.unchanged) == 8
+
+
+@pytest.mark.parametrize(("target", "calls"), [
+    # Midway through writing the staging folder.
+    ("bnbench.export.tensorboard_events:_write_run", 3),
+    # Between moving the old export aside and moving the new one in (a second export).
+    ("os:rename", 1),
+])  # fmt: skip
+def test_a_killed_tensorboard_export_leaves_no_hidden_folder_after_the_next(tmp_path, target,
+                                                                           calls):  # fmt: skip
+    from bnbench.export.tensorboard_events import export_tensorboard
+
+    root = write_tree(tmp_path / "tiny")
+    if target.startswith("os:"):
+        export_tensorboard(root)  # so that the killed export swaps an old one out
+    _killed_export(root, target, calls, "tensorboard")
+    assert [name for name in os.listdir(root) if name.startswith(".tensorboard.")]
+    again = export_tensorboard(root)
+    assert again.runs == 8
+    assert sorted(name for name in os.listdir(root) if name.startswith(".")) == []
+    assert {"bn", "plain", "bnbench_export.json"} <= set(os.listdir(root / "tensorboard"))

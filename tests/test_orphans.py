@@ -60,9 +60,28 @@ def _children(pid: int) -> list[int]:
             if e.isdigit() and (f := _stat(int(e))) is not None and int(f[1]) == pid]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, float]:
+    """The final losses of the grid, trained by one uninterrupted `ablate`."""
+    folder = tmp_path_factory.mktemp("reference")
+    path = write_ablation(folder, GRID)
+    done = subprocess.run([sys.executable, "-m", "bnbench", "ablate", str(path), "--out",
+                           str(folder / "r"), "-q", "--no-plots", "--jobs", "2"],
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return final_losses(folder / "r")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_killing_only_the_parent_leaves_no_worker_and_no_run_trained_twice(tmp_path):
+@pytest.mark.parametrize("executor", [
+    [],
+    # submitit's job controllers are children of `ablate`, its jobs theirs: the jobs end on the
+    # lease check (their launcher is gone), not on their parent's death.
+    ["--executor", "slurm", "--slurm-cluster", "local"],
+], ids=["local", "slurm-local"])  # fmt: skip
+def test_killing_only_the_parent_leaves_no_worker_and_no_run_trained_twice(tmp_path, reference,
+                                                                           executor):  # fmt: skip
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(_FINISHES)
@@ -71,7 +90,7 @@ def test_killing_only_the_parent_leaves_no_worker_and_no_run_trained_twice(tmp_p
            "BNBENCH_TEST_FINISHES": str(finishes)}  # fmt: skip
     path, results = write_ablation(tmp_path, GRID), tmp_path / "r"
     command = [sys.executable, "-m", "bnbench", "ablate", str(path), "--out", str(results),
-               "-q", "--no-plots", "--jobs", "2"]  # fmt: skip
+               "-q", "--no-plots", "--jobs", "2", *executor]  # fmt: skip
     parent = subprocess.Popen(command, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -100,11 +119,7 @@ def test_killing_only_the_parent_leaves_no_worker_and_no_run_trained_twice(tmp_p
     assert len(trained) == 4 and set(trained.values()) == {1}, trained
     assert read_leases(results) == {}
 
-    reference = tmp_path / "reference"
-    clean = subprocess.run([*command[:6], str(reference), *command[7:]], env=env,
-                           capture_output=True, text=True, timeout=900)  # fmt: skip
-    assert clean.returncode == 0, clean.stderr
-    assert final_losses(results) == final_losses(reference)
+    assert final_losses(results) == reference
 
 
 def test_stale_leases_of_finished_runs_are_removed_live_ones_kept(tmp_path):

@@ -10,8 +10,10 @@ a second time into the same folders. Two guards, both cheap:
   the portable fallback (and a check against the signal's caveat: it fires when the *thread*
   that spawned the worker ends, so the handler exits only when the parent really changed).
 - `LeaseGuard`: a worker notes the lease its run was given and, before each evaluation point
-  and before the run's results are written, checks that lease is still the run's current one;
-  if another process took it over, the worker exits at once, writing nothing more.
+  and before the run's results are written, checks that lease is still the run's current one
+  and its holder alive; if another process took it over, or the holder is gone, the worker
+  exits at once, writing nothing more. This also ends a SLURM job (`--slurm-cluster local`:
+  under submitit's job controller, not a child of `ablate`) whose `ablate` was killed.
 """
 
 from __future__ import annotations
@@ -95,5 +97,8 @@ class LeaseGuard:
             current.generation != self.lease.generation
         ):
             os._exit(ORPHANED)  # another process trains this run now: write nothing more
-        if current.stale_reason() is not None:
-            os._exit(ORPHANED)  # our launcher is gone: the next one will take it over
+        # Our launcher is gone (seen on its machine): the next one will take the run over. A
+        # lease only late in its heartbeat (a suspended laptop, a slow file server) is not
+        # reason enough: its holder may beat again, and a takeover is caught above.
+        if current.stale_reason() == "process gone":
+            os._exit(ORPHANED)

@@ -35,11 +35,16 @@ def open_sqlite_store(uri: str) -> str:
         `uri`, now naming a store MLflow can open.
 
     Raises:
-        SpecError: the database is a dangling link, not an SQLite file, or cannot be created.
+        SpecError: the database is a dangling link, not an SQLite file, or cannot be created;
+            or the artifact folder beside it is a link.
     """
     if not uri.startswith(_PREFIX):
         return uri
     database = Path(uri.removeprefix(_PREFIX))
+    artifacts = database.parent / "mlartifacts"  # where `export_mlflow` puts new experiments
+    if artifacts.is_symlink():
+        raise SpecError(f"{artifacts}: is a symbolic link (to {os.readlink(artifacts)}); "
+                        "bnbench never writes through a link: remove it")  # fmt: skip
     _remove_stale(database)
     if database.is_symlink() and not database.exists():
         raise SpecError(f"{database}: is a dangling symbolic link (to {os.readlink(database)}); "

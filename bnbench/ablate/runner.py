@@ -34,7 +34,7 @@ from bnbench.config.ablation import SET_KEY, Ablation, PlannedRun
 from bnbench.config.sets import set_options
 from bnbench.errors import SpecError
 from bnbench.results import files, rundir, tree_files
-from bnbench.results.layout import ABLATION, PLOTS_DIR, run_path
+from bnbench.results.layout import ABLATION, MANIFEST, PLOTS_DIR, RUNS_DIR, run_path
 
 __all__ = [
     "Listener",
@@ -175,6 +175,7 @@ def check_out_folder(results_dir: Path) -> None:
     """
     if results_dir.exists() and not results_dir.is_dir():
         raise SpecError(f"--out {results_dir} is a file, not a folder")
+    files.refuse_links(results_dir, (RUNS_DIR, PLOTS_DIR, LEASES_DIR, SLURM_DIR, MANIFEST))
     for above in results_dir.parents:  # the nearest existing folder above must be one
         if above.exists():
             if not above.is_dir():

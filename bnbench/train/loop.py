@@ -21,6 +21,7 @@ from bnbench.config.identity import config_hash
 from bnbench.config.registries import lower_is_better
 from bnbench.config.schema import RunSpec
 from bnbench.results import rundir
+from bnbench.results.files import out_of_space
 from bnbench.results.rundir import HistoryRow, Params, RunSummary, Target
 from bnbench.train.monitor import ProgressHook, StepMonitor, keras_callback
 from bnbench.train.prepare import PhaseHook, Prepared, prepare
@@ -66,6 +67,8 @@ def train(
         SpecError: the spec cannot be trained (data missing, blocks not fitting). Nothing is
             written in that case.
         KeyboardInterrupt: re-raised after marking the directory incomplete.
+        OSError: the disk or quota is full (`files.out_of_space`); the directory is left
+            incomplete, to be trained again, never recorded as failed.
     """
     prepared = prepare(spec, phase=phase)
     # From here on the directory exists; the marker says so until the summary is written.
@@ -79,7 +82,8 @@ def train(
         rundir.mark_interrupted(run_dir)
         raise
     except Exception as err:
-        rundir.record_failure(run_dir, err, loop.summary() if loop is not None else None)
+        if not out_of_space(err):  # a full disk is not the run's fault: left incomplete
+            rundir.record_failure(run_dir, err, loop.summary() if loop is not None else None)
         raise
 
 

@@ -40,6 +40,9 @@ def test_the_seeds_of_one_arm_and_cell_form_a_group_up_to_the_size_cap(tmp_path)
     assert [([r.seed for r in u.runs], u.reason) for u in capped] == [
         ([0, 1], None), ([2], "a group of one seed"), ([0, 1], None),
         ([2], "a group of one seed")]  # fmt: skip
+    # Enough groups for every worker: 2 cells on 4 workers split each cell in two.
+    assert [len(u.runs) for u in units(ablation.runs, 16, jobs=2)] == [3, 3]
+    assert [len(u.runs) for u in units(ablation.runs, 16, jobs=4)] == [2, 1, 2, 1]
     alone = units(ablation.runs, 1)
     assert len(alone) == 6 and {u.reason for u in alone} == {"a group of one seed (--group-size 1)"}
     assert unit_of(ablation.runs, 2) == {r.run_id: g for r, g in zip(

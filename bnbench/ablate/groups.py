@@ -13,6 +13,7 @@ train again as a smaller group.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,18 @@ def check_group_size(size: int) -> None:
         raise SpecError(f"--group-size must be at least 1, got {size}")
 
 
-def units(runs: list[PlannedRun], group_size: int = DEFAULT_GROUP_SIZE) -> list[Unit]:
-    """Split `runs` into units: the runs of one arm and cell, `group_size` seeds at a time.
+def units(runs: list[PlannedRun], group_size: int = DEFAULT_GROUP_SIZE,
+          jobs: int = 1) -> list[Unit]:  # fmt: skip
+    """Split `runs` into units: the runs of one arm and cell, at most `group_size` seeds each.
+
+    A cell's seeds are split into groups of near-equal size, into enough groups that `jobs`
+    workers share the groups evenly (3 cells on 2 workers: 2 groups per cell); a worker with
+    nothing to do while another trains two groups would cost more than the grouping saves.
 
     Args:
         runs: The runs to do, in plan order.
         group_size: The most seeds in one group; 1 trains every run alone.
+        jobs: Workers that will train the units at once.
 
     Returns:
         The units, in the order of their first run.
@@ -70,9 +77,13 @@ def units(runs: list[PlannedRun], group_size: int = DEFAULT_GROUP_SIZE) -> list[
     for run in runs:
         cells.setdefault((run.arm, run.cell, run.spec.backend), []).append(run)
     found: list[Unit] = []
+    spread = max(1, jobs) // math.gcd(len(cells), max(1, jobs)) if cells else 1
     for cell in cells.values():
-        for start in range(0, len(cell), group_size):
-            part = cell[start : start + group_size]
+        count = min(len(cell), max(math.ceil(len(cell) / group_size), spread))
+        sizes = [len(cell) // count + (i < len(cell) % count) for i in range(count)]
+        starts = [sum(sizes[:i]) for i in range(count)]
+        for start, size in zip(starts, sizes, strict=True):
+            part = cell[start : start + size]
             reason = fallback_reason([run.spec for run in part])
             if group_size == 1:
                 reason = "a group of one seed (--group-size 1)"
@@ -83,26 +94,26 @@ def units(runs: list[PlannedRun], group_size: int = DEFAULT_GROUP_SIZE) -> list[
     return sorted(found, key=lambda unit: unit.runs[0].index)
 
 
-def unit_of(runs: list[PlannedRun], group_size: int) -> dict[str, str]:
+def unit_of(runs: list[PlannedRun], group_size: int, jobs: int = 1) -> dict[str, str]:
     """Each run's vectorized group as `plan` shows it ("g3"), or "-" for a run trained alone.
 
     Raises:
         SpecError: `group_size` is below 1.
     """
     shown: dict[str, str] = {}
-    groups = [unit for unit in units(runs, group_size) if unit.vectorized]
+    groups = [unit for unit in units(runs, group_size, jobs) if unit.vectorized]
     for number, unit in enumerate(groups, start=1):
         shown |= {run.run_id: f"g{number}" for run in unit.runs}
     return {run.run_id: shown.get(run.run_id, "-") for run in runs}
 
 
-def describe_units(runs: list[PlannedRun], group_size: int) -> list[str]:
+def describe_units(runs: list[PlannedRun], group_size: int, jobs: int = 1) -> list[str]:
     """What `plan` says about the units of work: the groups, and why the other runs train alone.
 
     Raises:
         SpecError: `group_size` is below 1.
     """
-    found = units(runs, group_size)
+    found = units(runs, group_size, jobs)
     groups = [unit for unit in found if unit.vectorized]
     lines = []
     if groups:

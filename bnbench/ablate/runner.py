@@ -295,7 +295,8 @@ def _execute(todo: list[PlannedRun], engine: Executor, leases: Leases, outcome: 
         launcher = Launcher(results_dir, engine, leases, ctrl_c, outcome, listener, save_model,
                             retry_failed)  # fmt: skip
         for backend in sorted({run.spec.backend for run in todo}):
-            group = units([run for run in todo if run.spec.backend == backend], group_size)
+            group = units([run for run in todo if run.spec.backend == backend], group_size,
+                          engine.slots)  # fmt: skip
             if ctrl_c.presses:
                 break
             with engine.group(backend, len(group)):

@@ -110,13 +110,13 @@ def plan(
     )
     for column in ("#", "arm", "grid cell", "seed", "backend", "group", "run id", "state"):
         table.add_column(column, **_fit(column))
-    group_of = unit_of(ablation.runs, group_size)
+    group_of = unit_of(ablation.runs, group_size, jobs)
     for row in rows:
         table.add_row(str(row["index"]), row["arm"], row["cell"] or "-", str(row["seed"]),
                       row["backend"], group_of[row["run_id"]], row["run_id"],
                       row["state"])  # fmt: skip
     console.print(table)
-    for line in describe_units(ablation.runs, group_size):
+    for line in describe_units(ablation.runs, group_size, jobs):
         console.print(line, markup=False, highlight=False)
     if out is None:
         console.print("give --out DIR to see which of these runs are already finished there")

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from bnbench.ablate.executor import SLURM_DIR, Executor, ExecutorOptions, open_executor
-from bnbench.ablate.groups import DEFAULT_GROUP_SIZE, check_group_size, units
+from bnbench.ablate.groups import DEFAULT_GROUP_SIZE, Unit, check_group_size, units
 from bnbench.ablate.interrupts import counting_ctrl_c
 from bnbench.ablate.launch import Launcher, Listener, Outcome
 from bnbench.ablate.leases import LEASES_DIR, Leases
@@ -151,9 +151,8 @@ def run_ablation(
         for folder in (results_dir, results_dir / PLOTS_DIR, results_dir / LEASES_DIR):
             files.remove_old_temp_files(folder, STALE_TEMP_S)
         with Leases(results_dir, options.name) as leases:
-            size = group_size if options.name == "local" else 1
             _execute(todo, engine, leases, outcome, results_dir, save_model, retry_failed,
-                     listener, size)  # fmt: skip
+                     listener, group_size if options.name == "local" else None)  # fmt: skip
             others = leases.others({run.run_id for run in ablation.runs})
             outcome.elsewhere = {run_id: lease.holder for run_id, lease in others.items()}
     finally:
@@ -288,15 +287,18 @@ def _unfinished(selected: list[PlannedRun], results_dir: Path, retry_failed: boo
 
 def _execute(todo: list[PlannedRun], engine: Executor, leases: Leases, outcome: Outcome,
              results_dir: Path, save_model: bool, retry_failed: bool,
-             listener: Listener | None, group_size: int) -> None:  # fmt: skip
+             listener: Listener | None, group_size: int | None) -> None:  # fmt: skip
+    """Train `todo`, one backend after another; `group_size` None: every run alone (Ray and
+    SLURM keep one run per unit of work)."""
     if not todo:
         return
     with counting_ctrl_c() as ctrl_c:
         launcher = Launcher(results_dir, engine, leases, ctrl_c, outcome, listener, save_model,
                             retry_failed)  # fmt: skip
         for backend in sorted({run.spec.backend for run in todo}):
-            group = units([run for run in todo if run.spec.backend == backend], group_size,
-                          engine.slots)  # fmt: skip
+            runs = [run for run in todo if run.spec.backend == backend]
+            group = (units(runs, group_size, engine.slots) if group_size is not None else
+                     [Unit((run,), "this executor trains one run per unit") for run in runs])
             if ctrl_c.presses:
                 break
             with engine.group(backend, len(group)):

@@ -67,7 +67,7 @@ def run_remote(task: RunTask, threads: int, pin: bool = False) -> WorkerReply:
         limit_threads(threads)
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     activate(task.backend)
-    return run_one(task.run_id, task.spec, task.entry, task.run_dir, task.save_model)
+    return run_task(task)  # type: ignore[return-value]  # a group's task gives a list
 
 
 _HELD: list[IO[str]] = []  # the lock file of this worker's cores, held for the process's life
@@ -104,8 +104,18 @@ def pin_to_free_cores(threads: int) -> None:
 _EVENTS: Any = None
 
 
+def run_task(task: RunTask) -> WorkerReply | list[WorkerReply]:
+    """Train a task: one run (`run_one`), or a vectorized group of seeds (`run_group`)."""
+    if task.group:
+        from bnbench.ablate.groups import run_group
+
+        return run_group(task, _EVENTS)
+    return run_one(task.run_id, task.spec, task.entry, task.run_dir, task.save_model,
+                   task.reason)  # fmt: skip
+
+
 def run_one(run_id: str, spec_data: dict[str, Any], entry: dict[str, Any], run_dir: str,
-            save_model: bool) -> WorkerReply:  # fmt: skip
+            save_model: bool, reason: str = "a single run") -> WorkerReply:  # fmt: skip
     """Train one run in a worker; never raises (a failure is recorded in its directory)."""
     from bnbench.config.schema import RunSpec
     from bnbench.train.loop import train
@@ -126,7 +136,7 @@ def run_one(run_id: str, spec_data: dict[str, Any], entry: dict[str, Any], run_d
 
     try:
         result = train(RunSpec.model_validate(spec_data), path, save_model=save_model,
-                       progress=progress, phase=phase)  # fmt: skip
+                       progress=progress, phase=phase, per_seed_reason=reason)  # fmt: skip
         return run_id, result.status, None
     except Exception as err:  # recorded by train(); the grid carries on
         if isinstance(err, OSError) and out_of_space(err):  # not the run's fault: left

@@ -144,15 +144,21 @@ def run_group(task: RunTask, events: Any) -> list[WorkerReply]:
     A failure is recorded on every run of the group that has not finished (they share one
     program); `events` (a queue or None) receives each run's 'phase' and 'step' events.
     """
+    from bnbench.ablate.parent_watch import LeaseGuard
     from bnbench.config.schema import RunSpec
     from bnbench.train.vectorized import train_group
 
     paths = [Path(member.run_dir) for member in task.group]
+    # As `worker.run_one`: a run whose lease was taken over (its launcher died) is not ours.
+    leases = {member.run_id: LeaseGuard(path) for member, path in zip(task.group, paths,
+                                                                        strict=True)}  # fmt: skip
     for member, path in zip(task.group, paths, strict=True):
+        leases[member.run_id].check(now=True)
         rundir.write_entry(path, member.entry)
 
     def hook(run_id: str) -> Any:
         def progress(step: int, total: int, loss: float | None) -> None:
+            leases[run_id].check(now=step >= total)  # and before the results are written
             if events is not None:
                 events.put(("step", {"run_id": run_id, "step": step, "total": total,
                                      "loss": loss}))  # fmt: skip

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bnbench.cli import app
 from bnbench.errors import SpecError
-from bnbench.results import files, rundir
+from bnbench.results import files, locks, rundir
 from bnbench.results.destination import reserve_run_dir
 from tests.support.specs import TINY_SPEC, files_under, write_summary
 
@@ -119,18 +119,18 @@ def test_remove_tree_refuses_a_link_and_never_follows_one(tmp_path):
 
 def test_a_lock_refuses_a_second_holder_and_leaves_nothing_behind(tmp_path):
     folder = tmp_path / "new"
-    with files.folder_lock(folder, "bnbench train"):
+    with locks.folder_lock(folder, "bnbench train"):
         with (
             pytest.raises(
                 SpecError, match=rf"another bnbench train is running .*pid {os.getpid()}"
             ),
-            files.folder_lock(folder, "bnbench ablate"),
+            locks.folder_lock(folder, "bnbench ablate"),
         ):
             pass
         assert (folder / files.LOCK).exists()
     assert not folder.exists()  # created by the lock, still empty: removed
     folder.mkdir()
-    with files.folder_lock(folder, "bnbench train"):
+    with locks.folder_lock(folder, "bnbench train"):
         (folder / "kept").write_text("x")
     assert [p.name for p in folder.iterdir()] == ["kept"]
 
@@ -145,7 +145,7 @@ def _finished_run(path: Path) -> None:
 
 def test_train_refuses_a_busy_run_directory(tmp_path, write_spec):
     out = tmp_path / "run"
-    with files.folder_lock(out, "bnbench train"):
+    with locks.folder_lock(out, "bnbench train"):
         result = runner.invoke(app, ["train", str(write_spec(TINY_SPEC)), "--out", str(out)])
     assert result.exit_code == 2, result.output
     assert "another bnbench train is running" in result.output

@@ -158,7 +158,7 @@ def test_results_are_readable_by_others_and_killed_writers_leave_no_trace(tmp_pa
     (results / ".fresh.json.l1v3wr1t.tmp").write_text("a live writer's")
     assert run_ablation(ablation, results, shard=(1, 4)).skipped == [run.name]
     hidden = sorted(p.relative_to(results).as_posix() for p in results.rglob(".*"))
-    assert hidden == [".leases", ".fresh.json.l1v3wr1t.tmp"]
+    assert hidden == [".fresh.json.l1v3wr1t.tmp", ".leases"]
 
 
 def test_divergence_on_jax_is_a_result(tmp_path):

@@ -23,6 +23,7 @@ from bnbench.errors import SpecError
 ExecutorName = Literal["local", "ray", "slurm"]
 SlurmCluster = Literal["slurm", "local"]
 # What a run's worker returns: (run id, status, one-line error or None); see `worker.run_one`.
+# A group's task (`RunTask.group`) gives a list of them, one per run.
 WorkerReply = tuple[str, str, str | None]
 # (event, payload) progress messages from workers, e.g. ("step", {"run_id": ..., "step": 3}).
 Event = tuple[str, dict[str, Any]]
@@ -40,6 +41,10 @@ class RunTask:
     run_dir: str
     save_model: bool
     backend: str
+    # Why the run trains alone (recorded in its summary), and for a vectorized group of seeds
+    # (`bnbench.ablate.groups`) the task of each of its runs: then this task stands for them all.
+    reason: str = "a single run"
+    group: tuple[RunTask, ...] = ()
 
 
 class RunLost(Exception):

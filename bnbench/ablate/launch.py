@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bnbench.ablate.executor import Executor, RunLost, RunTask, WorkerReply
+from bnbench.ablate.groups import Unit, group_task
 from bnbench.ablate.interrupts import CtrlC
 from bnbench.ablate.leases import Leases
 from bnbench.config.ablation import PlannedRun
@@ -69,10 +70,11 @@ class Launcher:
     retry_failed: bool = False
     _passed: dict[str, PlannedRun] = field(default_factory=dict)  # leased elsewhere
 
-    def run(self, group: list[PlannedRun]) -> list[PlannedRun]:
-        """Run `group` (one backend); returns the runs a second Ctrl-C stopped midway."""
+    def run(self, group: list[Unit]) -> list[PlannedRun]:
+        """Run `group` (one backend's units of work: runs alone, vectorized groups of seeds);
+        returns the runs a second Ctrl-C stopped midway."""
         waiting = deque(group)
-        running: dict[Future[WorkerReply], PlannedRun] = {}
+        running: dict[Future[WorkerReply], list[PlannedRun]] = {}
         announced = 0  # runs said to be running since the Ctrl-C
         while running or waiting:
             if self.ctrl_c.presses and not running:
@@ -81,7 +83,7 @@ class Launcher:
             if self.ctrl_c.presses >= 2:
                 self._emit("stopping", {"running": len(running), "now": True})
                 self.executor.cancel()
-                return list(running.values())
+                return [run for runs in running.values() for run in runs]
             done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
             for kind, payload in self.executor.events():
                 self._emit(kind, payload)
@@ -91,22 +93,25 @@ class Launcher:
                 announced = len(running)
                 self._emit("stopping", {"running": len(running), "now": False})
             if not running and not waiting and not self.ctrl_c.presses:
-                waiting.extend(self._releasable_elsewhere(group))
+                waiting.extend(Unit((run,), "a group of one seed")
+                               for run in self._releasable_elsewhere(group))  # fmt: skip
         return []
 
-    def _launch(self, waiting: deque[PlannedRun],
-                running: dict[Future[WorkerReply], PlannedRun]) -> None:  # fmt: skip
-        batch: list[PlannedRun] = []
+    def _launch(self, waiting: deque[Unit],
+                running: dict[Future[WorkerReply], list[PlannedRun]]) -> None:  # fmt: skip
+        batch: list[tuple[Unit, list[PlannedRun]]] = []
         while waiting and len(running) + len(batch) < self.executor.slots:
             if self.ctrl_c.presses:
                 return
-            run = waiting.popleft()
-            if self._take(run):
-                batch.append(run)
-        tasks = [self._task(run) for run in batch]
-        for run, future in zip(batch, self.executor.submit_many(tasks), strict=True):
-            running[future] = run
-            self._emit("start", {"run_id": run.run_id})
+            unit = waiting.popleft()
+            taken = [run for run in unit.runs if self._take(run)]
+            if taken:
+                batch.append((unit, taken))
+        tasks = [group_task(unit, [self._task(run) for run in taken]) for unit, taken in batch]
+        for (_, taken), future in zip(batch, self.executor.submit_many(tasks), strict=True):
+            running[future] = taken
+            for run in taken:
+                self._emit("start", {"run_id": run.run_id})
 
     def _take(self, run: PlannedRun) -> bool:
         """Lease `run` and clear what an earlier attempt left; False when it is not ours to run."""
@@ -129,10 +134,10 @@ class Launcher:
             files.remove_tree(run_dir, self.results_dir)
         return True
 
-    def _releasable_elsewhere(self, group: list[PlannedRun]) -> list[PlannedRun]:
+    def _releasable_elsewhere(self, group: list[Unit]) -> list[PlannedRun]:
         """Runs of `group` passed over because another process held them, whose lease has
         since gone (released, or its holder died)."""
-        passed = [run for run in group if run.run_id in self._passed]
+        passed = [run for unit in group for run in unit.runs if run.run_id in self._passed]
         live = self.leases.others({run.run_id for run in passed})
         return [run for run in passed if run.run_id not in live]
 
@@ -142,25 +147,29 @@ class Launcher:
                        run.spec.backend)  # fmt: skip
 
     def _record(self, future: Future[WorkerReply],
-                running: dict[Future[WorkerReply], PlannedRun]) -> None:  # fmt: skip
-        run = running.pop(future)
+                running: dict[Future[WorkerReply], list[PlannedRun]]) -> None:  # fmt: skip
+        runs = running.pop(future)
         try:
-            run_id, status, error = future.result()
+            result: Any = future.result()  # a group's task gives one reply per run
         except RunLost as lost:
-            self.leases.release(run.run_id)  # left incomplete, for anyone to resume
+            for run in runs:
+                self.leases.release(run.run_id)  # left incomplete, for anyone to resume
             if lost.fatal:
                 self.executor.cancel()
-                names = ", ".join(r.run_id for r in [run, *running.values()])
+                names = ", ".join(r.run_id for r in [*runs, *(r for rs in running.values()
+                                                                for r in rs)])  # fmt: skip
                 raise SpecError(f"{lost} while running {names}; left incomplete: re-run the "
                                 "same command to resume") from None  # fmt: skip
-            self.outcome.lost[run.run_id] = str(lost)
-            self._emit("done", {"run_id": run.run_id, "status": "lost"})
+            for run in runs:
+                self.outcome.lost[run.run_id] = str(lost)
+                self._emit("done", {"run_id": run.run_id, "status": "lost"})
             return
-        self.leases.release(run_id)
-        self.outcome.statuses[run_id] = status
-        if error:
-            self.outcome.errors[run_id] = error
-        self._emit("done", {"run_id": run_id, "status": status})
+        for run_id, status, error in result if isinstance(result, list) else [result]:
+            self.leases.release(run_id)
+            self.outcome.statuses[run_id] = status
+            if error:
+                self.outcome.errors[run_id] = error
+            self._emit("done", {"run_id": run_id, "status": status})
 
     def _emit(self, event: str, payload: dict[str, Any]) -> None:
         if self.listener is not None:

@@ -29,7 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from bnbench.results import files
+from bnbench.results import files, rundir
+from bnbench.results.layout import run_path
 
 LEASES_DIR = ".leases"
 # A lease whose heartbeat is older than this is stale. Long enough for a loaded file server or a
@@ -166,8 +167,25 @@ class Leases:
         self._thread = threading.Thread(target=self._beat_forever, daemon=True)
 
     def __enter__(self) -> Leases:
+        self.remove_stale_of_finished()
         self._thread.start()
         return self
+
+    def remove_stale_of_finished(self) -> list[str]:
+        """Delete the stale leases of runs that are finished (their launcher died after the
+        run ended, before it released the lease); returns their run ids."""
+        removed = []
+        for run_id, generations in _listing(self.folder).items():
+            lease = _read(self.folder, run_id, generations[-1])
+            run_dir = run_path(self.folder.parent, run_id)
+            if lease is None or lease.stale_reason() is None:
+                continue
+            if rundir.run_state(run_dir) not in rundir.FINISHED:
+                continue
+            for generation in generations:
+                (self.folder / _name(run_id, generation)).unlink(missing_ok=True)
+            removed.append(run_id)
+        return removed
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:  # fmt: skip

@@ -26,7 +26,7 @@ from bnbench.ablate.executor import (
     relay,
 )
 from bnbench.ablate.interrupts import sigint_blocked, terminate
-from bnbench.ablate.worker import init_worker, run_one
+from bnbench.ablate.worker import init_worker, run_task
 
 
 def connect(options: ExecutorOptions, results_dir: Path) -> LocalExecutor:
@@ -73,8 +73,7 @@ class LocalExecutor(Executor):
         if self._pool is None:
             raise RuntimeError("LocalExecutor.submit outside group()")
         with sigint_blocked():  # submit() may spawn a worker, which must not see a Ctrl-C
-            future = self._pool.submit(run_one, task.run_id, task.spec, task.entry,
-                                       task.run_dir, task.save_model)  # fmt: skip
+            future = self._pool.submit(run_task, task)
         return relay(future, _lost)
 
     def cancel(self) -> None:

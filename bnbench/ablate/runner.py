@@ -27,6 +27,7 @@ from typing import Any
 
 from bnbench.ablate import extend
 from bnbench.ablate.executor import SLURM_DIR, Executor, ExecutorOptions, open_executor
+from bnbench.ablate.groups import DEFAULT_GROUP_SIZE, Unit, check_group_size, units
 from bnbench.ablate.interrupts import counting_ctrl_c
 from bnbench.ablate.launch import Launcher, Listener, Outcome
 from bnbench.ablate.leases import LEASES_DIR, Leases
@@ -34,7 +35,7 @@ from bnbench.config.ablation import SET_KEY, Ablation, PlannedRun
 from bnbench.config.sets import set_options
 from bnbench.errors import SpecError
 from bnbench.results import files, rundir, tree_files
-from bnbench.results.layout import ABLATION, PLOTS_DIR, run_path
+from bnbench.results.layout import ABLATION, MANIFEST, PLOTS_DIR, RUNS_DIR, run_path
 
 __all__ = [
     "Listener",
@@ -99,6 +100,7 @@ def run_ablation(
     save_model: bool = False,
     listener: Listener | None = None,
     executor: ExecutorOptions | None = None,
+    group_size: int = DEFAULT_GROUP_SIZE,
 ) -> Outcome:
     """Run the selected, unfinished runs of `ablation` into `results_dir`.
 
@@ -116,6 +118,9 @@ def run_ablation(
         save_model: write each run's model.keras.
         listener: receives progress events.
         executor: where runs train (default: worker processes here).
+        group_size: the most seeds of one arm and cell trained as one vectorized group on
+            JAX (`bnbench.ablate.groups`); 1 trains every run alone. The local executor only:
+            Ray and SLURM train every run alone.
 
     Raises:
         SpecError: the directory is a file, or holds something else or a different ablation
@@ -129,6 +134,7 @@ def run_ablation(
     if jobs is not None:
         options = replace(options, jobs=jobs)
     options.check()
+    check_group_size(group_size)
     check_destination(ablation, results_dir)  # before anything, so a refusal writes nothing
     selected = shard_runs(ablation.runs, shard)
     outcome = Outcome(total=len(selected))
@@ -143,7 +149,7 @@ def run_ablation(
             files.remove_old_temp_files(folder, STALE_TEMP_S)
         with Leases(results_dir, options.name) as leases:
             _execute(todo, engine, leases, outcome, results_dir, save_model, retry_failed,
-                     listener)  # fmt: skip
+                     listener, group_size if options.name == "local" else None)  # fmt: skip
             others = leases.others({run.run_id for run in ablation.runs})
             outcome.elsewhere = {run_id: lease.holder for run_id, lease in others.items()}
     finally:
@@ -175,6 +181,7 @@ def check_out_folder(results_dir: Path) -> None:
     """
     if results_dir.exists() and not results_dir.is_dir():
         raise SpecError(f"--out {results_dir} is a file, not a folder")
+    files.refuse_links(results_dir, (RUNS_DIR, PLOTS_DIR, LEASES_DIR, SLURM_DIR, MANIFEST))
     for above in results_dir.parents:  # the nearest existing folder above must be one
         if above.exists():
             if not above.is_dir():
@@ -297,14 +304,18 @@ def _unfinished(selected: list[PlannedRun], results_dir: Path, retry_failed: boo
 
 def _execute(todo: list[PlannedRun], engine: Executor, leases: Leases, outcome: Outcome,
              results_dir: Path, save_model: bool, retry_failed: bool,
-             listener: Listener | None) -> None:  # fmt: skip
+             listener: Listener | None, group_size: int | None) -> None:  # fmt: skip
+    """Train `todo`, one backend after another; `group_size` None: every run alone (Ray and
+    SLURM keep one run per unit of work)."""
     if not todo:
         return
     with counting_ctrl_c() as ctrl_c:
         launcher = Launcher(results_dir, engine, leases, ctrl_c, outcome, listener, save_model,
                             retry_failed)  # fmt: skip
         for backend in sorted({run.spec.backend for run in todo}):
-            group = [run for run in todo if run.spec.backend == backend]
+            runs = [run for run in todo if run.spec.backend == backend]
+            group = (units(runs, group_size, engine.slots) if group_size is not None else
+                     [Unit((run,), "this executor trains one run per unit") for run in runs])
             if ctrl_c.presses:
                 break
             with engine.group(backend, len(group)):

@@ -21,8 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from bnbench.ablate.executor import RunTask, WorkerReply
+from bnbench.ablate.executor import RunLost, RunTask, WorkerReply
+from bnbench.ablate.parent_watch import LeaseGuard, exit_with_parent
 from bnbench.results import rundir
+from bnbench.results.files import out_of_space
 from bnbench.train.backend import worker_cores
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ def init_worker(backend: str, threads: int, events: Any, slots: Any) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from bnbench.train.backend import activate, limit_threads, pin_to_cores
 
+    exit_with_parent()  # killing only the parent (kill -9 PID) must not leave us training on
     slot, jobs = slots.get()
     pin_to_cores(worker_cores(slot, jobs))
     limit_threads(threads)
@@ -58,12 +61,13 @@ def run_remote(task: RunTask, threads: int, pin: bool = False) -> WorkerReply:
     from bnbench.train.backend import activate, limit_threads
 
     if "keras" not in sys.modules:
+        exit_with_parent()  # a submitit job of a killed driver, a Ray worker of a dead raylet
         if pin:
             pin_to_free_cores(threads)
         limit_threads(threads)
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     activate(task.backend)
-    return run_one(task.run_id, task.spec, task.entry, task.run_dir, task.save_model)
+    return run_task(task)  # type: ignore[return-value]  # a group's task gives a list
 
 
 _HELD: list[IO[str]] = []  # the lock file of this worker's cores, held for the process's life
@@ -100,16 +104,29 @@ def pin_to_free_cores(threads: int) -> None:
 _EVENTS: Any = None
 
 
+def run_task(task: RunTask) -> WorkerReply | list[WorkerReply]:
+    """Train a task: one run (`run_one`), or a vectorized group of seeds (`run_group`)."""
+    if task.group:
+        from bnbench.ablate.groups import run_group
+
+        return run_group(task, _EVENTS)
+    return run_one(task.run_id, task.spec, task.entry, task.run_dir, task.save_model,
+                   task.reason)  # fmt: skip
+
+
 def run_one(run_id: str, spec_data: dict[str, Any], entry: dict[str, Any], run_dir: str,
-            save_model: bool) -> WorkerReply:  # fmt: skip
+            save_model: bool, reason: str = "a single run") -> WorkerReply:  # fmt: skip
     """Train one run in a worker; never raises (a failure is recorded in its directory)."""
     from bnbench.config.schema import RunSpec
     from bnbench.train.loop import train
 
     path = Path(run_dir)
+    lease = LeaseGuard(path)
+    lease.check(now=True)  # a run leased by a launcher that died meanwhile is not ours
     rundir.write_entry(path, entry)
 
     def progress(step: int, total: int, loss: float | None) -> None:
+        lease.check(now=step >= total)  # and before the results are written
         if _EVENTS is not None:
             _EVENTS.put(("step", {"run_id": run_id, "step": step, "total": total, "loss": loss}))
 
@@ -119,9 +136,12 @@ def run_one(run_id: str, spec_data: dict[str, Any], entry: dict[str, Any], run_d
 
     try:
         result = train(RunSpec.model_validate(spec_data), path, save_model=save_model,
-                       progress=progress, phase=phase)  # fmt: skip
+                       progress=progress, phase=phase, per_seed_reason=reason)  # fmt: skip
         return run_id, result.status, None
     except Exception as err:  # recorded by train(); the grid carries on
+        if isinstance(err, OSError) and out_of_space(err):  # not the run's fault: left
+            # incomplete, as for a lost worker; the grid stops, as no run could be written
+            raise RunLost(f"no space left to write {err.filename or path}", fatal=True) from None
         if rundir.run_state(path) != "failed":  # it failed before training started
             rundir.record_failure(path, err, brief=True)
         return run_id, "failed", f"{type(err).__name__}: {err}"

@@ -32,7 +32,7 @@ from bnbench.analysis.figures import save_figure
 from bnbench.analysis.panels import Diverged, Panels, hide_unused, new_figure
 from bnbench.errors import SpecError
 from bnbench.results.cells import markdown_safe
-from bnbench.results.files import atomic_write_text, write_json
+from bnbench.results.files import atomic_write_text, refuse_links, write_json
 from bnbench.results.layout import PLOTS_DIR
 from bnbench.results.rows import Selection, validation_score
 from bnbench.results.tree import ResultsTree, grid_labels, load_results_tree
@@ -136,6 +136,7 @@ def draw_plots(tree: ResultsTree, plots_dir: Path, options: FigureOptions) -> li
     """
     options.check()
     fmt = options.format
+    refuse_links(plots_dir.parent, [plots_dir.name])  # a planted link would be written through
     plots_dir.mkdir(parents=True, exist_ok=True)
     panels = Panels(tree.arms, options.band, options.log_loss)
     figures = _Figures(tree, panels, options.select_by)

@@ -42,6 +42,14 @@ AblationSetOption = Annotated[
         show_default=False,
     ),
 ]
+# Not typer's own min=1: a bad value must be refused by the library's check, with its message.
+GroupSizeOption = Annotated[
+    int,
+    typer.Option(
+        help="On JAX, train up to this many seeds of one arm and grid cell as one vectorized "
+        "program (one unit of work); 1 trains every run alone.",
+    ),
+]
 PlanSetOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -70,6 +78,7 @@ def plan(
         typer.Option(min=1, help="Runs at once, for the estimate (default: as ablate, one per "
                      "available core).", show_default=False),
     ] = None,
+    group_size: GroupSizeOption = 16,
     estimate: Annotated[
         bool,
         typer.Option(
@@ -85,6 +94,8 @@ def plan(
     The runtime is estimated from the timings of finished runs in --out (matched by backend,
     model, data and batch size), or with --estimate from a short probe run."""
     from bnbench.ablate.estimate import describe_estimate, estimate_runtime
+    from bnbench.ablate.groups import describe_units, unit_of
+    from bnbench.ablate.local_executor import available_cores
     from bnbench.ablate.runner import check_out_folder, destination_refusal, plan_table
     from bnbench.config.ablation import load_ablation, selection_warning
     from bnbench.config.budget import budget_warnings
@@ -105,13 +116,18 @@ def plan(
         f"{cells} grid cells × {len(ablation.spec.seed_list)} seeds (minus exclusions); "
         f"reference arm {ablation.spec.reference_arm}"
     )
-    for column in ("#", "arm", "grid cell", "seed", "backend", "run id", "state"):
+    for column in ("#", "arm", "grid cell", "seed", "backend", "group", "run id", "state"):
         table.add_column(column, **_fit(column))
+    workers = jobs or available_cores()
+    group_of = unit_of(ablation.runs, group_size, workers)
     for row in rows:
         label = (escape(row["arm"]), escape(row["cell"] or "-"), str(row["seed"]))
         run_id = escape(row["run_id"])
-        table.add_row(str(row["index"]), *label, row["backend"], run_id, row["state"])
+        table.add_row(str(row["index"]), *label, row["backend"], group_of[row["run_id"]],
+                      run_id, row["state"])  # fmt: skip
     show(table, console)
+    for line in describe_units(ablation.runs, group_size, workers):
+        console.print(line, markup=False, highlight=False)
     if out is None:
         console.print("give --out DIR to see which of these runs are already finished there")
     elif refusal is not None:
@@ -126,9 +142,7 @@ def plan(
             continue
         console.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
     with console.status("timing a probe run…") if estimate else nullcontext():
-        from bnbench.ablate.local_executor import available_cores
-
-        predicted = estimate_runtime(ablation, usable, jobs or available_cores(), probe=estimate)
+        predicted = estimate_runtime(ablation, usable, workers, probe=estimate)
     where = usable if refusal is None else f"{out} (ablate would refuse it)"
     for line in describe_estimate(predicted, where, probe=estimate):
         console.print(line, markup=False, highlight=False)
@@ -174,6 +188,7 @@ def ablate(
     save_models: Annotated[bool, typer.Option(help="Write each run's model.keras.")] = False,
     plots: Annotated[bool, typer.Option(help="Draw the figures at the end.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
+    group_size: GroupSizeOption = 16,
     executor: Annotated[
         ExecutorChoice,
         typer.Option(
@@ -232,11 +247,11 @@ def ablate(
     )  # fmt: skip
     options.check()
     command = _ablate_command(ablation_path, out, jobs, retry_failed, shard, save_models, plots,
-                              quiet, options.command_words(), set_ or [])  # fmt: skip
+                              quiet, options.command_words(), set_ or [], group_size)  # fmt: skip
     resume = f"to resume, run the same command: {command}"
     try:
         outcome = _run_grid(ablation_path, out, options, retry_failed, shard, save_models, quiet,
-                            set_ or [])  # fmt: skip
+                            set_ or [], group_size)  # fmt: skip
         if outcome.interrupted and outcome.unfinished:
             midway = len(outcome.stopped_midway)
             stopped = f" ({midway} stopped midway, left incomplete)" if midway else ""
@@ -302,9 +317,10 @@ def _print_elsewhere(out: Path, elsewhere: dict[str, str]) -> None:
 
 
 def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_failed: bool,
-              shard: str | None, save_models: bool, quiet: bool, sets: list[str]
-              ) -> Outcome:  # fmt: skip
+              shard: str | None, save_models: bool, quiet: bool, sets: list[str],
+              group_size: int) -> Outcome:  # fmt: skip
     """Load the ablation, say what will run, and run it behind the live display."""
+    from bnbench.ablate.groups import check_group_size
     from bnbench.ablate.local_executor import available_cores
     from bnbench.ablate.progress import AblationProgress, QuietProgress
     from bnbench.ablate.runner import (
@@ -317,6 +333,7 @@ def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_fa
     )
     from bnbench.config.ablation import load_ablation, selection_warning
 
+    check_group_size(group_size)
     ablation = load_ablation(ablation_path, sets)
     check_destination(ablation, out)  # before saying what will run there
     extra = extension_of(ablation, out)
@@ -342,12 +359,13 @@ def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_fa
     with display as listener:
         return run_ablation(ablation, out, retry_failed=retry_failed, shard=part,
                             save_model=save_models, listener=listener,
-                            executor=options)  # fmt: skip
+                            executor=options, group_size=group_size)  # fmt: skip
 
 
 def _ablate_command(ablation_path: Path, out: Path, jobs: int | None, retry_failed: bool,
                     shard: str | None, save_models: bool, plots: bool, quiet: bool,
-                    executor_words: list[str], sets: list[str]) -> str:  # fmt: skip
+                    executor_words: list[str], sets: list[str],
+                    group_size: int = 16) -> str:  # fmt: skip
     """The `bnbench ablate` command line with these options, to copy and paste."""
     import shlex
 
@@ -358,6 +376,8 @@ def _ablate_command(ablation_path: Path, out: Path, jobs: int | None, retry_fail
         words += ["--jobs", str(jobs)]
     if shard is not None:
         words += ["--shard", shard]
+    if group_size != 16:
+        words += ["--group-size", str(group_size)]
     flags = {"--retry-failed": retry_failed, "--save-models": save_models,
              "--no-plots": not plots, "--quiet": quiet}  # fmt: skip
     return shlex.join(words + [flag for flag, given in flags.items() if given])

@@ -84,12 +84,27 @@ def _split_synthetic(x: np.ndarray, y: np.ndarray) -> Arrays:
     return x[:cut], y[:cut], x[cut:], y[cut:]
 
 
+# The most examples a synthetic set may have: ~0.5 GB of float64 draws while it is made, far
+# beyond what a BN experiment on it needs. Checked before anything is allocated.
+MAX_SYNTHETIC_SAMPLES = 20_000_000
+
+
+def _synthetic_size(spec: DatasetSpec) -> int:
+    samples = spec.num_samples or 2000
+    if samples > MAX_SYNTHETIC_SAMPLES:
+        raise SpecError(
+            f"dataset.num_samples: {samples:,} is more than a synthetic set may hold "
+            f"({MAX_SYNTHETIC_SAMPLES:,}); the {spec.name} task is learnt from a few thousand"
+        )
+    return samples
+
+
 def _two_scale(spec: DatasetSpec) -> Arrays:
-    return _split_synthetic(*synthetic.two_scale(spec.num_samples or 2000, seed=0))
+    return _split_synthetic(*synthetic.two_scale(_synthetic_size(spec), seed=0))
 
 
 def _blobs(spec: DatasetSpec) -> Arrays:
-    return _split_synthetic(*synthetic.blobs(spec.num_samples or 2000, seed=0))
+    return _split_synthetic(*synthetic.blobs(_synthetic_size(spec), seed=0))
 
 
 def _always() -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from bnbench.config.schema import DatasetSpec
+from bnbench.data.size_checks import IDX_MAX_BYTES, check_cifar_batch, check_idx, check_member
 from bnbench.errors import SpecError
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -65,7 +66,13 @@ def read_npz(path: Path) -> Arrays:
     path = check_local_path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
+            names = ("x_train", "y_train", "x_test", "y_test")
+            for name in names:
+                if name in f.files:  # a missing one is the KeyError below
+                    check_member(path, f, name)  # before numpy allocates what it claims
             return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    except MemoryError:
+        raise SpecError(f"{path}: its arrays do not fit in memory") from None
     except KeyError as err:
         raise SpecError(
             f"{path}: expected arrays x_train, y_train, x_test, y_test; missing {err}"
@@ -86,13 +93,19 @@ def _read_idx_gz(folder: Path) -> Arrays:
         raise SpecError(f"{folder}: missing {', '.join(missing)}")
     arrays = []
     for name in names:
-        with gzip.open(folder / name, "rb") as f:
-            raw = f.read()
-        if "labels" in name:
-            arrays.append(np.frombuffer(raw, np.uint8, offset=8))
-        else:
-            arrays.append(np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28))
+        try:
+            with gzip.open(folder / name, "rb") as f:
+                raw = f.read(IDX_MAX_BYTES + 1)
+        except (OSError, EOFError) as err:
+            raise SpecError(f"{folder / name}: not a readable gzip file ({err})") from None
+        header, size = (8, 1) if "labels" in name else (16, 28 * 28)
+        check_idx(folder / name, len(raw), header, size)
+        items = np.frombuffer(raw, np.uint8, offset=header)
+        arrays.append(items if size == 1 else items.reshape(-1, 28, 28))
     y_train, x_train, y_test, x_test = arrays
+    for labels, images, name in ((y_train, x_train, "train"), (y_test, x_test, "t10k")):
+        if len(labels) != len(images):
+            raise SpecError(f"{folder}: {name} has {len(images)} images but {len(labels)} labels")
     return x_train, y_train, x_test, y_test
 
 
@@ -163,6 +176,7 @@ def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarra
     key = label_key.encode()
     if not isinstance(batch, dict) or b"data" not in batch or key not in batch:
         raise SpecError(f"{path}: not a CIFAR batch (expected a dict with b'data' and {key!r})")
+    check_cifar_batch(path, batch[b"data"], batch[key], key)
     try:
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[key], dtype=np.int64).reshape(-1)

@@ -16,6 +16,7 @@ import numpy as np
 from bnbench.config.schema import DatasetSpec
 from bnbench.data.checks import ARRAY_NAMES
 from bnbench.data.keras_sets import Arrays, check_local_path
+from bnbench.data.size_checks import check_member
 from bnbench.errors import SpecError
 
 
@@ -51,8 +52,11 @@ def read(spec: DatasetSpec) -> Arrays:
 
 
 def _array(path: Path, archive: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
+    check_member(path, archive, name)  # before numpy allocates what the header claims
     try:
         return np.asarray(archive[name])
+    except MemoryError:
+        raise SpecError(f"dataset 'npz' ({path}): {name} does not fit in memory") from None
     except ValueError as err:
         # numpy refuses object arrays without allow_pickle, and unpickling could run code.
         if "Object arrays" in str(err):

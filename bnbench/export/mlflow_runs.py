@@ -10,7 +10,8 @@ params; its tables and figures as artifacts) and one nested run per bnbench run:
     artifacts  config.yaml, summary.json (and traceback.txt for a failed run)
 
 Exporting again is idempotent on the run id: a run whose files are unchanged (the
-`bnbench.fingerprint` tag) is left as it is, a changed one is deleted and logged anew, so the
+`bnbench.fingerprint` tag, set last, so a run whose export was killed has none) is left as it
+is, a changed one is deleted and logged anew, so the
 store never holds two runs of one bnbench run. Deleted runs stay in the store's trash until
 `mlflow gc` removes them. MLflow is imported inside `export_mlflow`: it is optional and slow to
 load.
@@ -28,8 +29,10 @@ from typing import Any, TypeVar
 
 from bnbench.errors import SpecError
 from bnbench.export.extras import missing_extra
+from bnbench.export.mlflow_store import open_sqlite_store, store_errors
 from bnbench.export.source import ExportRun, ExportSource, flatten, read_source
 from bnbench.results import rundir
+from bnbench.results.files import refuse_links
 from bnbench.results.layout import ABLATION, MANIFEST, PLOTS_DIR, RUNS_CSV, TABLES
 from bnbench.results.tree_files import read_ablation
 
@@ -93,7 +96,14 @@ def export_mlflow(results_dir: Path, tracking_uri: str | None = None) -> MlflowE
         raise missing_extra("mlflow", error) from error
     source = read_source(Path(results_dir))
     uri = tracking_uri or default_tracking_uri(source.root)
-    client = MlflowClient(tracking_uri=uri)
+    if tracking_uri is None:
+        refuse_links(source.root, [DATABASE, ARTIFACTS])
+    with store_errors(uri):
+        client = MlflowClient(tracking_uri=open_sqlite_store(uri))
+        return _export(client, source, uri)
+
+
+def _export(client: Any, source: ExportSource, uri: str) -> MlflowExport:
     experiment_id = _experiment(client, source.name, uri)
     result = MlflowExport(uri, source.name, experiment_id)
     parent = _parent(client, experiment_id, source)
@@ -139,9 +149,10 @@ def _parent(client: Any, experiment_id: str, source: ExportSource) -> str:
 
     spec = dict(read_ablation(source.root).data)
     fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
-    tags = {KIND_TAG: "ablation", FINGERPRINT_TAG: fingerprint.hexdigest()[:16]}
+    tags = {KIND_TAG: "ablation"}
+    digest = fingerprint.hexdigest()[:16]
     found = _search(client, experiment_id, f"tags.`{KIND_TAG}` = 'ablation'")
-    current = [r for r in found if r.data.tags.get(FINGERPRINT_TAG) == tags[FINGERPRINT_TAG]][:1]
+    current = [r for r in found if r.data.tags.get(FINGERPRINT_TAG) == digest][:1]
     for stale in (r for r in found if r not in current):
         client.delete_run(stale.info.run_id)
     if current:
@@ -153,6 +164,7 @@ def _parent(client: Any, experiment_id: str, source: ExportSource) -> str:
         for chunk in _chunks(params, _PARAM_BATCH):
             client.log_batch(run_id, params=chunk)
         client.log_batch(run_id, tags=[RunTag("bnbench.ablation", source.name)])
+        client.set_tag(run_id, FINGERPRINT_TAG, digest)  # last: a killed export left no match
     root = source.root
     for name in (ABLATION, MANIFEST, RUNS_CSV, *TABLES.values()):
         if (root / name).is_file():
@@ -196,7 +208,6 @@ def _log_run(
         "backend": run.summary.backend or "" if run.summary else "",
         RUN_ID_TAG: run.run_id,
         KIND_TAG: "run",
-        FINGERPRINT_TAG: fingerprint,
         _PARENT_TAG: parent,
     }
     start = run.start_seconds()
@@ -204,7 +215,7 @@ def _log_run(
         experiment_id, start_time=int(start * 1000), tags=tags, run_name=run.title
     )
     run_id = str(created.info.run_id)
-    config = flatten(rundir.read_config(run.run_dir))
+    config = flatten(run.config)
     params = [Param(key, _param_value(value)) for key, value in config.items()]
     for chunk in _chunks(params, _PARAM_BATCH):
         client.log_batch(run_id, params=chunk)
@@ -219,6 +230,9 @@ def _log_run(
     end = run.end_seconds()
     status = _RUN_STATUS.get(run.status, "KILLED")  # an unfinished run is not running here
     client.set_terminated(run_id, status, end_time=None if end is None else int(end * 1000))
+    # Last: a run whose export was killed midway has no fingerprint, so the next export
+    # replaces it instead of calling it unchanged.
+    client.set_tag(run_id, FINGERPRINT_TAG, fingerprint)
 
 
 def _metrics(run: ExportRun) -> Iterator[tuple[str, float, float, int]]:

@@ -51,6 +51,7 @@ class ExportRun:
         history: Its history.csv rows (empty for a run that never evaluated).
         diagnostics: Diagnostic name -> its rows (only the diagnostics it recorded).
         summary: Its summary.json, or None while it is unfinished or unreadable.
+        config: Its config.yaml ({} when absent).
     """
 
     run_id: str
@@ -63,6 +64,8 @@ class ExportRun:
     history: pd.DataFrame
     diagnostics: dict[str, pd.DataFrame] = field(default_factory=dict)
     summary: rundir.RunSummary | None = None
+    # Its config.yaml, read (through the guarded parser) before an exporter writes anything.
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -201,6 +204,7 @@ def read_source(results_dir: Path) -> ExportSource:
                     name: frames[run_id] for name, frames in diagnostics.items() if run_id in frames
                 },
                 summary=rundir.read_summary(run_dir) if state in rundir.FINISHED else None,
+                config=rundir.read_config(run_dir),
             )
         )
     return ExportSource(tree, runs)

@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import socket
 import tempfile
+import time
 import uuid
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,7 +112,8 @@ def export_tensorboard(results_dir: Path, logdir: Path | None = None) -> TensorB
     domains, metrics = _hparam_domains(source), _metric_tags(source)
     types = hparam_types(domains)
     logdir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=logdir.parent, prefix=f".{logdir.name}.", suffix=".tmp"))
+    _remove_stale_staging(logdir)
+    staging = Path(tempfile.mkdtemp(dir=logdir.parent, prefix=_prefix(logdir), suffix=".tmp"))
     try:
         os.chmod(staging, files.MODE | (files.MODE & 0o444) >> 2)  # mkdtemp's folder is private
         with SummaryWriter(str(staging)) as writer:
@@ -239,7 +244,7 @@ def _swap(staging: Path, logdir: Path) -> None:
     if not logdir.exists():
         os.rename(staging, logdir)
         return
-    old = logdir.parent / f".{logdir.name}.{uuid.uuid4().hex[:8]}.tmp"
+    old = logdir.parent / f"{_prefix(logdir)}{uuid.uuid4().hex[:8]}.tmp"
     os.rename(logdir, old)
     try:
         os.rename(staging, logdir)
@@ -247,3 +252,38 @@ def _swap(staging: Path, logdir: Path) -> None:
         os.rename(old, logdir)
         raise
     files.remove_tree(old, logdir.parent)
+
+
+# A staging or swapped-out folder names its writer (`.<logdir>.<host>-<pid>.<8 chars>.tmp`), so
+# the next export removes one whose writer was killed; one of another host goes once old.
+_HOST = socket.gethostname()
+_STALE_S = 3600.0
+
+
+def _prefix(logdir: Path) -> str:
+    return f".{logdir.name}.{_HOST}-{os.getpid()}."
+
+
+def _remove_stale_staging(logdir: Path) -> None:
+    """Delete the hidden folders that killed exports of `logdir` left beside it."""
+    named = re.compile(rf"\.{re.escape(logdir.name)}\.(?:(.+)-(\d+)\.)?[a-z0-9_]{{8}}\.tmp")
+    for entry in os.scandir(logdir.parent):
+        found = named.fullmatch(entry.name)
+        if found is None or not entry.is_dir(follow_symlinks=False):
+            continue
+        host, pid = found.group(1), int(found.group(2) or 0)
+        gone = host == _HOST and pid != os.getpid() and not _alive(pid)
+        with suppress(OSError):  # removed meanwhile by another export
+            old = time.time() - entry.stat(follow_symlinks=False).st_mtime > _STALE_S
+            if gone or old:
+                files.remove_tree(Path(entry.path), logdir.parent)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0

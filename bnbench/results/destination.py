@@ -10,7 +10,7 @@ from typing import Any
 
 from bnbench.config.identity import run_id
 from bnbench.errors import SpecError
-from bnbench.results import files, rundir
+from bnbench.results import files, locks, rundir
 
 
 @contextmanager
@@ -30,7 +30,7 @@ def reserve_run_dir(
     """
     run_dir = out if out is not None else Path("results") / run_id(resolved)
     _check(run_dir, overwrite)
-    with files.folder_lock(run_dir, "bnbench train"):
+    with locks.folder_lock(run_dir, "bnbench train"):
         if _check(run_dir, overwrite):  # again: it may have changed before we held the lock
             files.clear_folder(run_dir, keep={files.LOCK})
         else:
@@ -49,8 +49,9 @@ def _check(run_dir: Path, overwrite: bool) -> bool:
         return False
     if not _looks_like_run(run_dir):
         raise SpecError(
-            f"{run_dir}: is not empty and is not a run directory; choose another --out "
-            "(--overwrite only ever replaces a run directory)"
+            f"{run_dir}: is not empty and is not a run directory (it holds "
+            f"{_foreign(run_dir)}); choose another --out (--overwrite only ever replaces a run "
+            "directory, and never deletes a file it did not write)"
         )
     state = rundir.run_state(run_dir)
     if state in rundir.FINISHED and not overwrite:
@@ -67,6 +68,19 @@ def _check(run_dir: Path, overwrite: bool) -> bool:
 
 
 def _looks_like_run(path: Path) -> bool:
-    """Whether `path` holds a run and nothing else, so that removing it loses nothing else."""
-    names = {entry.name for entry in path.iterdir() if not entry.name.startswith(".")}
+    """Whether `path` holds a run and nothing else, so that removing it loses nothing else.
+
+    Hidden names count too (a `.git/`, your `.notes`): only our lock file and a killed
+    writer's temporary files are not content.
+    """
+    names = {name for name in os.listdir(path)
+             if name != files.LOCK and not files.is_temp_name(name)}  # fmt: skip
     return bool(names & rundir.MARKERS) and names <= rundir.RUN_FILES
+
+
+def _foreign(path: Path) -> str:
+    """The names in `path` that are not a run's, for the refusal (at most three)."""
+    names = sorted(name for name in os.listdir(path) if name not in rundir.RUN_FILES
+                   and name != files.LOCK and not files.is_temp_name(name))  # fmt: skip
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return shown or f"no {', '.join(sorted(rundir.MARKERS))}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import fcntl
 import io
 import json
 import os
@@ -24,11 +23,12 @@ import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
 from bnbench.config.identity import jsonable
+from bnbench.config.yamlfile import check_size
 from bnbench.errors import SpecError
 from bnbench.results.cells import spreadsheet_safe
 
@@ -108,6 +108,25 @@ def clear_folder(folder: Path, keep: Collection[str] = ()) -> None:
             os.unlink(entry.path)
 
 
+def refuse_links(root: Path, names: Iterable[str]) -> None:
+    """Refuse the folders or files `names` of the tree `root` that are symbolic links.
+
+    A tree's own entries (its `runs/`, `plots/`, lease folder, MLflow database) are made by
+    bnbench; one that is a link was planted, and writing through it would write (or create, for a
+    dangling link) files outside the tree. `root` itself may be a link: the user chose it.
+
+    Raises:
+        SpecError: naming the first link found and where it points.
+    """
+    for name in names:
+        link = root / name
+        if link.is_symlink():
+            raise SpecError(
+                f"{link}: is a symbolic link (to {os.readlink(link)}); bnbench never writes "
+                "through a link inside a results tree: remove the link, or choose another --out"
+            )
+
+
 def _link_error(link: Path, path: Path) -> SpecError:
     what = "" if link == path else f", so {path} is not deleted through it"
     return SpecError(
@@ -145,6 +164,16 @@ def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# Write errors that say nothing about the run: the disk or quota is full. A run they stop is
+# left incomplete, to be trained again, as for a lost worker; never recorded `failed`.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether `error` is a full disk or quota (not the run's fault)."""
+    return isinstance(error, OSError) and error.errno in _NO_SPACE
 
 
 def _naming(err: OSError, path: Path) -> OSError:
@@ -260,12 +289,17 @@ def _csv_value(value: Any) -> Any:
 def parse_file(path: Path) -> Any:
     """The content of a JSON (`.json`) or YAML (any other suffix) file, safely parsed.
 
+    YAML goes through the guard of spec files (`yamlfile.check_size`): no alias bombs.
+
     Raises:
         SpecError: the file cannot be read or parsed; the message names the path.
     """
     try:
         text = path.read_text(encoding="utf-8")
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if path.suffix == ".json":
+            return json.loads(text)
+        check_size(text, str(path))  # an alias bomb planted in a tree is refused unexpanded
+        return yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
         raise SpecError(f"cannot read {str(path)!r}: {error}") from error
 
@@ -282,61 +316,3 @@ def read_mapping(path: Path, *, missing_ok: bool = True) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError(f"{str(path)!r}: expected a mapping, got {type(data).__name__}")
     return data
-
-
-@contextmanager
-def folder_lock(folder: Path, holder: str) -> Iterator[None]:
-    """Hold an exclusive lock on `folder` (created if missing); released even on `kill -9`.
-
-    The lock file `LOCK` inside the folder is removed on release, and so is the folder when this
-    call created it and it is still empty: a refused or failed command leaves nothing behind.
-
-    Args:
-        folder: The folder to lock.
-        holder: The command holding it, for another one's message ("bnbench train").
-
-    Raises:
-        SpecError: another process holds it; the message names that process.
-    """
-    created = not folder.exists()
-    handle = _acquire(folder, holder)
-    try:
-        yield
-    finally:
-        with suppress(OSError):
-            (folder / LOCK).unlink()
-            if created:
-                folder.rmdir()  # only when empty
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
-def _acquire(folder: Path, holder: str) -> IO[str]:
-    """Open and lock `folder/LOCK`; retried when its holder removed it as we opened it."""
-    path = folder / LOCK
-    for _ in range(5):
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            handle = path.open("a+")
-        except FileNotFoundError:  # the folder was removed by the last holder: make it again
-            continue
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().split(maxsplit=1)  # "<pid> <command>"
-            handle.close()
-            pid = owner[0] if owner else "unknown"
-            command = owner[1].strip() if len(owner) > 1 else "bnbench"
-            raise SpecError(
-                f"{folder}: another {command} is running on this directory (pid {pid}); wait "
-                "for it or choose another --out"
-            ) from None
-        if path.exists() and os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
-            with suppress(OSError):  # who holds it is only for messages
-                handle.truncate(0)
-                handle.write(f"{os.getpid()} {holder}\n")
-                handle.flush()
-            return handle
-        handle.close()  # we locked a lock file its holder had just removed
-    raise SpecError(f"{folder}: could not lock it (its lock file {path} keeps vanishing)")

@@ -143,6 +143,11 @@ class RunSummary(_Record):
     # With `evaluation.shift`: the test loss and metrics on the shifted inputs, keyed by
     # `shifted_key` ("test_accuracy@moving", "test_accuracy@n32", ...); empty without it.
     shifted: dict[str, float] = {}
+    # Whether the run trained with the other seeds of its group as one vectorized JAX program
+    # (`bnbench.train.vectorized`) or on its own, and why ("group of 3 seeds", "a single run",
+    # "diagnostics are not vectorized", ...). None in summaries written before these fields.
+    vectorized: bool | None = None
+    vectorized_reason: str | None = None
 
 
 def shifted_key(name: str, examples: int | None) -> str:

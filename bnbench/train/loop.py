@@ -21,10 +21,14 @@ from bnbench.config.identity import config_hash
 from bnbench.config.registries import lower_is_better
 from bnbench.config.schema import RunSpec
 from bnbench.results import rundir
+from bnbench.results.files import out_of_space
 from bnbench.results.rundir import HistoryRow, Params, RunSummary, Target
 from bnbench.train.monitor import ProgressHook, StepMonitor, divergence_reason, keras_callback
 from bnbench.train.prepare import PhaseHook, Prepared, prepare
 from bnbench.train.schedule import resolved_config
+
+# The summary's `vectorized_reason` of a run trained on its own, outside any group of seeds.
+SINGLE_RUN = "a single run"
 
 
 @dataclass
@@ -48,6 +52,7 @@ def train(
     progress: ProgressHook | None = None,
     fast_feeding: bool = True,
     phase: PhaseHook | None = None,
+    per_seed_reason: str = SINGLE_RUN,
 ) -> RunResult:
     """Train one run and write its directory.
 
@@ -58,6 +63,8 @@ def train(
         progress: called with (step, total_steps, loss) during training.
         fast_feeding: use the backend's fast input path (see `bnbench.train.feeding`).
         phase: called as each set-up phase begins, before the first step (`prepare.Phase`).
+        per_seed_reason: why this run trains alone rather than in a vectorized group of seeds
+            (`bnbench.train.vectorized`); recorded in the summary.
 
     Returns:
         The result, whose status is 'completed' or 'diverged'.
@@ -66,6 +73,8 @@ def train(
         SpecError: the spec cannot be trained (data missing, blocks not fitting). Nothing is
             written in that case.
         KeyboardInterrupt: re-raised after marking the directory incomplete.
+        OSError: the disk or quota is full (`files.out_of_space`); the directory is left
+            incomplete, to be trained again, never recorded as failed.
     """
     prepared = prepare(spec, phase=phase)
     # From here on the directory exists; the marker says so until the summary is written.
@@ -74,12 +83,14 @@ def train(
     loop: _Loop | None = None
     try:
         loop = _Loop(prepared, run_dir, config_hash(resolved), progress, fast_feeding)
+        loop.vectorized_reason = per_seed_reason
         return loop.run(save_model)
     except KeyboardInterrupt:
         rundir.mark_interrupted(run_dir)
         raise
     except Exception as err:
-        rundir.record_failure(run_dir, err, loop.summary() if loop is not None else None)
+        if not out_of_space(err):  # a full disk is not the run's fault: left incomplete
+            rundir.record_failure(run_dir, err, loop.summary() if loop is not None else None)
         raise
 
 
@@ -123,6 +134,9 @@ class _Loop:
         # one, pooled over the chunks in between (diagnostics can split an interval).
         self.since_eval: dict[str, float] = {}
         self.steps_since_eval = 0
+        # Which path trained the run (`RunSummary.vectorized`); a group sets both.
+        self.vectorized = False
+        self.vectorized_reason = SINGLE_RUN
 
     def stops(self) -> list[int]:
         """Steps at which fitting pauses: the evaluation points and the diagnostics' steps."""
@@ -220,6 +234,12 @@ class _Loop:
             values[f"train_{m}"] = self.since_eval[m] / self.steps_since_eval
         with self._timed("evaluation"):
             values |= self._split(run.data.x_val, run.data.y_val, "val")
+        return self.record(step, values)
+
+    def record(self, step: int, values: dict[str, float]) -> bool:
+        """Record evaluation point `step` from its `values` (every history column after
+        wall_seconds); False when the run diverged there."""
+        run = self.prep
         columns = rundir.history_columns(run.metric_names, self.views)[4:]
         row = HistoryRow(
             step=step,
@@ -305,6 +325,8 @@ class _Loop:
             "timings": self._timings(),
             "stalled": _stalled(best, final or {}, run, chance) if status == "completed" else None,
             "shifted": self.shifted,
+            "vectorized": self.vectorized,
+            "vectorized_reason": self.vectorized_reason,
         })  # fmt: skip
 
     @contextmanager

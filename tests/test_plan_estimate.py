@@ -123,7 +123,7 @@ def test_failed_runs_are_not_counted_and_the_plan_says_so(ablation, tree):
     except RuntimeError as err:
         rundir.record_failure(tree / "runs" / loaded.runs[1].run_id, err, brief=True)
     assert estimate_runtime(loaded, tree).remaining == 9
-    result = runner.invoke(app, ["plan", str(path), "--out", str(tree)])
+    result = runner.invoke(app, ["plan", str(path), "--out", str(tree), "--jobs", "1"])
     text = " ".join(result.output.split())
     assert "for 9 runs at --jobs 1" in text
     assert (
@@ -168,7 +168,7 @@ def test_estimate_probe_on_a_tiny_grid_prints_a_number(ablation, tmp_path):
     """A real probe: `bnbench train` in a fresh process for the run's 8 steps."""
     path, _ = ablation
     out = tmp_path / "r"
-    result = runner.invoke(app, ["plan", str(path), "--out", str(out), "--estimate"])
+    result = runner.invoke(app, ["plan", str(path), "--out", str(out), "--estimate", "--jobs", "1"])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     found = re.search(r"estimated runtime ≈ ([\d.]+) (s|min) for 12 runs at --jobs 1", text)

@@ -86,6 +86,24 @@ def run(
     report: Annotated[bool, typer.Option(help="Write the claims report at the end.")] = True,
     configs: ConfigsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the claims on this dataset instead (digits, mnist, "
+            "fashion_mnist, cifar10, cifar100, mnist1d, npz, ...): data, budget and "
+            "targets are retargeted by rule."
+        ),
+    ] = None,
+    dataset_path: Annotated[
+        Path | None, typer.Option(help="The .npz file of --dataset npz.")
+    ] = None,
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your own run spec: run the claims that apply to its data and "
+            "network; the others are listed as skipped, with the reason."
+        ),
+    ] = None,
 ) -> None:
     """Run the claims' ablations into `OUT/CLAIM_ID/` (resumable: the same command continues
     an interrupted run), then write the report."""
@@ -95,7 +113,10 @@ def run(
     if jobs < 1:
         raise SpecError(f"--jobs must be at least 1, got {jobs}")
     folder = configs or CONFIGS
-    planned = plan_claims(select(only), out, quick, folder)
+    if dataset is not None or base is not None or dataset_path is not None:
+        planned = _plan_retargeted(select(only), out, quick, folder, dataset, dataset_path, base)
+    else:
+        planned = plan_claims(select(only), out, quick, folder)
     total = sum(len(ablation.runs) for _, ablation in planned)
     budget = "quick" if quick else "full"
     console.print(f"{len(planned)} claims, {total} runs ({budget} budget), --jobs {jobs} → {out}")
@@ -103,6 +124,9 @@ def run(
     if outcome.interrupted:
         words = ["bnbench", "claims", "run", "--out", str(out), "--jobs", str(jobs)]
         words += (["--only", only] if only else []) + (["--quick"] if quick else [])
+        for flag, given in (("--dataset", dataset), ("--dataset-path", dataset_path),
+                            ("--base", base)):  # fmt: skip
+            words += [flag, str(given)] if given is not None else []
         command = shlex.join(words)
         err_console.print(f"interrupted; to resume, run the same command: {command}",
                           highlight=False, soft_wrap=True)  # fmt: skip
@@ -114,6 +138,38 @@ def run(
             err_console.print(f"[red]{claim_id}: {len(runs)} run(s) failed[/] "
                               f"(traceback.txt in each): {', '.join(runs)}")  # fmt: skip
         raise typer.Exit(1)
+
+
+def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path,
+                     dataset: str | None, dataset_path: Path | None, base: Path | None
+                     ) -> list[tuple[Claim, Ablation]]:  # fmt: skip
+    """Retarget the claims onto --dataset or --base, print the skipped ones with their reasons
+    and keep the derivation in OUT/retarget.json (written only once all is checked)."""
+    from bnbench.claims.retarget import RECORD, onto_base, onto_dataset, plan_retargeted, record
+    from bnbench.results.files import write_json
+
+    if dataset is not None and base is not None:
+        raise SpecError("give --dataset or --base, not both (--base brings its own data)")
+    if dataset is None:
+        if dataset_path is not None:
+            raise SpecError("--dataset-path goes with --dataset npz")
+        assert base is not None
+        onto = onto_base(base)
+    else:
+        onto = onto_dataset(dataset, dataset_path)
+    planned, skipped = plan_retargeted(claims, out, quick, onto, configs)
+    for entry in planned:
+        console.print(f"[bold]{entry.claim.id}[/] {onto.label}: " + "; ".join(entry.notes),
+                      highlight=False)  # fmt: skip
+    for gone in skipped:
+        console.print(f"[yellow]skipped[/] {gone.claim.id}: {escape(gone.reason)}",
+                      highlight=False)  # fmt: skip
+    if not planned:
+        raise SpecError(f"no claim applies {onto.label}; skipped: "
+                        + "; ".join(f"{g.claim.id} ({g.reason})" for g in skipped))  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / RECORD, record(onto, quick, planned, skipped))
+    return [(entry.claim, entry.ablation) for entry in planned]
 
 
 @claims_app.command("report")

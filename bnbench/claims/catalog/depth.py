@@ -76,6 +76,7 @@ CLAIM = Claim(
     runtime="full 80 s, quick 20 s",
     quick=Reduction(grid={DEPTH: [2, 8]}),
     arms=("no_bn", "bn"),
+    family="a stack of identical ReLU dense layers, whose number it varies",
     assess=assess,
     draw=draw,
 )

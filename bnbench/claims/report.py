@@ -89,10 +89,14 @@ def write_claims_report(
     Raises:
         SpecError: as `assess_claims`.
     """
+    from bnbench.claims.retarget import read_record, record_markdown
+
     reports = assess_claims(out, configs)
     paths = [out / MARKDOWN, out / JSON]
-    atomic_write_text(paths[0], markdown(reports))
-    write_json(paths[1], {"claims": [_record(r) for r in reports]})
+    retargeted = read_record(out)  # a `claims run --dataset/--base`: how, and what was skipped
+    atomic_write_text(paths[0], markdown(reports) + record_markdown(retargeted))
+    extra = {} if retargeted is None else {"retarget": retargeted}
+    write_json(paths[1], {"claims": [_record(r) for r in reports], **extra})
     if html:
         from bnbench.claims.html import render_html
 

@@ -20,7 +20,6 @@ Nothing here trains or writes.
 from __future__ import annotations
 
 import copy
-import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,9 +110,11 @@ def onto_base(path: Path) -> Onto:
     return Onto(f"--base {path}", base=data)
 
 
-def retarget(claim: Claim, quick: bool, onto: Onto, configs: Path = CONFIGS
-             ) -> Retargeted | Skipped:  # fmt: skip
+def retarget(claim: Claim, quick: bool, onto: Onto, configs: Path = CONFIGS,
+             sizes: dict[str, int] | None = None) -> Retargeted | Skipped:  # fmt: skip
     """The claim's ablation (its quick budget when `quick`) on `onto`, or why it cannot run.
+
+    `sizes` caches the training-set sizes read to scale budgets, across the claims of a plan.
 
     Raises:
         SpecError: the shipped ablation itself is invalid, or the data cannot be read to size
@@ -153,7 +154,7 @@ def retarget(claim: Claim, quick: bool, onto: Onto, configs: Path = CONFIGS
     for key in ("target_metric", "target_value"):
         base.get("training", {}).pop(key, None)
         overrides.pop(f"training.{key}", None)
-    notes += _scale_budget(shipped, base, overrides)
+    notes += _scale_budget(shipped, base, overrides, {} if sizes is None else sizes)
     retargeted = {**data, "base": base, "overrides": overrides, "arms": arms}
     if grid:
         retargeted["grid"] = grid
@@ -204,8 +205,8 @@ def _remap_blocks(base: dict[str, Any], shipped: dict[str, Any], overrides: dict
             {move(k): v for k, v in grid.items()})  # fmt: skip
 
 
-def _scale_budget(shipped: dict[str, Any], base: dict[str, Any], overrides: dict[str, Any]
-                  ) -> list[str]:  # fmt: skip
+def _scale_budget(shipped: dict[str, Any], base: dict[str, Any], overrides: dict[str, Any],
+                  sizes: dict[str, int]) -> list[str]:  # fmt: skip
     """Turn the shipped length in steps into the same passes over the new data (in place).
 
     Returns:
@@ -221,27 +222,25 @@ def _scale_budget(shipped: dict[str, Any], base: dict[str, Any], overrides: dict
         return [f"{epochs:g} epochs, as shipped (a length in passes already follows the data)"]
     evaluations = max(1, round(steps / int(overrides.get("training.eval_every", steps))))
     batch = int(overrides.get("training.batch_size", shipped["training"]["batch_size"]))
-    before = training_size(_data(shipped, overrides))
+    before = _size(_data(shipped, overrides), sizes)
     epochs = steps * batch / before
     after_batch = int(overrides.get("training.batch_size",
                                     base.get("training", {}).get("batch_size", batch)))  # fmt: skip
-    budget = epoch_budget(epochs, training_size(_data(base, overrides)), after_batch, evaluations)
+    budget = epoch_budget(epochs, _size(_data(base, overrides), sizes), after_batch, evaluations)
     overrides["training.steps"] = budget.steps
     overrides["training.eval_every"] = budget.eval_every
     return [f"budget {budget.describe()}; {epochs:.3g} epochs = the shipped {steps} steps at "
             f"batch {batch} over its {before:,} training examples"]  # fmt: skip
 
 
-@functools.lru_cache(maxsize=16)
-def _size(dataset: str) -> int:
-    """Training examples of a dataset section (as JSON: hashable), read once per process."""
+def _size(dataset: DatasetSpec, sizes: dict[str, int]) -> int:
+    """Training examples of a dataset section, read once per plan (`sizes` keeps them)."""
     from bnbench.data.datasets import training_size
 
-    return training_size(DatasetSpec.model_validate_json(dataset))
-
-
-def training_size(dataset: DatasetSpec) -> int:
-    return _size(dataset.model_dump_json())
+    key = dataset.model_dump_json()
+    if key not in sizes:
+        sizes[key] = training_size(dataset)
+    return sizes[key]
 
 
 def _data(spec: dict[str, Any], overrides: dict[str, Any]) -> DatasetSpec:
@@ -263,7 +262,8 @@ def plan_retargeted(claims: list[Claim], out: Path, quick: bool, onto: Onto,
     from bnbench.results.layout import ABLATION
 
     check_claims_out(out)
-    done = [retarget(claim, quick, onto, configs) for claim in claims]
+    sizes: dict[str, int] = {}
+    done = [retarget(claim, quick, onto, configs, sizes) for claim in claims]
     planned = [r for r in done if isinstance(r, Retargeted)]
     for entry in planned:
         folder = out / entry.claim.id
@@ -287,3 +287,27 @@ def record(onto: Onto, quick: bool, planned: list[Retargeted], skipped: list[Ski
         "notes": {r.claim.id: r.notes for r in planned},
         "skipped": {s.claim.id: s.reason for s in skipped},
     }
+
+
+def read_record(out: Path) -> dict[str, Any] | None:
+    """`OUT/retarget.json` when the claims in `out` were retargeted, else None."""
+    from bnbench.results.files import read_mapping
+
+    path = out / RECORD
+    return read_mapping(path) if path.is_file() else None
+
+
+def record_markdown(found: dict[str, Any] | None) -> str:
+    """The report's section on a retargeted run: onto what, each claim's derived budget and
+    target, and the claims skipped with their reasons ("" when not retargeted)."""
+    if found is None:
+        return ""
+    lines = ["", f"## Retargeted: {found['onto']} ({found['budget']} budget)", "",
+             "No absolute target: the shipped `training.target_value` is removed; a claim that "
+             "times a target derives it from the runs' histories (its sentences state it).",
+             ""]  # fmt: skip
+    lines += [f"- {cid}: {'; '.join(notes)}" for cid, notes in found["notes"].items()]
+    if found["skipped"]:
+        lines += ["", "Skipped (they cannot apply here):", ""]
+        lines += [f"- {cid}: {reason}" for cid, reason in found["skipped"].items()]
+    return "\n".join(lines) + "\n"

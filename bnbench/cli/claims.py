@@ -175,15 +175,40 @@ def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path,
 @claims_app.command("report")
 @user_errors
 def report_command(
-    results_dir: Annotated[Path, typer.Argument(help="A claims results directory.")],
+    results_dir: Annotated[
+        list[Path],
+        typer.Argument(help="A claims results directory; two or more: the transfer table."),
+    ],
     html: Annotated[bool, typer.Option(help="Also write claims.html (self-contained).")] = False,
     configs: ConfigsOption = None,
 ) -> None:
     """Assess every claim in RESULTS_DIR from its runs alone: claims.md, claims.json, a figure
-    per claim in figures/ (and claims.html)."""
+    per claim in figures/ (and claims.html). Given two or more folders (e.g. the same claims on
+    two datasets), print one table of each finding's verdict and effect size per folder, from
+    their claims.json, marking where the verdicts agree; nothing is written."""
     from bnbench.claims.plan import CONFIGS
 
-    _write_report(results_dir, html=html, configs=configs or CONFIGS)
+    if len(results_dir) > 1:
+        _transfer(results_dir, html)
+        return
+    _write_report(results_dir[0], html=html, configs=configs or CONFIGS)
+
+
+def _transfer(folders: list[Path], html: bool) -> None:
+    from bnbench.claims.transfer import read_folders, shown
+
+    if html:
+        raise SpecError("--html is for one claims folder; the transfer table is printed")
+    names, rows = read_folders(folders)
+    table = Table(title="claims across folders")
+    for column in ("claim", "finding", *names, "agree"):
+        table.add_column(escape(column), overflow="fold")
+    colour = {"yes": "green", "no": "red"}
+    for row in rows:
+        agree = f"[{colour.get(row.agreement, 'white')}]{row.agreement}[/]"
+        cells = [escape(shown(cell)) for cell in row.cells]
+        table.add_row(row.claim, escape(row.finding or "-"), *cells, agree)
+    console.print(table)
 
 
 def _write_report(out: Path, html: bool, configs: Path) -> None:

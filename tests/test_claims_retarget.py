@@ -144,3 +144,37 @@ def test_base_where_no_claim_applies_exits_2_and_writes_nothing(tmp_path):
 def test_a_dataset_not_in_the_cache_is_a_clear_error(keras_home, tmp_path):
     with pytest.raises(SpecError, match="mnist"):
         plan_retargeted([CLAIMS["placement"]], tmp_path / "o", True, onto_dataset("mnist", None))
+
+
+def _with_histories(root: Path, reach: dict[str, int], plateau: float = 0.9) -> Path:
+    """A faster_training tree without a recorded target whose arms' val. accuracy climbs from
+    chance to `plateau`, reaching it at step `reach[arm]` (history every 10 steps to 200)."""
+    from bnbench.results import rundir
+    from bnbench.results.files import write_csv
+    from tests.support.claims_tree import SEEDS, Tree
+
+    tree = Tree("faster_training", ["no_bn", "bn_moving", "bn_recalibrated"])
+    for arm in tree.arms:
+        for seed in SEEDS:
+            tree.add(arm, seed, test=plateau, total=200)
+    folder = tree.write(root)
+    for run_dir in sorted((folder / "runs").iterdir()):
+        arm = rundir.read_entry(run_dir)["arm"]
+        seed = int(rundir.read_entry(run_dir)["seed"])
+        end = reach[arm] + 10 * (seed % 2)  # seeds differ a little, so the interval has width
+        rows = [{"step": s, "val_accuracy": 0.1 + (plateau - 0.1) * min(1.0, s / end)}
+                for s in range(10, 201, 10)]  # fmt: skip
+        write_csv(run_dir / rundir.HISTORY, rows, ["step", "val_accuracy"])
+    return folder
+
+
+@pytest.mark.parametrize("bn_reach, verdict", [(40, "supported"), (160, "not supported")])
+def test_faster_training_times_a_relative_target_from_the_histories(tmp_path, bn_reach, verdict):
+    from bnbench.claims.evidence import load_evidence
+
+    folder = _with_histories(tmp_path, {"no_bn": 100, "bn_moving": bn_reach,
+                                        "bn_recalibrated": bn_reach})  # fmt: skip
+    assessment = CLAIMS["faster_training"].assess(load_evidence(folder))
+    assert [f.verdict for f in assessment.findings] == [verdict, verdict]
+    # 0.1 + 0.9 x (0.9 - 0.1) = 0.82, from the slower arm's plateau, the same for every arm
+    assert "target val_accuracy 0.82 = 0.1 + 0.9 × (plateau 0.9 − 0.1)" in assessment.sentences[0]

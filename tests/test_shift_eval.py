@@ -36,6 +36,7 @@ from bnbench.train.feeding import Feeder
 from bnbench.train.loop import train
 from bnbench.train.prepare import prepare
 from bnbench.train.shift import shift_split
+from tests.support.claims_tree import SEEDS
 from tests.support.shift_tree import KIND, SEVERITY, shift_adaptation
 from tests.support.specs import TINY_SPEC, files_under
 
@@ -285,7 +286,7 @@ def test_each_verdict_is_reachable(tmp_path: Path, effect: str):
     assessment = CLAIMS["shift_adaptation"].assess(evidence)
     assert [f.label for f in assessment.findings] == ["contrast 0.5", "noise 0.5"]
     assert [f.verdict for f in assessment.findings] == [VERDICT[effect]] * 2
-    assert all(f.interval.n == 4 for f in assessment.findings)
+    assert all(f.interval.n == len(SEEDS) for f in assessment.findings)
     assert f"{VERDICT_EXAMPLES} shifted examples" in assessment.findings[0].statistic
 
 
@@ -311,7 +312,7 @@ def test_a_run_without_shifted_numbers_leaves_its_seed_out(tmp_path: Path):
     assert summary is not None
     rundir.finish(run, summary.model_copy(update={"shifted": {}}))
     findings = CLAIMS["shift_adaptation"].assess(load_evidence(folder)).findings
-    assert [f.interval.n for f in findings] == [4, 3]
+    assert [f.interval.n for f in findings] == [len(SEEDS), len(SEEDS) - 1]
 
 
 def test_flip_hand_edited_results(tmp_path: Path):

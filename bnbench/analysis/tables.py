@@ -28,7 +28,15 @@ from rich.table import Table
 from rich.text import Text
 
 from bnbench.analysis.latex import DEFAULT_COLUMNS, check_columns, label_for, latex_table
-from bnbench.analysis.stats import DEFINITIONS, FEWER_PAIRS, STATUSES, SUMMARY_STATS, summarize
+from bnbench.analysis.multiplicity import CORRECTIONS
+from bnbench.analysis.stats import (
+    CORRECTION,
+    DEFINITIONS,
+    FEWER_PAIRS,
+    STATUSES,
+    SUMMARY_STATS,
+    summarize,
+)
 from bnbench.errors import SpecError
 from bnbench.results import rundir
 from bnbench.results.files import atomic_write_text, read_mapping, write_csv, write_json
@@ -229,10 +237,18 @@ def render_table(report: Report) -> Group:
         if row["arm"] != report.reference
     ]
     comparisons: Table | Text = _terminal_table(
-        f"paired over seeds against {report.reference} (t test)",
-        "speedup: reference / arm steps to target, paired over seeds\n"
+        f"paired over seeds against {report.reference} (t test; exact sign-flip when tied)",
+        "speedup: reference / arm steps to target, geometric mean over paired seeds\n"
+        f"p {CORRECTION}: p adjusted over all comparisons, {CORRECTIONS[CORRECTION]}\n"
         f"pairs: completed in both arms / seeds; {FEWER_PAIRS}: fewer pairs than seeds",
-        {**names, "pairs": "pairs", "diff": "Δ [95% CI]", "p": "p", "speedup": "speedup"},
+        {
+            **names,
+            "pairs": "pairs",
+            "diff": "Δ [95% CI]",
+            "p": "p",
+            "p_adjusted": f"p {CORRECTION}",
+            "speedup": "speedup",
+        },
         paired,
     )
     if not paired:  # an empty table would read as a comparison that found nothing
@@ -334,6 +350,7 @@ def _headers(report: Report) -> list[tuple[str, str]]:
     columns += [("to_target", "steps to target (mean ± std)"), ("reached", "reached")]
     columns += [("step_time", "ms/step"), ("pairs", "pairs")]
     columns += [("diff", f"Δ {score} vs {report.reference} [95% CI]"), ("p", "p")]
+    columns += [("p_adjusted", f"p ({CORRECTION})")]
     return [*columns, ("speedup", "speedup (steps)")]
 
 
@@ -358,6 +375,8 @@ def _display(row: dict[str, Any], report: Report) -> dict[str, str]:
     interval = f" [{low:+.3g}, {high:+.3g}]" if low is not None and high is not None else ""
     cells["diff"] = "" if diff is None else f"{diff:+.3g}{interval}{mark}"
     cells["p"] = "" if row["p_value"] is None else f"{row['p_value']:.2g}{mark}"
+    adjusted = row["p_adjusted"]
+    cells["p_adjusted"] = "" if adjusted is None else f"{adjusted:.2g}{mark}"
     cells["speedup"] = _speedup(row)
     # Short keys keep the terminal table narrow; the files keep the full dotted keys.
     short = [(key.rsplit(".", 1)[-1], row[f"grid.{key}"]) for key in report.grid_keys]
@@ -441,11 +460,23 @@ def _caption(report: Report, name: str, columns: dict[str, str], rows: list[dict
     if {"diff", "p", "speedup"} & set(columns):
         parts.append(f"Paired over seeds against {report.reference}.")
     if "diff" in columns:
-        parts.append("Δ: the mean difference with its 95% t interval.")
+        parts.append(
+            "Δ: the mean difference with its 95% t interval (exact sign-flip, "
+            "widened by half the grid step, where the differences tie)."
+        )
     if {"p", "p_value"} & set(columns):
-        parts.append("p: two-sided paired t test (scipy.stats.ttest_rel) of that difference.")
+        parts.append(
+            "p: two-sided paired t test (scipy.stats.ttest_rel) of that difference, "
+            "the exact sign-flip permutation test where the differences tie."
+        )
+    if "p_adjusted" in columns:
+        parts.append(
+            f"p ({CORRECTION}): p adjusted over every comparison of the table, "
+            f"{CORRECTIONS[CORRECTION]}."
+        )
     if "speedup" in columns:
-        parts.append("Speedup: reference / arm steps to target (above 1: faster); ≥, ≤: a bound "
+        parts.append("Speedup: reference / arm steps to target, geometric mean over seeds "
+                     "(above 1: faster); ≥, ≤: a bound "
                      "when a run never reached the target.")  # fmt: skip
     if FEWER_PAIRS in shown:
         parts.append(f"{FEWER_PAIRS}: fewer pairs than seeds.")

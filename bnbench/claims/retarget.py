@@ -235,11 +235,11 @@ def _scale_budget(shipped: dict[str, Any], base: dict[str, Any], overrides: dict
 
 def _size(dataset: DatasetSpec, sizes: dict[str, int]) -> int:
     """Training examples of a dataset section, read once per plan (`sizes` keeps them)."""
-    from bnbench.data.datasets import training_size
+    from bnbench.analysis.landscape import training_split  # claims read data via analysis
 
     key = dataset.model_dump_json()
     if key not in sizes:
-        sizes[key] = training_size(dataset)
+        sizes[key] = len(training_split(dataset)[0])
     return sizes[key]
 
 

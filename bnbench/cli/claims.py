@@ -145,7 +145,14 @@ def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path,
                      ) -> list[tuple[Claim, Ablation]]:  # fmt: skip
     """Retarget the claims onto --dataset or --base, print the skipped ones with their reasons
     and keep the derivation in OUT/retarget.json (written only once all is checked)."""
-    from bnbench.claims.retarget import RECORD, onto_base, onto_dataset, plan_retargeted, record
+    from bnbench.claims.retarget import (
+        RECORD,
+        onto_base,
+        onto_dataset,
+        plan_retargeted,
+        read_record,
+        record,
+    )
     from bnbench.results.files import write_json
 
     if dataset is not None and base is not None:
@@ -167,8 +174,17 @@ def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path,
     if not planned:
         raise SpecError(f"no claim applies {onto.label}; skipped: "
                         + "; ".join(f"{g.claim.id} ({g.reason})" for g in skipped))  # fmt: skip
+    found = record(onto, quick, planned, skipped)
+    before = read_record(out)  # an earlier --only part of the same retargeted suite
+    keys = ("onto", "budget")
+    if before is not None and [before[k] for k in keys] != [found[k] for k in keys]:
+        raise SpecError(f"{out}: holds claims run {before['onto']} ({before['budget']} budget); "
+                        "choose another --out")  # fmt: skip
+    if before is not None:
+        found = {**found, "notes": {**before["notes"], **found["notes"]},
+                 "skipped": {**before["skipped"], **found["skipped"]}}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / RECORD, record(onto, quick, planned, skipped))
+    write_json(out / RECORD, found)
     return [(entry.claim, entry.ablation) for entry in planned]
 
 

@@ -178,3 +178,18 @@ def test_faster_training_times_a_relative_target_from_the_histories(tmp_path, bn
     assert [f.verdict for f in assessment.findings] == [verdict, verdict]
     # 0.1 + 0.9 x (0.9 - 0.1) = 0.82, from the slower arm's plateau, the same for every arm
     assert "target val_accuracy 0.82 = 0.1 + 0.9 × (plateau 0.9 − 0.1)" in assessment.sentences[0]
+
+
+def test_a_folder_retargeted_onto_other_data_is_refused_and_left_alone(tmp_path):
+    from bnbench.results.files import write_json
+
+    out = tmp_path / "claims"
+    out.mkdir()
+    write_json(out / "retarget.json", {"onto": "--dataset mnist", "budget": "quick",
+                                       "notes": {}, "skipped": {}})  # fmt: skip
+    before = files_under(out)
+    args = ["claims", "run", "--dataset", "digits", "--only", "placement", "--quick",
+            "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "holds claims run --dataset mnist" in result.output
+    assert files_under(out) == before

@@ -33,7 +33,9 @@ def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
             or holds no claim folder; or a file in one cannot be read.
     """
     from bnbench.analysis.figures import save_figure
+    from bnbench.claims.retarget import read_record
 
+    retargeted = read_record(out)  # its budget, as retargeted by `claims run --dataset/--base`
     found = [c for c in CLAIMS.values() if (out / c.id / ABLATION).is_file()]
     if not found:
         raise SpecError(_not_claims(out))
@@ -42,6 +44,8 @@ def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
         folder = out / claim.id
         stored = read_mapping(folder / ABLATION)
         mode = claim_mode(claim, stored, configs)
+        if mode == "changed" and claim.id in (retargeted or {}).get("notes", {}):
+            mode = "quick" if retargeted and retargeted["budget"] == "quick" else "full"
         if not any((folder / RUNS_DIR).glob("*")):
             reports.append(ClaimReport(claim, mode, Assessment([], ["No runs yet."]), "-", None))
             continue

@@ -100,6 +100,14 @@ class Claim:
         arms: The arms the rule and the figure read by name; each must be an arm of the YAML.
         assess: The verdict rule.
         draw: The claim's figure.
+        family: The network the claim is about when it fixes one (e.g. "deep sigmoid MLP"):
+            retargeted onto other data it keeps its own network, and it does not run on a
+            user's network (`claims run --base`); None: any network.
+        fixes_data: Why the claim keeps its own data (its question is about that data), or
+            None: it runs on other data (`claims run --dataset/--base`).
+        keeps: Override keys of the YAML that are part of the claim's question and stay on a
+            user's network (e.g. init_scale's `model.initializer`); the other network tuning
+            keys of the YAML (`bnbench.claims.retarget.TUNING`) give way to the user's.
     """
 
     id: str
@@ -111,6 +119,9 @@ class Claim:
     arms: tuple[str, ...]
     assess: Callable[[Evidence], Assessment]
     draw: Callable[[Evidence], Figure]
+    family: str | None = None
+    fixes_data: str | None = None
+    keeps: tuple[str, ...] = ()
 
     def listing(self) -> dict[str, str]:
         """What `bnbench claims list` shows."""

@@ -211,14 +211,16 @@ def binomial_difference_se(first: float, second: float, examples: int) -> float:
     return math.sqrt((first * (1 - first) + second * (1 - second)) / examples)
 
 
-def hits(evidence: Evidence, arm: str, cell: Cell | None = None) -> dict[int, Hit]:
+def hits(evidence: Evidence, arm: str, cell: Cell | None = None,
+         times: Mapping[int, TimeToTarget] | None = None) -> dict[int, Hit]:  # fmt: skip
     """Seed -> when the run reached the target, interval-censored to its evaluation points.
 
     A run is checked against its target only at evaluation points, so a hit at step s means the
     target was reached in (previous evaluation, s]: at the first point, in (0, s]. A run whose
-    history was not recorded (hand-built trees) keeps its hit as exact (previous = s).
+    history was not recorded (hand-built trees) keeps its hit as exact (previous = s). `times`
+    are the steps to another target than the runs' own (a relative one); default: theirs.
     """
-    times = evidence.times(arm, cell)
+    times = evidence.times(arm, cell) if times is None else times
     rows = evidence.where(arm, cell)
     history = evidence.histories
     out = {}

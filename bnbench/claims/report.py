@@ -33,7 +33,9 @@ def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
             or holds no claim folder; or a file in one cannot be read.
     """
     from bnbench.analysis.figures import save_figure
+    from bnbench.claims.retarget import read_record
 
+    retargeted = read_record(out)  # its budget, as retargeted by `claims run --dataset/--base`
     found = [c for c in CLAIMS.values() if (out / c.id / ABLATION).is_file()]
     if not found:
         raise SpecError(_not_claims(out))
@@ -42,6 +44,8 @@ def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
         folder = out / claim.id
         stored = read_mapping(folder / ABLATION)
         mode = claim_mode(claim, stored, configs)
+        if mode == "changed" and claim.id in (retargeted or {}).get("notes", {}):
+            mode = "quick" if retargeted and retargeted["budget"] == "quick" else "full"
         if not any((folder / RUNS_DIR).glob("*")):
             reports.append(ClaimReport(claim, mode, Assessment([], ["No runs yet."]), "-", None))
             continue
@@ -89,10 +93,14 @@ def write_claims_report(
     Raises:
         SpecError: as `assess_claims`.
     """
+    from bnbench.claims.retarget import read_record, record_markdown
+
     reports = assess_claims(out, configs)
     paths = [out / MARKDOWN, out / JSON]
-    atomic_write_text(paths[0], markdown(reports))
-    write_json(paths[1], {"claims": [_record(r) for r in reports]})
+    retargeted = read_record(out)  # a `claims run --dataset/--base`: how, and what was skipped
+    atomic_write_text(paths[0], markdown(reports) + record_markdown(retargeted))
+    extra = {} if retargeted is None else {"retarget": retargeted}
+    write_json(paths[1], {"claims": [_record(r) for r in reports], **extra})
     if html:
         from bnbench.claims.html import render_html
 

@@ -86,6 +86,24 @@ def run(
     report: Annotated[bool, typer.Option(help="Write the claims report at the end.")] = True,
     configs: ConfigsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the claims on this dataset instead (digits, mnist, "
+            "fashion_mnist, cifar10, cifar100, mnist1d, npz, ...): data, budget and "
+            "targets are retargeted by rule."
+        ),
+    ] = None,
+    dataset_path: Annotated[
+        Path | None, typer.Option(help="The .npz file of --dataset npz.")
+    ] = None,
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your own run spec: run the claims that apply to its data and "
+            "network; the others are listed as skipped, with the reason."
+        ),
+    ] = None,
 ) -> None:
     """Run the claims' ablations into `OUT/CLAIM_ID/` (resumable: the same command continues
     an interrupted run), then write the report."""
@@ -95,7 +113,10 @@ def run(
     if jobs < 1:
         raise SpecError(f"--jobs must be at least 1, got {jobs}")
     folder = configs or CONFIGS
-    planned = plan_claims(select(only), out, quick, folder)
+    if dataset is not None or base is not None or dataset_path is not None:
+        planned = _plan_retargeted(select(only), out, quick, folder, dataset, dataset_path, base)
+    else:
+        planned = plan_claims(select(only), out, quick, folder)
     total = sum(len(ablation.runs) for _, ablation in planned)
     budget = "quick" if quick else "full"
     console.print(f"{len(planned)} claims, {total} runs ({budget} budget), --jobs {jobs} → {out}")
@@ -103,6 +124,9 @@ def run(
     if outcome.interrupted:
         words = ["bnbench", "claims", "run", "--out", str(out), "--jobs", str(jobs)]
         words += (["--only", only] if only else []) + (["--quick"] if quick else [])
+        for flag, given in (("--dataset", dataset), ("--dataset-path", dataset_path),
+                            ("--base", base)):  # fmt: skip
+            words += [flag, str(given)] if given is not None else []
         command = shlex.join(words)
         err_console.print(f"interrupted; to resume, run the same command: {command}",
                           highlight=False, soft_wrap=True)  # fmt: skip
@@ -116,18 +140,91 @@ def run(
         raise typer.Exit(1)
 
 
+def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path,
+                     dataset: str | None, dataset_path: Path | None, base: Path | None
+                     ) -> list[tuple[Claim, Ablation]]:  # fmt: skip
+    """Retarget the claims onto --dataset or --base, print the skipped ones with their reasons
+    and keep the derivation in OUT/retarget.json (written only once all is checked)."""
+    from bnbench.claims.retarget import (
+        RECORD,
+        onto_base,
+        onto_dataset,
+        plan_retargeted,
+        read_record,
+        record,
+    )
+    from bnbench.results.files import write_json
+
+    if dataset is not None and base is not None:
+        raise SpecError("give --dataset or --base, not both (--base brings its own data)")
+    if dataset is None:
+        if dataset_path is not None:
+            raise SpecError("--dataset-path goes with --dataset npz")
+        assert base is not None
+        onto = onto_base(base)
+    else:
+        onto = onto_dataset(dataset, dataset_path)
+    planned, skipped = plan_retargeted(claims, out, quick, onto, configs)
+    for entry in planned:
+        console.print(f"[bold]{entry.claim.id}[/] {onto.label}: " + "; ".join(entry.notes),
+                      highlight=False)  # fmt: skip
+    for gone in skipped:
+        console.print(f"[yellow]skipped[/] {gone.claim.id}: {escape(gone.reason)}",
+                      highlight=False)  # fmt: skip
+    if not planned:
+        raise SpecError(f"no claim applies {onto.label}; skipped: "
+                        + "; ".join(f"{g.claim.id} ({g.reason})" for g in skipped))  # fmt: skip
+    found = record(onto, quick, planned, skipped)
+    before = read_record(out)  # an earlier --only part of the same retargeted suite
+    keys = ("onto", "budget")
+    if before is not None and [before[k] for k in keys] != [found[k] for k in keys]:
+        raise SpecError(f"{out}: holds claims run {before['onto']} ({before['budget']} budget); "
+                        "choose another --out")  # fmt: skip
+    if before is not None:
+        found = {**found, "notes": {**before["notes"], **found["notes"]},
+                 "skipped": {**before["skipped"], **found["skipped"]}}  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / RECORD, found)
+    return [(entry.claim, entry.ablation) for entry in planned]
+
+
 @claims_app.command("report")
 @user_errors
 def report_command(
-    results_dir: Annotated[Path, typer.Argument(help="A claims results directory.")],
+    results_dir: Annotated[
+        list[Path],
+        typer.Argument(help="A claims results directory; two or more: the transfer table."),
+    ],
     html: Annotated[bool, typer.Option(help="Also write claims.html (self-contained).")] = False,
     configs: ConfigsOption = None,
 ) -> None:
     """Assess every claim in RESULTS_DIR from its runs alone: claims.md, claims.json, a figure
-    per claim in figures/ (and claims.html)."""
+    per claim in figures/ (and claims.html). Given two or more folders (e.g. the same claims on
+    two datasets), print one table of each finding's verdict and effect size per folder, from
+    their claims.json, marking where the verdicts agree; nothing is written."""
     from bnbench.claims.plan import CONFIGS
 
-    _write_report(results_dir, html=html, configs=configs or CONFIGS)
+    if len(results_dir) > 1:
+        _transfer(results_dir, html)
+        return
+    _write_report(results_dir[0], html=html, configs=configs or CONFIGS)
+
+
+def _transfer(folders: list[Path], html: bool) -> None:
+    from bnbench.claims.transfer import read_folders, shown
+
+    if html:
+        raise SpecError("--html is for one claims folder; the transfer table is printed")
+    names, rows = read_folders(folders)
+    table = Table(title="claims across folders")
+    for column in ("claim", "finding", *names, "agree"):
+        table.add_column(escape(column), overflow="fold")
+    colour = {"yes": "green", "no": "red"}
+    for row in rows:
+        agree = f"[{colour.get(row.agreement, 'white')}]{row.agreement}[/]"
+        cells = [escape(shown(cell)) for cell in row.cells]
+        table.add_row(row.claim, escape(row.finding or "-"), *cells, agree)
+    console.print(table)
 
 
 def _write_report(out: Path, html: bool, configs: Path) -> None:

@@ -15,6 +15,7 @@ from bnbench.claims.claim import Assessment, Claim, Reduction
 from bnbench.claims.drawing import figure, times_by_x
 from bnbench.claims.evidence import Evidence
 from bnbench.claims.measures import censored_slope, finding, reached, subtract, target_words
+from bnbench.claims.relative import absolute, derive, times_to
 from bnbench.claims.verdicts import Value
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ DEPTH = "model.blocks.0.repeat"
 def assess(evidence: Evidence) -> Assessment:
     """Slope of log2 steps-to-target against log2 depth, per arm, and its difference."""
     depths = [float(d) for d in evidence.values(DEPTH)]
-    slopes = {arm: _slopes(evidence, arm, depths) for arm in ("no_bn", "bn")}
+    times, target = _times(evidence, depths)
+    slopes = {arm: _slopes(evidence, times[arm], depths) for arm in ("no_bn", "bn")}
     statistic = "slope of log2(steps to target) against log2(depth)"
     findings = [
         finding("without BN", f"{statistic}, no BN", list(slopes["no_bn"].values()), 0.0,
@@ -34,11 +36,9 @@ def assess(evidence: Evidence) -> Assessment:
         finding("BN removes the penalty", f"{statistic}, no BN − BN",
                 subtract(slopes["no_bn"], slopes["bn"]), 0.0, "above", digits=2),
     ]  # fmt: skip
-    sentences = [
-        f"Depths (hidden blocks): {', '.join(f'{d:g}' for d in depths)}; {target_words(evidence)}."
-    ]
+    sentences = [f"Depths (hidden blocks): {', '.join(f'{d:g}' for d in depths)}; {target}."]
     for arm in ("no_bn", "bn"):
-        parts = [_depth_summary(evidence.times(arm, {DEPTH: d}), d) for d in depths]
+        parts = [_depth_summary(times[arm][d], d) for d in depths]
         sentences.append(f"{arm}: " + "; ".join(parts) + ".")
     return Assessment(findings, sentences)
 
@@ -50,11 +50,31 @@ def _depth_summary(times: dict[int, TimeToTarget], depth: float) -> str:
     return f"{depth:g} blocks: {reached(times)}{after}"
 
 
-def _slopes(evidence: Evidence, arm: str, depths: list[float]) -> dict[int, Value]:
+Times = dict[str, dict[float, dict[int, TimeToTarget]]]
+
+
+def _times(evidence: Evidence, depths: list[float]) -> tuple[Times, str]:
+    """Arm -> depth -> seed -> steps to the target, and the target in words. The target is
+    relative (`bnbench.claims.relative`), one for every depth and arm: FRACTION of the way from
+    chance to the slower arm's plateau at the shallowest depth (a depth every arm learns at),
+    unless the runs recorded an absolute one."""
+    arms = ("no_bn", "bn")
+    if absolute(evidence) or not depths:
+        found = {arm: {d: evidence.times(arm, {DEPTH: d}) for d in depths} for arm in arms}
+        return found, target_words(evidence)
+    target = derive(evidence, arms, {DEPTH: depths[0]})
+    found = {arm: {d: times_to(evidence, arm, target, {DEPTH: d}) for d in depths}
+             for arm in arms}  # fmt: skip
+    words = (f"{target.describe()}, at depth {depths[0]:g}" if target
+             else "no arm learned anything at the shallowest depth, so no target")  # fmt: skip
+    return found, words
+
+
+def _slopes(evidence: Evidence, times: dict[float, dict[int, TimeToTarget]], depths: list[float]
+            ) -> dict[int, Value]:  # fmt: skip
     out = {}
     for seed in evidence.seeds:
-        points = [(d, t) for d in depths
-                  for s, t in evidence.times(arm, {DEPTH: d}).items() if s == seed]  # fmt: skip
+        points = [(d, t) for d in depths for s, t in times[d].items() if s == seed]
         slope = censored_slope(points)
         if slope is not None:
             out[seed] = Value(seed, slope.value, slope.bound)
@@ -76,6 +96,7 @@ CLAIM = Claim(
     runtime="full 80 s, quick 20 s",
     quick=Reduction(grid={DEPTH: [2, 8]}),
     arms=("no_bn", "bn"),
+    family="a stack of identical ReLU dense layers, whose number it varies",
     assess=assess,
     draw=draw,
 )

@@ -72,6 +72,7 @@ CLAIM = Claim(
     runtime="full 45 s, quick 15 s",
     quick=Reduction(grid={STDDEV: [0.01, 0.1, 1.0]}),
     arms=("no_bn", "bn"),
+    keeps=("model.initializer",),  # the initial scale is the question
     assess=assess,
     draw=draw,
 )

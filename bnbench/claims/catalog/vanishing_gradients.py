@@ -104,6 +104,7 @@ CLAIM = Claim(
     runtime="full 20 s, quick 15 s",
     quick=Reduction(),
     arms=("no_bn", "bn"),
+    family="a deep sigmoid MLP (8 dense layers of 32 units)",
     assess=assess,
     draw=draw,
 )

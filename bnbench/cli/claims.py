@@ -83,26 +83,35 @@ def run(
     quick: Annotated[
         bool, typer.Option(help="The reduced budget: fewer seeds, grid points or arms.")
     ] = False,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="A count N (seeds 0..N-1) or a list, `0-9,20` (default: the "
+                     "budget's, 6 quick / 10 full, from a power argument)."),
+    ] = None,
     report: Annotated[bool, typer.Option(help="Write the claims report at the end.")] = True,
     configs: ConfigsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
 ) -> None:
     """Run the claims' ablations into `OUT/CLAIM_ID/` (resumable: the same command continues
     an interrupted run), then write the report."""
-    from bnbench.claims.plan import CONFIGS, plan_claims
+    from bnbench.claims.plan import CONFIGS, parse_seeds, plan_claims, seed_text
     from bnbench.claims.registry import select
 
     if jobs < 1:
         raise SpecError(f"--jobs must be at least 1, got {jobs}")
     folder = configs or CONFIGS
-    planned = plan_claims(select(only), out, quick, folder)
+    chosen = None if seeds is None else parse_seeds(seeds)
+    planned = plan_claims(select(only), out, quick, folder, chosen)
     total = sum(len(ablation.runs) for _, ablation in planned)
     budget = "quick" if quick else "full"
-    console.print(f"{len(planned)} claims, {total} runs ({budget} budget), --jobs {jobs} → {out}")
+    used = sorted({seed_text(a.resolved["seeds"]) for _, a in planned})
+    console.print(f"{len(planned)} claims, {total} runs ({budget} budget, seeds "
+                  f"{'; '.join(used)}), --jobs {jobs} → {out}")  # fmt: skip
     outcome = run_claims(planned, out, jobs, functools.partial(_display, quiet=quiet, jobs=jobs))
     if outcome.interrupted:
         words = ["bnbench", "claims", "run", "--out", str(out), "--jobs", str(jobs)]
         words += (["--only", only] if only else []) + (["--quick"] if quick else [])
+        words += ["--seeds", seeds] if seeds else []
         command = shlex.join(words)
         err_console.print(f"interrupted; to resume, run the same command: {command}",
                           highlight=False, soft_wrap=True)  # fmt: skip

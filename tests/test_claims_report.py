@@ -55,7 +55,8 @@ def test_report_lists_every_claim_in_the_folder(tmp_path: Path):
     assert "| depth |" in text and "![placement](figures/placement.png)" in text
     assert "data:image/png;base64," in (out / "claims.html").read_text(encoding="utf-8")
     data = json.loads((out / "claims.json").read_text(encoding="utf-8"))
-    assert {f["verdict"] for c in data["claims"] for f in c["findings"]} <= {
+    assert {f["verdict"].removesuffix(" (unstable)") for c in data["claims"]
+            for f in c["findings"]} <= {
         "supported", "not supported", "inconclusive"}  # fmt: skip
     assert all(c["mode"] == "changed" for c in data["claims"])  # hand-built, not a shipped budget
 
@@ -94,7 +95,9 @@ def _verdicts(out: Path, claim_id: str) -> list[str]:
     write_claims_report(out)
     data = json.loads((out / "claims.json").read_text(encoding="utf-8"))
     claim = next(c for c in data["claims"] if c["id"] == claim_id)
-    return [f["verdict"] for f in claim["findings"]]
+    # The claim's own rule: with 6 seeds an exact test's p-value (1/32) does not survive Holm
+    # over two findings, which tests/test_claims_judging.py checks on its own.
+    return [f["rule_verdict"] for f in claim["findings"]]
 
 
 def test_flip_input_scaling(tmp_path: Path):

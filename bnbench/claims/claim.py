@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from bnbench.claims.evidence import Evidence
-from bnbench.claims.verdicts import Interval, Verdict
+from bnbench.claims.verdicts import Interval, Side, Value, Verdict
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -35,6 +35,11 @@ class Finding:
         verdict: What the rule says.
         digits: Decimals shown for the statistic.
         p_value: The test's p-value when it has one (TOST).
+        values: The per-seed values the interval came from (on the log scale when `scale`
+            is set), for the report's p-value, replication and sequential decision.
+        side: Where the claim puts the statistic (None: an equivalence test, whose
+            threshold is its margin).
+        scale: The map from the values' scale to the one shown ("exp", "pow10").
     """
 
     label: str
@@ -45,6 +50,9 @@ class Finding:
     verdict: Verdict
     digits: int = 3
     p_value: float | None = None
+    values: tuple[Value, ...] = ()
+    side: Side | None = None
+    scale: Literal["exp", "pow10"] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,11 @@ class Claim:
         arms: The arms the rule and the figure read by name; each must be an arm of the YAML.
         assess: The verdict rule.
         draw: The claim's figure.
+        effect: The smallest effect of interest of its findings, a distance from the
+            threshold on the scale shown (default: 2 points of accuracy); an inconclusive
+            finding whose interval rules out larger effects on both sides is "no effect
+            larger than" it, otherwise "not enough seeds".
+        effects: The same per finding label, where a finding's statistic has another unit.
     """
 
     id: str
@@ -120,6 +133,12 @@ class Claim:
     arms: tuple[str, ...]
     assess: Callable[[Evidence], Assessment]
     draw: Callable[[Evidence], Figure]
+    effect: float = 0.02
+    effects: dict[str, float] = field(default_factory=dict)
+
+    def effect_of(self, label: str) -> float:
+        """The smallest effect of interest of the finding `label`."""
+        return self.effects.get(label, self.effect)
 
     def listing(self) -> dict[str, str]:
         """What `bnbench claims list` shows."""

@@ -17,7 +17,7 @@ from bnbench.config.ablation import Ablation, AblationSpec, expand, load_ablatio
 from bnbench.config.loading import validate
 from bnbench.config.yamlfile import load_yaml
 from bnbench.errors import SpecError
-from bnbench.results.files import read_mapping
+from bnbench.results.files import atomic_write_text, read_mapping, write_json
 from bnbench.results.layout import ABLATION, MANIFEST
 
 # The shipped claim ablations: package data of `bnbench.claims.catalog`, so an installed
@@ -159,6 +159,24 @@ def extends(stored: dict[str, Any], resolved: dict[str, Any]) -> bool:
     if not isinstance(old, list) or not isinstance(new, list) or new[: len(old)] != old:
         return False
     return {**stored, "seeds": new} == resolved
+
+
+def extend_folder(ablation: Ablation, folder: Path) -> None:
+    """Record in `folder` that its ablation now has more seeds (`extends`): its ablation.yaml
+    and the manifest's plan, so the runner and `bnbench status` see this round's runs. Does
+    nothing to a folder holding anything else."""
+    import yaml
+
+    stored = read_mapping(folder / ABLATION) if (folder / ABLATION).is_file() else None
+    if stored is None or stored == ablation.resolved or not extends(stored, ablation.resolved):
+        return
+    manifest = read_mapping(folder / MANIFEST) if (folder / MANIFEST).is_file() else None
+    if manifest is not None:
+        manifest["runs"] = len(ablation.runs)
+        manifest["plan"] = [{"run_id": r.run_id, "arm": r.arm, "cell": r.cell, "seed": r.seed}
+                            for r in ablation.runs]  # fmt: skip
+        write_json(folder / MANIFEST, manifest)
+    atomic_write_text(folder / ABLATION, yaml.safe_dump(ablation.resolved, sort_keys=False))
 
 
 def seed_text(seeds: list[int]) -> str:

@@ -88,6 +88,10 @@ def run(
         typer.Option(help="A count N (seeds 0..N-1) or a list, `0-9,20` (default: the "
                      "budget's, 6 quick / 10 full, from a power argument)."),
     ] = None,
+    until_decided: Annotated[bool, typer.Option(
+        help="Add seeds in rounds to the claims with open findings, each stopped by a "
+        "group-sequential test, until decided or --max-seeds (resumable).")] = False,
+    max_seeds: Annotated[int, typer.Option(help="With --until-decided: the most seeds.")] = 20,
     report: Annotated[bool, typer.Option(help="Write the claims report at the end.")] = True,
     configs: ConfigsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
@@ -101,17 +105,27 @@ def run(
         raise SpecError(f"--jobs must be at least 1, got {jobs}")
     folder = configs or CONFIGS
     chosen = None if seeds is None else parse_seeds(seeds)
-    planned = plan_claims(select(only), out, quick, folder, chosen)
+    if until_decided and max_seeds < (len(chosen) if chosen else 2):
+        raise SpecError(f"--max-seeds must be at least the {len(chosen or [])} seeds to start "
+                        f"with (and 2), got {max_seeds}")  # fmt: skip
+    planned = plan_claims(select(only), out, quick, folder, chosen, extend=until_decided)
     total = sum(len(ablation.runs) for _, ablation in planned)
     budget = "quick" if quick else "full"
     used = sorted({seed_text(a.resolved["seeds"]) for _, a in planned})
     console.print(f"{len(planned)} claims, {total} runs ({budget} budget, seeds "
                   f"{'; '.join(used)}), --jobs {jobs} → {out}")  # fmt: skip
-    outcome = run_claims(planned, out, jobs, functools.partial(_display, quiet=quiet, jobs=jobs))
+    display = functools.partial(_display, quiet=quiet, jobs=jobs)
+    if until_decided:
+        outcome = run_until_decided(planned, out, jobs, display, max_seeds,
+                                    functools.partial(plan_claims, out=out, quick=quick,
+                                                      configs=folder, extend=True))  # fmt: skip
+    else:
+        outcome = run_claims(planned, out, jobs, display)
     if outcome.interrupted:
         words = ["bnbench", "claims", "run", "--out", str(out), "--jobs", str(jobs)]
         words += (["--only", only] if only else []) + (["--quick"] if quick else [])
         words += ["--seeds", seeds] if seeds else []
+        words += ["--until-decided", "--max-seeds", str(max_seeds)] if until_decided else []
         command = shlex.join(words)
         err_console.print(f"interrupted; to resume, run the same command: {command}",
                           highlight=False, soft_wrap=True)  # fmt: skip
@@ -146,12 +160,13 @@ def _write_report(out: Path, html: bool, configs: Path) -> None:
     reports, paths = write_claims_report(out, html=html, configs=configs)
     table = Table(title="claims")
     table.add_column("claim", no_wrap=True)
-    for column in ("finding", "verdict", "statistic [CI]", "n"):
+    for column in ("finding", "verdict", "statistic [CI]", "p (raw → Holm)", "stability", "n"):
         table.add_column(column, overflow="fold")
     colour = {"supported": "green", "not supported": "red", "inconclusive": "yellow"}
     for row in rows(reports):
         verdict = f"[{colour.get(row['verdict'], 'white')}]{row['verdict']}[/]"
-        table.add_row(row["claim"], escape(row["finding"]), verdict, row["statistic"], row["n"])
+        table.add_row(row["claim"], escape(row["finding"]), verdict, row["statistic"], row["p"],
+                      row["stability"], row["n"])  # fmt: skip
     console.print(table)
     console.print(f"wrote {', '.join(str(p) for p in paths)} and {out / 'figures'}/")
 
@@ -202,10 +217,12 @@ def run_claims(
     """
     from bnbench.ablate.runner import run_ablation
     from bnbench.analysis.tables import build_report
+    from bnbench.claims.plan import extend_folder
 
     result = ClaimsOutcome()
     for claim, ablation in planned:
         folder = out / claim.id
+        extend_folder(ablation, folder)  # --until-decided: this round's seeds added
         with display(claim.id, ablation, folder) as listener:
             outcome = run_ablation(ablation, folder, jobs=jobs, listener=listener)
         result.outcomes[claim.id] = outcome
@@ -214,6 +231,53 @@ def run_claims(
             break
         build_report(folder)
     return result
+
+
+Planned = list[tuple["Claim", "Ablation"]]
+
+
+def run_until_decided(planned: Planned, out: Path, jobs: int, display: Display, max_seeds: int,
+                      replan: Callable[..., Planned]) -> ClaimsOutcome:  # fmt: skip
+    """Run the planned claims in rounds (`bnbench.claims.adaptive`): after each round, look at
+    every open finding; claims with one still open get more seeds, until decided or M.
+
+    Args:
+        planned: The first round (or, resuming, the claims as first planned).
+        out: The claims results directory; `OUT/looks.json` records the looks.
+        jobs, display: As `run_claims`.
+        max_seeds: M.
+        replan: (claims, seeds=...) -> planned, as `plan_claims` with out/quick/configs bound.
+
+    Returns:
+        The outcome of the last round of each claim; `interrupted` after a Ctrl-C.
+    """
+    from bnbench.claims.adaptive import load_looks, look, save_looks
+    from bnbench.claims.evidence import load_evidence
+    from bnbench.results.files import read_mapping
+    from bnbench.results.layout import ABLATION
+
+    first = {claim.id: list(ablation.resolved["seeds"]) for claim, ablation in planned}
+    looks = load_looks(out, max_seeds, step=max(len(s) for s in first.values()))
+    result = ClaimsOutcome()
+    while True:
+        claims = [claim for claim, _ in planned if looks.open(claim.id)]
+        if not claims:
+            return result
+        rounds = [replan([c], seeds=looks.seeds(c.id) or first[c.id])[0] for c in claims]
+        done = run_claims(rounds, out, jobs, display)
+        result.outcomes.update(done.outcomes)
+        if done.interrupted or done.failed:
+            result.interrupted = done.interrupted
+            return result
+        assessed = []
+        for claim, ablation in rounds:
+            stored = read_mapping(out / claim.id / ABLATION)
+            findings = claim.assess(load_evidence(out / claim.id, stored)).findings
+            assessed.append((claim.id, list(ablation.resolved["seeds"]), findings))
+        family = sum(len(findings) for *_, findings in assessed)  # all claims at the first
+        for claim_id, seeds, findings in assessed:
+            look(looks, claim_id, seeds, findings, family)
+        save_looks(out, looks)
 
 
 def finished_runs(ablation: Ablation, folder: Path) -> int:

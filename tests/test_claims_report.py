@@ -169,3 +169,24 @@ def test_report_reads_each_summary_once_and_writes_only_its_outputs(tmp_path: Pa
     runs = sorted((folder / "runs").iterdir())
     assert sorted(reads) == runs  # 8 runs, each summary parsed once
     assert _claim(out, "ghost_batch")["findings"][0]["verdict"] == "supported"
+
+
+def test_committed_claims_json_has_no_zero_width_interval_and_its_family_columns():
+    """The committed results/claims: every interval has width, every finding its raw and
+    adjusted p-value (or none for both), its method and its stability column."""
+    path = Path(__file__).resolve().parents[1] / "results" / "claims" / "claims.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["correction"] == "holm" and data["seeds"]
+    for claim in data["claims"]:
+        for found in claim["findings"]:
+            low = float("-inf") if found["ci_low"] is None else found["ci_low"]
+            high = float("inf") if found["ci_high"] is None else found["ci_high"]
+            assert low < high, (claim["id"], found["label"])
+            assert (found["p_value"] is None) == (found["p_adjusted"] is None)
+            if found["p_value"] is not None:
+                assert found["p_value"] <= found["p_adjusted"] <= 1
+            assert found["method"] and found["stability"].startswith(("replicates", "-"))
+            if found["verdict"] == "inconclusive":
+                assert found["rules_out"]["text"]
+            if found["verdict"] in ("supported", "not supported"):
+                assert found["settled"]  # halves that disagree are marked (unstable)

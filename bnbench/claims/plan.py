@@ -101,8 +101,9 @@ def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CON
         quick: The quick budget.
         configs: The folder of claim ablations.
         seeds: The seeds instead of the budget's.
-        extend: A folder holding the same ablation with fewer seeds is accepted (its seeds
-            a prefix of `seeds`): `--until-decided` adds seeds round by round.
+        extend: A folder holding the same ablation with fewer seeds (its seeds a prefix of
+            `seeds`) or more (after a later round) is accepted: `--until-decided` adds seeds
+            round by round, and takes each claim's current seeds from its looks.
 
     Raises:
         SpecError: an invalid claim file, `out` a file or an ablation's results tree, or a
@@ -114,8 +115,9 @@ def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CON
     for claim, ablation in planned:
         folder = out / claim.id
         stored = read_mapping(folder / ABLATION) if (folder / ABLATION).exists() else None
-        if extend and stored is not None and extends(stored, ablation.resolved):
-            continue
+        if extend and stored is not None and (extends(stored, ablation.resolved)
+                                              or extends(ablation.resolved, stored)):
+            continue  # a round of --until-decided, or a later one already under way
         if stored is not None and stored != ablation.resolved:
             other = claim_mode(claim, stored, configs)
             budget = "quick" if quick else "full"
@@ -180,7 +182,7 @@ def extend_folder(ablation: Ablation, folder: Path) -> None:
 
 
 def seed_text(seeds: list[int]) -> str:
-    """Seeds as `--seeds` takes them, runs of consecutive ones as ranges: "0-5,20"."""
+    """Seeds as `--seeds` takes them back, consecutive ones as ranges: "0-5,20", "7-7"."""
     parts: list[str] = []
     start = previous = None
     for seed in [*seeds, None]:
@@ -190,6 +192,8 @@ def seed_text(seeds: list[int]) -> str:
         if seed is not None and start is None:
             start = seed
         previous = seed
+    if len(parts) == 1 and "-" not in parts[0]:  # "7" alone would read as a count
+        return f"{parts[0]}-{parts[0]}"
     return ",".join(parts)
 
 

@@ -3,7 +3,7 @@
     python scripts/check_html_report.py results/quickstart            # -> report.png beside it
     python scripts/check_html_report.py path/report.html --out /tmp/r.png --height 6000
 
-First the structural checks the tests run (`bnbench.export.html_check`: the page parses, loads
+First the structural checks the tests run (`tests/support/html_check.py`: the page parses, loads
 nothing, every table has a header row), then a screenshot with headless Chromium (Debian:
 `apt-get install chromium`), to look at. Chromium is given no network: a page that still draws
 its figures needs none. Exit status: 0 when both went well, 1 on a structural problem or a
@@ -19,8 +19,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bnbench.export.html_check import check_html
 from bnbench.export.html_report import REPORT_HTML
+
+# The structural checks are the tests' own (tests/support): run from a checkout, not a wheel.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.html_check import check_html
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

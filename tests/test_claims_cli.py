@@ -16,7 +16,7 @@ from bnbench.claims.plan import CONFIGS, load_claim
 from bnbench.claims.registry import CLAIMS
 from bnbench.cli import app
 from bnbench.results import rundir
-from bnbench.train.plan import run_length
+from bnbench.train.schedule import run_length
 from tests.support.specs import TINY_SPEC, files_under
 
 runner = CliRunner()

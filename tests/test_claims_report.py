@@ -9,13 +9,13 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from bnbench.analysis.landscape import conditioning, training_split
 from bnbench.claims.report import write_claims_report
 from bnbench.cli import app
 from bnbench.config.schema import DatasetSpec
+from bnbench.demos.landscape import conditioning, training_split
 from bnbench.results import rundir
+from bnbench.results.diagnostics import VARIANCE_SHIFT
 from bnbench.results.files import write_csv, write_yaml
-from bnbench.train.variance_shift import COLUMNS as SHIFT_COLUMNS
 from tests.support.claims_scenarios import (
     FOR,
     SCENARIOS,
@@ -130,8 +130,8 @@ def test_flip_the_variance_shift_finding(tmp_path: Path):
     folder = dropout_order(FOR).write(out)
     assert _verdicts(out, "dropout_order")[1] == "supported"
     for path in sorted((folder / "runs").glob("dropout_after_bn-*/diagnostics/*.csv")):
-        write_csv(path, [dict(zip(SHIFT_COLUMNS, row, strict=True)) for row in after_rows(4.0)],
-                  SHIFT_COLUMNS)  # fmt: skip
+        columns = list(VARIANCE_SHIFT.columns)
+        write_csv(path, [dict(zip(columns, row, strict=True)) for row in after_rows(4.0)], columns)
     assert _verdicts(out, "dropout_order")[1] == "not supported"
     data = json.loads((out / "claims.json").read_text(encoding="utf-8"))
     text = " ".join(next(c for c in data["claims"] if c["id"] == "dropout_order")["sentences"])

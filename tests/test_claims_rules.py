@@ -66,7 +66,7 @@ def test_input_scaling_takes_each_arm_at_its_fastest_rate(tmp_path: Path):
     evidence = input_scaling(FOR).evidence(tmp_path)
     raw, bn = fastest(evidence, "raw"), fastest(evidence, "bn")
     assert {f.rate for f in raw.values()} == {1e-5}  # 1e-4 diverged
-    assert [f.time.steps for f in raw.values()] == [400] * 4
+    assert [f.time.steps for f in raw.values()] == [400] * len(SEEDS)
     assert {f.rate for f in bn.values()} == {1e-4}
     assert bn[0].time.steps == round(400 / 2)
     found = CLAIMS["input_scaling"].assess(evidence)
@@ -74,8 +74,9 @@ def test_input_scaling_takes_each_arm_at_its_fastest_rate(tmp_path: Path):
         np.exp(np.mean([np.log(400 / round(400 / 2 ** (10 * d))) for d in EFFECT[FOR]]))
     )
     text = " ".join(found.sentences)
-    assert "raw: 4/4 seeds reached the target, after 400 steps on average" in text
-    assert "4 of 8 runs diverged (rates: 0.0001)" in text
+    n = len(SEEDS)
+    assert f"raw: {n}/{n} seeds reached the target, after 400 steps on average" in text
+    assert f"{n} of {2 * n} runs diverged (rates: 0.0001)" in text
     assert "raw / standardized steps = 8.00" in text  # 400 / 50 on every seed
     assert "Condition numbers: n/a" in text  # the hand-built configs name no dataset
 
@@ -100,8 +101,8 @@ def test_a_seed_missing_a_rate_is_left_out(tmp_path: Path):
     tree.runs = [r for r in tree.runs if not (r["arm"] == "bn" and r["seed"] == 0
                                               and r["cell"][RATE] == 1e-5)]  # fmt: skip
     evidence = tree.evidence(tmp_path)
-    assert sorted(fastest(evidence, "bn")) == [1, 2, 3]
-    assert CLAIMS["input_scaling"].assess(evidence).findings[0].interval.n == 3
+    assert sorted(fastest(evidence, "bn")) == list(SEEDS[1:])
+    assert CLAIMS["input_scaling"].assess(evidence).findings[0].interval.n == len(SEEDS) - 1
 
 
 def test_variance_shift_uses_the_layer_dropout_feeds_and_the_last_step(tmp_path: Path):

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from bnbench.analysis import inference
 from bnbench.analysis.paired import TimeToTarget
+from bnbench.claims import verdicts
 from bnbench.claims.measures import censored_slope, log_speedups, subtract
 from bnbench.claims.verdicts import (
     MIN_SEEDS,
@@ -34,12 +36,25 @@ def test_interval_is_the_paired_t_interval():
     assert found.n == 4
 
 
-def test_constant_values_give_the_point_and_bounds_open_one_end():
-    assert interval(values(2.0, 2.0, 2.0)).low == 2.0
-    lower = interval([Value(0, 1.0), Value(1, 1.2, "lower"), Value(2, 1.1)])
-    assert math.isinf(lower.high) and math.isfinite(lower.low)
-    upper = interval([Value(0, 1.0, "upper"), Value(1, 1.2), Value(2, 1.1)])
+def test_agreeing_values_never_give_a_zero_width_interval_and_bounds_open_one_end():
+    # Three agreeing seeds: 2**3 sign flips cannot reach 95% (the old rule gave [2, 2]).
+    three = interval(values(2.0, 2.0, 2.0))
+    assert three.kind == "grid" and (three.low, three.high) == (-math.inf, math.inf)
+    assert decide(three, 0.0, "above") == "inconclusive"
+    # Six agree: significant (p = 1/64 one-sided), known to half the grid step (here 2) each side.
+    six = interval(values(*[2.0] * 6))
+    assert (six.low, six.high) == (1.0, 3.0) and decide(six, 0.0, "above") == "supported"
+    # Bounds: six values (the sign test needs 6 for a finite end; 3 sufficed for the t rule).
+    rest = [Value(seed, 1.0 + 0.05 * seed) for seed in range(2, 7)]
+    lower = interval([Value(0, 1.2, "lower"), *rest])
+    assert lower.kind == "censored" and math.isinf(lower.high) and math.isfinite(lower.low)
+    upper = interval([Value(0, 1.2, "upper"), *rest])
     assert math.isinf(upper.low) and math.isfinite(upper.high)
+    assert math.isinf(interval([Value(0, 1.0), Value(1, 1.2, "lower"), Value(2, 1.1)]).low)
+
+
+def test_verdicts_share_the_one_statistics_module():
+    assert verdicts.CONFIDENCE is inference.CONFIDENCE and verdicts.Interval is inference.Interval
 
 
 @pytest.mark.parametrize(
@@ -63,10 +78,12 @@ def test_fewer_than_the_minimum_seeds_is_inconclusive_however_clear():
 
 
 def test_lower_bounds_can_support_but_never_contradict():
-    assert decide(interval(values(2.0, 2.1, 1.9, bound="lower")), 0.0, "above") == "supported"
-    assert decide(interval(values(-2.0, -2.1, -1.9, bound="lower")), 0.0, "above") == (
-        "inconclusive"
-    )
+    # Six seeds: the sign test behind censored values needs 6 to reach 95% (3 did before).
+    above = interval(values(2.0, 2.1, 1.9, 2.2, 1.8, 2.05, bound="lower"))
+    assert above.kind == "censored" and decide(above, 0.0, "above") == "supported"
+    assert decide(interval(values(2.0, 2.1, 1.9, bound="lower")), 0.0, "above") == "inconclusive"
+    below = interval(values(-2.0, -2.1, -1.9, -2.2, -1.8, -2.05, bound="lower"))
+    assert decide(below, 0.0, "above") == "inconclusive"
 
 
 def test_mapped_interval_keeps_the_verdict():

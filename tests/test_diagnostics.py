@@ -17,6 +17,7 @@ import pytest
 from keras import layers
 
 from bnbench.config.diagnostics import DiagnosticsSpec
+from bnbench.results.diagnostics import FILES
 from bnbench.train.diagnostics import DiagnosticsRecorder, make_recorder
 
 ALL_ON = {
@@ -26,6 +27,8 @@ ALL_ON = {
     "gradient_norms": True,
     "variance_shift": True,
 }
+# The CSV each switch writes: all but the moving statistics are named after their switch.
+CSV = {file.switch: file.name for file in FILES}
 
 
 def _dense_model(dropout: float = 0.0) -> keras.Model:
@@ -250,7 +253,7 @@ def test_bn_statistics_gaps(tmp_path: Path, conv: bool) -> None:
     norm.gamma.assign(gamma)
     recorder.record(10)
     recorder.finish(tmp_path)
-    columns, rows = _read_csv(tmp_path / "diagnostics" / "bn_statistics.csv")
+    columns, rows = _read_csv(tmp_path / "diagnostics" / "moving_statistics.csv")
     assert columns == [
         "step", "layer", "moving_mean_mean", "moving_mean_std", "moving_var_mean",
         "gamma_mean", "gamma_std", "beta_mean", "beta_std", "batch_mean_gap", "batch_var_gap",
@@ -395,7 +398,7 @@ def test_record_leaves_every_variable_bit_identical(tmp_path: Path) -> None:
     recorder.finish(tmp_path)
     assert _snapshot(model) == before
     # The dropout seed state was not advanced, so repeating a record repeats its numbers.
-    for name in ("activation_percentiles", "bn_statistics", "gradient_norms", "variance_shift"):
+    for name in ("activation_percentiles", "moving_statistics", "gradient_norms", "variance_shift"):
         _, rows = _read_csv(tmp_path / "diagnostics" / f"{name}.csv")
         half = len(rows) // 2
         assert rows[:half] == rows[half:]
@@ -408,11 +411,11 @@ def test_finish_writes_one_csv_per_diagnostic_and_no_temp_files(tmp_path: Path) 
         recorder.record(step)
     recorder.finish(tmp_path)
     files = sorted(p.name for p in (tmp_path / "diagnostics").iterdir())
-    assert files == [f"{n}.csv" for n in sorted(ALL_ON)]
-    steps = {n: [r["step"] for r in _read_csv(tmp_path / "diagnostics" / f"{n}.csv")[1]]
+    assert files == sorted(f"{CSV[n]}.csv" for n in ALL_ON)
+    steps = {CSV[n]: [r["step"] for r in _read_csv(tmp_path / "diagnostics" / f"{CSV[n]}.csv")[1]]
              for n in ALL_ON}  # fmt: skip
     assert steps["activation_percentiles"] == ["0", "0", "1", "1", "3", "3"]
-    assert steps["bn_statistics"] == ["0", "3"]
+    assert steps["moving_statistics"] == ["0", "3"]
     assert steps["train_inference_gap"] == ["0", "3"]
     assert steps["gradient_norms"] == ["0"] * 4 + ["3"] * 4
 
@@ -466,7 +469,7 @@ def test_jax_backend_matches_tensorflow(tmp_path: Path) -> None:
     recorder.steps(1, [1])
     recorder.record(0)
     recorder.finish(tf_dir)
-    for name in ALL_ON:
+    for name in map(CSV.get, ALL_ON):
         jax_columns, jax_rows = _read_csv(jax_dir / "diagnostics" / f"{name}.csv")
         tf_columns, tf_rows = _read_csv(tf_dir / "diagnostics" / f"{name}.csv")
         assert jax_columns == tf_columns

@@ -74,7 +74,7 @@ def test_recalibrated_statistics_are_the_mean_of_batch_statistics():
     bn = prepared.model.get_layer("block1_norm")
     before = np.array(bn.moving_mean), np.array(bn.moving_variance)
     ((mean, var),) = evaluator.population_statistics()
-    batch = prepared.plan.batch_size
+    batch = prepared.schedule.batch_size
     x = prepared.data.x_train[prepared.order[: 3 * batch]].reshape(3, batch, -1)
     pre = np.stack([_by_hand(prepared, xb)[0] for xb in x])
     np.testing.assert_allclose(mean, pre.mean(axis=1).mean(axis=0), rtol=1e-4, atol=1e-5)
@@ -87,7 +87,7 @@ def test_recalibrated_statistics_are_the_mean_of_batch_statistics():
 def test_train_mode_normalizes_each_batch_with_its_own_statistics():
     prepared = _dense_bn_run()
     evaluator = Evaluator(prepared, lambda x, y: {})
-    batch = prepared.plan.batch_size
+    batch = prepared.schedule.batch_size
     x, y = prepared.data.x_val, prepared.data.y_val
     usable = len(x) // batch * batch
     result = evaluator.train_mode(x, y)
@@ -157,12 +157,12 @@ def test_step_time_leaves_out_each_chunks_first_step():
 
 def test_epoch_column_counts_passes_over_the_training_set():
     from bnbench.config.schema import TrainingSpec
-    from bnbench.train.plan import Plan
+    from bnbench.train.schedule import Schedule
 
-    plan = Plan.from_spec(TrainingSpec(epochs=8, batch_size=32), num_train=1617)
-    assert plan.total_steps == 405 and plan.steps_per_epoch == 51
-    assert plan.epoch(plan.total_steps) == pytest.approx(8.0, abs=0.02)
-    assert plan.epoch(51) == pytest.approx(51 * 32 / 1617)
+    schedule = Schedule.from_spec(TrainingSpec(epochs=8, batch_size=32), num_train=1617)
+    assert schedule.total_steps == 405 and schedule.steps_per_epoch == 51
+    assert schedule.epoch(schedule.total_steps) == pytest.approx(8.0, abs=0.02)
+    assert schedule.epoch(51) == pytest.approx(51 * 32 / 1617)
 
 
 def test_evaluation_keys_are_validated(write_spec):

@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +21,8 @@ from bnbench.config.ablation import load_ablation
 from bnbench.errors import SpecError
 from bnbench.results import rundir
 from tests.support.grid import ABLATION, final_losses, write_ablation
+from tests.support.ray_cluster import free_port, in_scratch
+from tests.support.ray_cluster import ray_cluster as start_ray_cluster
 
 cli = CliRunner()
 
@@ -89,17 +88,11 @@ def test_a_missing_engine_says_what_to_install(tmp_path, monkeypatch, name, modu
     assert not (tmp_path / "r").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_a_ray_address_that_refuses_is_an_error_within_seconds(tmp_path):
     pytest.importorskip("ray")
     start = time.monotonic()
     done = _ablate(write_ablation(tmp_path, ABLATION), tmp_path / "r", "--executor", "ray",
-                   "--address", f"127.0.0.1:{_free_port()}")  # fmt: skip
+                   "--address", f"127.0.0.1:{free_port()}")  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert time.monotonic() - start < 30
     assert "cannot connect" in done.stderr and "ray start --head" in done.stderr
@@ -113,22 +106,8 @@ def test_a_ray_address_that_refuses_is_an_error_within_seconds(tmp_path):
 def ray_cluster() -> Iterator[str]:
     """A Ray head with 2 CPUs on this machine; its address."""
     pytest.importorskip("ray")
-    port = _free_port()
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must be short
-    start = [shutil.which("ray") or "ray", "start", "--head", f"--port={port}",
-             "--num-cpus=2", "--node-ip-address=127.0.0.1", f"--temp-dir={temp}",
-             "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
-    with pytest.MonkeyPatch.context() as env:
-        # Whatever ~/.ray holds: Ray turns token authentication on for a cluster started where
-        # a token file exists, and a client that names an address must then opt in as well.
-        env.setenv("RAY_AUTH_MODE", "disabled")
-        subprocess.run(start, check=True, capture_output=True, timeout=120)
-        try:
-            yield f"127.0.0.1:{port}"
-        finally:
-            subprocess.run([shutil.which("ray") or "ray", "stop", "--force"],
-                           capture_output=True, timeout=120)  # fmt: skip
-            shutil.rmtree(temp, ignore_errors=True)
+    with start_ray_cluster(2) as cluster:
+        yield cluster.address
 
 
 @pytest.mark.slow
@@ -180,7 +159,7 @@ def test_a_killed_ray_worker_leaves_its_run_incomplete_and_resume_finishes_it(
     deadline, killed = time.monotonic() + 240, None
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
         for pid, run_id in _ray_workers(run_ids).items():
-            if (results / "runs" / run_id / rundir.HISTORY).exists():  # midway through training
+            if in_scratch(run_id):  # midway through training (in the node's scratch folder)
                 killed = pid
                 os.kill(pid, signal.SIGKILL)  # what the out-of-memory killer or a lost node does
         time.sleep(0.02)

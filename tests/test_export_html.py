@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from bnbench.analysis.stats import DEFINITIONS
 from bnbench.cli import app
-from bnbench.export.html_check import check_html
 from bnbench.export.html_report import REPORT_HTML, write_html_report
 from tests.support.export_tree import DIVERGED, FAILED, HEADER, NAME, UNFINISHED, run_id, write_tree
+from tests.support.html_check import check_html
 from tests.support.specs import files_under
 
 runner = CliRunner()

@@ -315,3 +315,16 @@ def test_batch_normalization_layer_unfused_is_stock() -> None:
 def test_batch_normalization_layer_rejects_unknown_argument() -> None:
     with pytest.raises(ValueError, match="Unrecognized keyword arguments"):
         batch_normalization_layer(mommentum=0.9)
+
+
+def test_keras_still_has_the_export_table_fused_bn_relies_on() -> None:
+    # The one private use of Keras (`fused_bn._save_as_stock`): if Keras moves its export
+    # table, this fails by name instead of saved models silently naming bnbench.
+    from keras.src import api_export
+
+    assert isinstance(api_export.REGISTERED_OBJS_TO_NAMES, dict)
+    name = api_export.get_name_from_symbol(keras.layers.BatchNormalization)
+    assert name == "keras.layers.BatchNormalization"
+    assert api_export.REGISTERED_OBJS_TO_NAMES[FusedBatchNormalization] == name
+    assert FusedBatchNormalization.__name__ == "BatchNormalization"
+    assert FusedBatchNormalization.__qualname__ == "FusedBatchNormalization"

@@ -124,3 +124,48 @@ def test_a_killed_worker_leaves_its_run_incomplete(tmp_path):
     assert code == 2, err
     assert "worker process died" in err and "re-run the same command" in " ".join(err.split())
     assert set(_runs(tmp_path / "r").values()) == {"incomplete"}
+
+
+# --- the two private handles stopping relies on, checked against the libraries themselves --------
+
+
+def test_terminate_stops_a_busy_pool_worker():
+    # Before Python 3.14 `terminate` reads the pool's private `_processes`; a change of the
+    # standard library fails here, not in a user's Ctrl-C.
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from bnbench.ablate.interrupts import terminate
+
+    pool = ProcessPoolExecutor(max_workers=1)
+    try:
+        busy = pool.submit(time.sleep, 60)
+        deadline = time.monotonic() + 60
+        while not busy.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not hasattr(pool, "terminate_workers"):
+            workers = list(pool._processes.values())
+            assert workers and all(hasattr(w, "terminate") for w in workers), pool._processes
+        started = time.monotonic()
+        terminate(pool)
+        with pytest.raises(BrokenProcessPool):
+            busy.result(timeout=30)
+        assert time.monotonic() - started < 30
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_a_local_submitit_job_hands_over_its_controller(tmp_path):
+    # submitit offers no public handle on a local job's process (its `cancel` sends SIGINT,
+    # which our controllers ignore); `local_controller` reads the private one.
+    submitit = pytest.importorskip("submitit")
+    from bnbench.ablate.slurm_executor import local_controller
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="local")
+    executor.update_parameters(timeout_min=5)
+    job = executor.submit(time.sleep, 60)
+    process = local_controller(job)
+    assert isinstance(process, subprocess.Popen), type(process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) != 0
+    assert local_controller(object()) is None  # not a local job: left to scancel

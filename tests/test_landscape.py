@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from bnbench.analysis.landscape import LandscapeResult, draw_landscape
+from bnbench.demos.landscape import LandscapeResult, draw_landscape
 from bnbench.errors import SpecError
 
 

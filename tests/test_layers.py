@@ -25,11 +25,23 @@ BELOW = {
     "model": BASE | {"config"},
     "train": BASE | {"config", "results", "data", "model"},
     "ablate": BASE | {"config", "results", "train"},
-    "analysis": BASE | {"config", "results", "data"},
+    "analysis": BASE | {"config", "results"},
+    "demos": BASE | {"config", "data", "analysis"},
     "export": BASE | {"config", "results", "analysis"},
-    "claims": BASE | {"config", "results", "analysis"},
+    "claims": BASE | {"config", "results", "analysis", "demos"},
     "cli": BASE
-    | {"config", "results", "data", "model", "train", "ablate", "analysis", "export", "claims"},
+    | {
+        "config",
+        "results",
+        "data",
+        "model",
+        "train",
+        "ablate",
+        "analysis",
+        "demos",
+        "export",
+        "claims",
+    },
     "__main__": {"cli"},
 }
 TRAINING_SIDE = ("bnbench.train", "bnbench.model", "bnbench.ablate")
@@ -121,7 +133,8 @@ def test_the_layer_rule_catches_an_upward_import(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "package", ["bnbench.analysis", "bnbench.config", "bnbench.results", "bnbench.export"]
+    "package",
+    ["bnbench.analysis", "bnbench.config", "bnbench.results", "bnbench.export", "bnbench.demos"],
 )
 def test_reading_side_never_loads_training_or_a_backend(package):
     """Importing every module of the package loads no training code, Keras or backend."""

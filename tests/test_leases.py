@@ -219,3 +219,22 @@ def test_status_of_a_folder_without_an_ablation_is_an_error(tmp_path):
     result = cli.invoke(app, ["status", str(tmp_path)])
     assert result.exit_code == 2
     assert "holds no ablation" in result.output
+
+
+def test_status_reads_the_planned_runs_from_the_manifest_or_else_the_run_folders(tmp_path):
+    from bnbench.results import tree_files
+
+    tree_files.create_ablation(tmp_path, {"name": "abl", "arms": {"a": {}}})
+    done = tmp_path / "runs" / "a-s0"
+    rundir.write_entry(done, {"arm": "a", "cell": "", "seed": 0})
+    rundir.finish(done, rundir.RunSummary(run_id="a-s0", status="completed"))
+    # A manifest written before it listed the plan: the run folders are the plan.
+    (tmp_path / "manifest.json").write_text(json.dumps({"ablation": "abl"}))
+    rows = grid_status(tmp_path)
+    assert [(r.run_id, r.arm, r.seed, r.state) for r in rows] == [("a-s0", "a", 0, "completed")]
+    # With the plan listed, a run not started yet is listed too, as missing.
+    (tmp_path / "manifest.json").unlink()
+    plan = [tree_files.PlannedRunRecord(run_id=f"a-s{seed}", arm="a", seed=seed) for seed in (0, 1)]
+    tree_files.create_manifest(tmp_path, tree_files.Manifest(ablation="abl", plan=plan))
+    rows = grid_status(tmp_path)
+    assert [(r.run_id, r.state) for r in rows] == [("a-s0", "completed"), ("a-s1", "missing")]

@@ -14,7 +14,7 @@ from bnbench.config.identity import config_hash
 from bnbench.config.schema import RunSpec, TrainingSpec
 from bnbench.results import rundir
 from bnbench.train.loop import train
-from bnbench.train.plan import Plan, batch_order
+from bnbench.train.schedule import Schedule, batch_order
 
 runner = CliRunner()
 
@@ -25,10 +25,10 @@ def _history(run_dir):
 
 
 def test_plan_converts_epochs_to_steps_once():
-    plan = Plan.from_spec(TrainingSpec(epochs=2, batch_size=10, eval_every=3), num_train=25)
-    assert plan.total_steps == 5 and plan.steps_per_epoch == 3
-    assert plan.eval_steps == (3, 5)
-    assert Plan.from_spec(TrainingSpec(steps=7, batch_size=4), num_train=8).eval_steps == (
+    schedule = Schedule.from_spec(TrainingSpec(epochs=2, batch_size=10, eval_every=3), num_train=25)
+    assert schedule.total_steps == 5 and schedule.steps_per_epoch == 3
+    assert schedule.eval_steps == (3, 5)
+    assert Schedule.from_spec(TrainingSpec(steps=7, batch_size=4), num_train=8).eval_steps == (
         2,
         4,
         6,
@@ -211,8 +211,8 @@ def test_diagnostics_do_not_change_training(tiny_spec, tmp_path):
     written = sorted(p.name for p in (tmp_path / "probed" / "diagnostics").iterdir())
     assert written == [
         "activation_percentiles.csv",
-        "bn_statistics.csv",
         "gradient_norms.csv",
+        "moving_statistics.csv",
         "train_inference_gap.csv",
     ]
     steps = [int(line.split(",")[0]) for line in

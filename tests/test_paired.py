@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from bnbench.analysis.paired import Speedup, TimeToTarget, paired_speedup
@@ -22,7 +24,7 @@ def test_time_to_target_of_a_censored_run_is_its_last_step():
     assert not _reached(120).censored and _reached(120).time == 120
 
 
-def test_speedup_when_both_reach_is_exact_mean_of_ratios():
+def test_speedup_when_both_reach_is_exact_geometric_mean_of_ratios():
     arm = {0: _reached(100), 1: _reached(50)}
     reference = {0: _reached(200), 1: _reached(100)}
     assert paired_speedup(arm, reference) == Speedup(2.0, "exact", 2)
@@ -33,7 +35,14 @@ def test_reference_that_never_reaches_gives_a_lower_bound():
     reference = {0: _never(400), 1: _reached(100)}
     speedup = paired_speedup(arm, reference)
     assert speedup.bound == "lower" and speedup.pairs == 2
-    assert speedup.value == pytest.approx((400 / 100 + 100 / 50) / 2)
+    # The geometric mean (the claims' speedup too), no longer the arithmetic mean (3.0).
+    assert speedup.value == pytest.approx(math.sqrt(400 / 100 * 100 / 50))
+
+
+def test_speedup_and_slowdown_of_the_same_size_average_to_one():
+    arm = {0: _reached(100), 1: _reached(200)}
+    reference = {0: _reached(200), 1: _reached(100)}
+    assert paired_speedup(arm, reference) == Speedup(pytest.approx(1.0), "exact", 2)  # type: ignore[arg-type]
 
 
 def test_arm_that_never_reaches_gives_an_upper_bound():
@@ -57,7 +66,7 @@ def test_lower_and_upper_bounds_together_bound_nothing():
 def test_unpaired_unknown_and_zero_step_seeds_are_left_out():
     arm = {0: _reached(100), 1: _reached(0), 2: _reached(100), 3: _reached(100)}
     reference = {0: _reached(300), 1: _reached(100), 2: _never(None)}
-    assert paired_speedup(arm, reference) == Speedup(3.0, "exact", 1)
+    assert paired_speedup(arm, reference) == Speedup(pytest.approx(3.0), "exact", 1)  # type: ignore[arg-type]
     assert paired_speedup({}, {}) == Speedup(None, "", 0)
 
 

@@ -14,7 +14,7 @@ from bnbench.cli import app
 from bnbench.config.ablation import Ablation, load_ablation
 from bnbench.config.schema import RunSpec
 from bnbench.results import rundir
-from bnbench.train.plan import run_length
+from bnbench.train.schedule import run_length
 from tests.support.specs import TINY_SPEC, files_under, write_summary
 
 runner = CliRunner()

@@ -182,7 +182,7 @@ def _run(
         ):
             by_layer = np.concatenate([np.log1p(STEPS), 0.7 * np.log1p(STEPS)])
             stats[name] = by_layer * 0.1 * (i + 1) + seed * 0.01
-        stats.to_csv(run_dir / "diagnostics/bn_statistics.csv", index=False)
+        stats.to_csv(run_dir / "diagnostics/moving_statistics.csv", index=False)
     return row
 
 
@@ -206,7 +206,7 @@ EXPECTED = {
     "lr_sensitivity.png",
     "activation_percentiles.png",
     "train_inference_gap.png",
-    "bn_statistics.png",
+    "moving_statistics.png",
     "overview.png",
 }
 
@@ -329,7 +329,7 @@ def test_empty_and_partial_histories_do_not_crash(tree: Path) -> None:
         "step,epoch,examples_seen,wall_seconds,train_loss,train_accuracy,val_loss,val_accuracy\n"
     )
     (tree / "runs" / "no_norm-lr0.1-s0" / "history.csv").write_text("")
-    (tree / "runs" / "batch_norm-lr0.1-s1" / "diagnostics" / "bn_statistics.csv").unlink()
+    (tree / "runs" / "batch_norm-lr0.1-s1" / "diagnostics" / "moving_statistics.csv").unlink()
     runs = pd.read_csv(tree / "runs.csv")
     runs.loc[runs["run_id"] == "no_norm-lr0.1-s1", "status"] = "incomplete"
     runs.to_csv(tree / "runs.csv", index=False)
@@ -353,7 +353,7 @@ def test_seed_band_ignores_nan_and_supports_minmax(tree: Path) -> None:
 
 def test_plotting_never_imports_a_training_library() -> None:
     code = (
-        "import sys, bnbench.analysis.plots, bnbench.analysis.landscape, bnbench.data.synthetic\n"
+        "import sys, bnbench.analysis.plots, bnbench.demos.landscape, bnbench.data.synthetic\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'keras', 'tensorflow', 'jax'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

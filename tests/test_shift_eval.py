@@ -36,11 +36,13 @@ from bnbench.train.feeding import Feeder
 from bnbench.train.loop import train
 from bnbench.train.prepare import prepare
 from bnbench.train.shift import shift_split
+from tests.support.claims_tree import SEEDS
 from tests.support.shift_tree import KIND, SEVERITY, shift_adaptation
 from tests.support.specs import TINY_SPEC, files_under
 
 runner = CliRunner()
 NOISE = {"kind": "noise", "severity": 0.5, "adapt_examples": [1, 8, 32]}
+WIDE = {"COLUMNS": "200"}  # one table row a line
 
 
 def _spec(shift: dict | None, **changes) -> RunSpec:
@@ -285,7 +287,7 @@ def test_each_verdict_is_reachable(tmp_path: Path, effect: str):
     assessment = CLAIMS["shift_adaptation"].assess(evidence)
     assert [f.label for f in assessment.findings] == ["contrast 0.5", "noise 0.5"]
     assert [f.verdict for f in assessment.findings] == [VERDICT[effect]] * 2
-    assert all(f.interval.n == 4 for f in assessment.findings)
+    assert all(f.interval.n == len(SEEDS) for f in assessment.findings)
     assert f"{VERDICT_EXAMPLES} shifted examples" in assessment.findings[0].statistic
 
 
@@ -311,7 +313,7 @@ def test_a_run_without_shifted_numbers_leaves_its_seed_out(tmp_path: Path):
     assert summary is not None
     rundir.finish(run, summary.model_copy(update={"shifted": {}}))
     findings = CLAIMS["shift_adaptation"].assess(load_evidence(folder)).findings
-    assert [f.interval.n for f in findings] == [4, 3]
+    assert [f.interval.n for f in findings] == [len(SEEDS), len(SEEDS) - 1]
 
 
 def test_flip_hand_edited_results(tmp_path: Path):
@@ -357,3 +359,37 @@ def test_the_shipped_claim_shifts_its_runs():
         shift = run.spec.evaluation.shift
         assert shift is not None and shift.severity == 0.5 and shift.prior_strength is None
         assert VERDICT_EXAMPLES in shift.adapt_examples
+
+
+# --- what `bnbench train` prints of a shifted evaluation -----------------------------------------
+
+
+def test_train_prints_no_re_estimation_for_a_network_without_bn(tmp_path, write_spec):
+    # A network without BN has nothing to re-estimate: one shifted number, labelled so (the
+    # summary once said "moving" for it, and the table printed "BN re-estimated on 32").
+    spec = copy.deepcopy(TINY_SPEC)
+    spec["model"]["norm"] = {"kind": "none"}
+    spec["evaluation"] = {"shift": {**NOISE, "adapt_examples": [32]}}
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["train", str(write_spec(spec)), "--out", str(out)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "re-estimated" not in text and "training BN statistics" not in text
+    assert "no batch norm" in text
+    (run_dir,) = [p.parent for p in out.rglob(rundir.SUMMARY)]
+    summary = rundir.read_summary(run_dir)
+    assert summary is not None and summary.bn_layers == 0
+
+
+def test_train_prints_both_statistics_for_a_network_with_bn(tmp_path, write_spec):
+    spec = copy.deepcopy(TINY_SPEC)
+    spec["evaluation"] = {"shift": {**NOISE, "adapt_examples": [32]}}
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["train", str(write_spec(spec)), "--out", str(out)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "training BN statistics" in text and "BN re-estimated on 32" in text
+    assert "no batch norm" not in text
+    (run_dir,) = [p.parent for p in out.rglob(rundir.SUMMARY)]
+    summary = rundir.read_summary(run_dir)
+    assert summary is not None and summary.bn_layers == 2 and summary.bn_statistics == "moving"

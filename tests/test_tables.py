@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 from rich.console import Console
 from scipy import stats as scipy_stats
+from scipy.stats import gmean
 
+from bnbench.analysis.multiplicity import adjust
 from bnbench.analysis.paired import paired_difference
 from bnbench.analysis.tables import build_report, render_table
 from bnbench.errors import SpecError
@@ -118,6 +120,20 @@ def test_summary_statistics_match_numpy(tree):
     assert censored["steps_to_target_std"] is None  # a spread of lower bounds means nothing
 
 
+def test_paired_p_values_are_adjusted_over_the_report_by_holm(tree):
+    root, _ = tree
+    report = build_report(root)
+    raw = [row["p_value"] for row in report.rows]
+    assert [row["p_adjusted"] for row in report.rows] == adjust(raw, "holm")
+    tested = [row for row in report.rows if row["p_value"] is not None]
+    assert tested and all(row["p_correction"] == "holm" for row in tested)
+    assert all(row["p_adjusted"] >= row["p_value"] for row in tested)
+    markdown = report.paths["summary.md"].read_text()
+    assert "| p | p (holm) |" in markdown and "Holm (family-wise error)" in markdown
+    summary_csv = pd.read_csv(report.paths["summary.csv"])
+    assert {"p_value", "p_adjusted", "p_correction", "diff_kind"} <= set(summary_csv.columns)
+
+
 def test_paired_comparison_matches_scipy_and_skips_unfinished_seeds(tree):
     root, runs = tree
     report = build_report(root)
@@ -172,12 +188,13 @@ def test_speedup_is_mean_of_paired_step_ratios(tree):
             assert all(mine[s] and ref[s] for s in seeds)  # every completed run reached it
             row = _row(report, arm, learning_rate)
             assert row["speedup_pairs"] == len(seeds) and row["speedup_bound"] == "exact"
-            assert row["speedup"] == pytest.approx(np.mean([ref[s] / mine[s] for s in seeds]))
+            # The geometric mean, as the claims report it (an arithmetic mean before).
+            assert row["speedup"] == pytest.approx(gmean([ref[s] / mine[s] for s in seeds]))
     # seed 2 of bn_after missed the target within its 500 steps: its pair's ratio is at most
     # 350 / 500, so the mean is an upper bound
     row = _row(report, "bn_after", 0.01)
     assert row["speedup_pairs"] == 3 and row["speedup_bound"] == "upper"
-    assert row["speedup"] == pytest.approx(np.mean([330 / 230, 340 / 240, 350 / 500]))
+    assert row["speedup"] == pytest.approx(gmean([330 / 230, 340 / 240, 350 / 500]))
     markdown = report.paths["summary.md"].read_text()
     assert f"≤ {row['speedup']:.2f}× (3 pairs)" in markdown
     assert "| ≥ 323 | 2/3 |" in markdown  # mean with seed 2 at its last step: a lower bound
@@ -201,7 +218,7 @@ def test_a_reference_that_never_reaches_the_target_gives_a_lower_bound(tree):
     report = build_report(root)
     row = _row(report, "bn_before", 0.1)  # seeds 0 and 1 paired: no_norm seed 2 failed
     assert row["speedup_bound"] == "lower" and row["speedup_pairs"] == 2
-    assert row["speedup"] == pytest.approx(np.mean([500 / 100, 500 / 110]))
+    assert row["speedup"] == pytest.approx(gmean([500 / 100, 500 / 110]))
     ref = _row(report, REFERENCE, 0.01)
     assert ref["reached"] == 0 and ref["steps_to_target_censored"] == 3
     assert ref["steps_to_target_mean"] == 500 and ref["steps_to_target_reached_mean"] is None
@@ -435,10 +452,16 @@ def test_paired_difference_handles_few_pairs_and_zero_variance():
     one = paired_difference({0: 0.9, 1: float("nan")}, {0: 0.8, 1: 0.7})
     assert (one.n_pairs, one.p_value, one.ci_low) == (1, None, None)
     assert one.mean == pytest.approx(0.1)
-    # equal differences up to rounding: no test, rather than a p-value of rounding noise
+    # Equal differences up to rounding tie: the exact sign-flip test, not a t statistic of
+    # rounding noise (before: no test at all). 3 agreeing pairs give p = 2/8 and no bounded
+    # 95% interval; 6 give p = 2/64 and an interval half a grid step either side.
     flat = paired_difference({0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.4, 1: 0.5, 2: 0.6})
-    assert flat.n_pairs == 3 and flat.p_value is None and flat.ci_high is None
+    assert flat.n_pairs == 3 and flat.kind == "grid"
+    assert flat.p_value == pytest.approx(0.25) and flat.ci_high is None
     assert flat.mean == pytest.approx(0.1)
+    six = paired_difference(dict.fromkeys(range(6), 0.6), dict.fromkeys(range(6), 0.5))
+    assert six.p_value == pytest.approx(2 / 64)
+    assert (six.ci_low, six.ci_high) == pytest.approx((0.05, 0.15))
 
 
 def test_report_does_not_import_keras():

@@ -31,7 +31,7 @@ from bnbench.config.schema import RunSpec
 from bnbench.errors import SpecError
 from bnbench.results import rundir
 from bnbench.results.layout import RUNS_DIR, run_path
-from bnbench.train.plan import evaluation_points, run_length
+from bnbench.train.schedule import evaluation_points, run_length
 
 # Steps of the probe: enough for a steady step time after compilation, few enough to take
 # seconds. A run shorter than this is probed at its own length.

@@ -46,7 +46,13 @@ def sigint_blocked() -> Iterator[None]:
 
 
 def terminate(pool: ProcessPoolExecutor) -> None:
-    """Terminate the pool's workers now (SIGTERM); the pool then reports itself broken."""
+    """Terminate the pool's workers now (SIGTERM); the pool then reports itself broken.
+
+    Python 3.14 has the public `terminate_workers`. Before it there is no public way to reach
+    a pool's processes, so the one private read (`_processes`, pid -> Process) is here;
+    tests/test_interrupts.py checks that attribute, so a change of the standard library fails
+    there rather than leaving workers running.
+    """
     stop = getattr(pool, "terminate_workers", None)  # Python 3.14+
     if stop is not None:
         stop()

@@ -30,8 +30,17 @@ from bnbench.ablate.worker import init_worker, run_one
 
 
 def connect(options: ExecutorOptions, results_dir: Path) -> LocalExecutor:
-    """The local executor for `options` (`jobs` workers)."""
-    return LocalExecutor(options.jobs or 1)
+    """The local executor for `options` (`jobs` workers; by default one per available core)."""
+    return LocalExecutor(options.jobs or available_cores())
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity, which a container or `taskset` sets;
+    `os.cpu_count` counts the whole machine)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS has no affinity
+        return max(1, os.cpu_count() or 1)
 
 
 class LocalExecutor(Executor):

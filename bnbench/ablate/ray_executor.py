@@ -8,6 +8,13 @@ backend, with its threads capped before the import and pinned to its own cores o
 (`worker.pin_to_free_cores`), and then serves run after run. Tasks are
 never retried by Ray (`max_retries=0`): a run whose worker dies is left incomplete, and the
 same `bnbench ablate` command is the retry.
+
+The nodes need not share a filesystem with this driver: a task trains into node-local scratch
+and streams its finished run directory back through Ray's object store in chunks
+(`worker.run_shipped`), and a thread here writes it into the results tree whole or not at all
+(`shipping.unpack`). Leases stay here; progress events come back through a small relay actor.
+Each task's runtime environment carries this driver's `bnbench` package (`py_modules`), so
+every node runs the same code; its dependencies (Keras and the backend) must be installed.
 """
 
 from __future__ import annotations
@@ -15,25 +22,33 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import bnbench
 from bnbench.ablate.executor import (
+    Event,
     Executor,
     ExecutorOptions,
     RunLost,
     RunTask,
     WorkerReply,
     missing_engine,
-    relay,
 )
 from bnbench.ablate.interrupts import sigint_blocked
-from bnbench.ablate.worker import run_remote
+from bnbench.ablate.shipping import mark_away, unpack
+from bnbench.ablate.worker import run_shipped
 from bnbench.errors import SpecError
 
 # How long to wait for a cluster's head to accept a connection before saying it does not.
 CONNECT_TIMEOUT_S = 3.0
+# Chunks of a run directory a task may have sent ahead of the driver's writing them: the
+# object store holds at most this many per run in flight.
+CHUNKS_AHEAD = 4
+# How long the display waits for the relay actor's events before drawing without them.
+EVENTS_TIMEOUT_S = 1.0
 
 
 def connect(options: ExecutorOptions, results_dir: Path) -> RayExecutor:
@@ -50,7 +65,12 @@ def connect(options: ExecutorOptions, results_dir: Path) -> RayExecutor:
     address = options.address
     if address is not None and address != "auto" and not address.startswith("ray://"):
         _check_reachable(address)
-    settings: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+    # Every task and actor of this driver gets its `bnbench` package (uploaded once, cached by
+    # content): the nodes run the driver's code whatever version, if any, they have installed.
+    package = str(Path(bnbench.__file__).parent)
+    shipped = {"py_modules": [package], "excludes": ["__pycache__"]}
+    settings: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False,
+                                "runtime_env": shipped}  # fmt: skip
     if address is None and not os.environ.get("RAY_ADDRESS"):
         settings.update(num_cpus=_cores(), include_dashboard=False)
     try:
@@ -118,35 +138,77 @@ def _runs_that_fit(ray: Any, cpus: int, gpus: int, address: str | None) -> int:
 
 
 class RayExecutor(Executor):
-    """Runs as Ray tasks, `slots` at a time."""
+    """Runs as Ray tasks, `slots` at a time; their run directories are written here."""
 
     def __init__(self, ray: Any, options: ExecutorOptions, slots: int) -> None:
         self._ray = ray
         self.slots = slots
         self._cpus = options.cpus_per_run or 1
         self._gpus = options.gpus_per_run
-        self._remote = ray.remote(run_remote)
-        self._in_flight: dict[Future[Any], Any] = {}
+        self._remote = ray.remote(run_shipped)
+        # No CPU: it may sit on a head that runs no tasks; one per driver, gone with it.
+        self._relay = ray.remote(_Relay).options(num_cpus=0).remote()
+        self._in_flight: dict[Future[WorkerReply], Any] = {}
 
     def submit(self, task: RunTask) -> Future[WorkerReply]:
         env = {"KERAS_BACKEND": task.backend, "OMP_NUM_THREADS": str(self._cpus),
                "TF_FORCE_GPU_ALLOW_GROWTH": "true"}  # fmt: skip
         remote = self._remote.options(
             name=task.run_id, num_cpus=self._cpus, num_gpus=self._gpus, max_retries=0,
-            runtime_env={"env_vars": env},
+            runtime_env={"env_vars": env}, num_returns="streaming",
+            _generator_backpressure_num_objects=CHUNKS_AHEAD,
         )  # fmt: skip
-        ref = remote.remote(task, self._cpus, True)  # pinned to its own cores
-        source: Future[Any] = ref.future()
-        self._in_flight[source] = ref
-        source.add_done_callback(lambda done: self._in_flight.pop(done, None))
-        return relay(source, _lost)
+        mark_away(Path(task.run_dir))  # incomplete until its files arrive, if they ever do
+        pieces = remote.remote(task, self._cpus, True, self._relay)  # pinned to its own cores
+        future: Future[WorkerReply] = Future()
+        future.set_running_or_notify_cancel()
+        self._in_flight[future] = pieces
+        future.add_done_callback(lambda done: self._in_flight.pop(done, None))
+        threading.Thread(target=self._receive, args=(task, pieces, future), daemon=True,
+                         name=f"receive {task.run_id}").start()  # fmt: skip
+        return future
+
+    def _receive(self, task: RunTask, pieces: Any, future: Future[WorkerReply]) -> None:
+        """Wait for `task`'s reply, write its run directory, then settle `future`."""
+        try:
+            first = next(pieces, None)
+            if first is None:
+                raise RunLost("its Ray task sent nothing back")
+            reply: WorkerReply = self._ray.get(first)
+            unpack((self._ray.get(piece) for piece in pieces), Path(task.run_dir))
+        except BaseException as error:  # a lost worker or node, a cancel, a shutdown
+            future.set_exception(error if isinstance(error, RunLost) else _lost(error))
+        else:
+            future.set_result(reply)
 
     def cancel(self) -> None:
-        for ref in list(self._in_flight.values()):
-            self._ray.cancel(ref, force=True)  # kills the worker: the run is left incomplete
+        for pieces in list(self._in_flight.values()):
+            self._ray.cancel(pieces, force=True)  # kills the worker: the run is left incomplete
+
+    def events(self) -> list[Event]:
+        try:
+            found: list[Event] = self._ray.get(self._relay.drain.remote(),
+                                               timeout=EVENTS_TIMEOUT_S)  # fmt: skip
+        except Exception:  # a slow or lost relay: draw without its events
+            return []
+        return found
 
     def close(self) -> None:
         self._ray.shutdown()  # disconnects; stops the instance if it was started here
+
+
+class _Relay:
+    """A Ray actor holding the progress events that tasks put, until the driver drains them."""
+
+    def __init__(self) -> None:
+        self._events: list[Event] = []
+
+    def put(self, event: Event) -> None:
+        self._events.append(event)
+
+    def drain(self) -> list[Event]:
+        found, self._events = self._events, []
+        return found
 
 
 def _lost(error: BaseException) -> RunLost:

@@ -19,26 +19,22 @@ command resumes the grid.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bnbench.ablate import extend
 from bnbench.ablate.executor import SLURM_DIR, Executor, ExecutorOptions, open_executor
 from bnbench.ablate.interrupts import counting_ctrl_c
 from bnbench.ablate.launch import Launcher, Listener, Outcome
 from bnbench.ablate.leases import LEASES_DIR, Leases
 from bnbench.config.ablation import SET_KEY, Ablation, PlannedRun
-from bnbench.config.identity import jsonable
 from bnbench.config.sets import set_options
 from bnbench.errors import SpecError
-from bnbench.results import files, rundir
-from bnbench.results.files import read_mapping, write_json
-from bnbench.results.layout import ABLATION, MANIFEST, PLOTS_DIR, run_path
+from bnbench.results import files, rundir, tree_files
+from bnbench.results.layout import ABLATION, PLOTS_DIR, run_path
 
 __all__ = [
     "Listener",
@@ -127,7 +123,7 @@ def run_ablation(
             downloadable, the executor cannot start (in these three cases nothing is written),
             a run to clear is a symbolic link, or a local worker process died.
     """
-    from bnbench.train.prepare import check_data
+    from bnbench.train.prepare import check_data, check_runs
 
     options = executor or ExecutorOptions()
     if jobs is not None:
@@ -139,6 +135,7 @@ def run_ablation(
     todo = _unfinished(selected, results_dir, retry_failed, outcome)
     # Once, here: data that no run could read would otherwise fail every run, one by one.
     check_data(run.spec for run in todo)
+    check_runs((run.where, run.spec) for run in todo)  # what train would refuse, refused here
     engine = open_executor(options, results_dir)
     try:
         _write_top_level(ablation, results_dir)
@@ -152,9 +149,7 @@ def run_ablation(
     finally:
         engine.close()
     if not outcome.interrupted and not outcome.elsewhere:  # the last one out
-        manifest = read_mapping(results_dir / MANIFEST)
-        manifest["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        write_json(results_dir / MANIFEST, manifest)
+        tree_files.mark_finished(results_dir)
     return outcome
 
 
@@ -191,12 +186,14 @@ def destination_refusal(ablation: Ablation, results_dir: Path) -> str | None:
     """Why `run_ablation` would refuse `results_dir` (a folder or nothing yet), or None.
 
     It refuses a folder holding a different ablation (or this one run with other `--set`
-    values), and a non-empty folder holding no ablation; reads only.
+    values, or changed otherwise than by more seeds or grid values: `extend`), and a non-empty
+    folder holding no ablation; reads only.
     """
     path = results_dir / ABLATION
     if path.exists():
-        existing = read_mapping(path)
-        if existing != ablation.resolved:
+        existing = tree_files.read_ablation(results_dir)
+        same = existing.data == ablation.resolved
+        if not same and extend.added(dict(existing.data), ablation.resolved) is None:
             return _difference(results_dir, existing, ablation.resolved)
     elif results_dir.is_dir() and any(
         name not in HIDDEN and not files.is_temp_name(name) for name in os.listdir(results_dir)
@@ -205,29 +202,36 @@ def destination_refusal(ablation: Ablation, results_dir: Path) -> str | None:
     return None
 
 
-def _difference(results_dir: Path, existing: dict[str, Any], resolved: dict[str, Any]) -> str:
+def _difference(
+    results_dir: Path, existing: tree_files.StoredAblation, resolved: dict[str, Any]
+) -> str:
     """Why the ablation in `results_dir` is not this one, and what to do."""
-    keys = set(existing) | set(resolved)
-    changed = sorted(k for k in keys if existing.get(k) != resolved.get(k))
-    if changed == [SET_KEY]:
-        resume = f"give {_sets(existing)}" if existing.get(SET_KEY) else "leave out --set"
+    if existing.name != resolved.get("name"):
         return (
-            f"{results_dir}: holds this ablation run with {_sets(existing)}, and this command "
-            f"gives {_sets(resolved)}: these are different runs, and a results tree holds one "
-            f"ablation. To resume it, {resume}; or choose another --out"
+            f"{results_dir}: holds a different ablation, {existing.name!r} (this one is "
+            f"{resolved.get('name')!r}); choose another --out"
         )
-    sets = f"; it was run with {_sets(existing)}" if existing.get(SET_KEY) else ""
+    changed = existing.differs_in(resolved)
+    given = tree_files.StoredAblation(resolved).sets
+    if changed == [SET_KEY]:
+        resume = f"give {_sets(existing.sets)}" if existing.sets else "leave out --set"
+        return (
+            f"{results_dir}: holds this ablation run with {_sets(existing.sets)}, and this "
+            f"command gives {_sets(given)}: these are different runs, and a results tree holds "
+            f"one ablation. To resume it, {resume}; or choose another --out"
+        )
+    sets = f"; it was run with {_sets(existing.sets)}" if existing.sets else ""
     return (
         f"{results_dir}: holds a different version of this ablation (it differs in: "
         f"{', '.join(changed)}{sets}); its runs would be summarized together with these. "
-        "Choose another --out, or delete the folder to start over"
+        "Only more seeds or more grid values can be added to a tree. Choose another --out, or "
+        "delete the folder to start over"
     )
 
 
-def _sets(resolved: dict[str, Any]) -> str:
+def _sets(sets: dict[str, Any]) -> str:
     """'--set a=1 --set b=x' as recorded in an ablation.yaml, or 'no --set'."""
-    sets = resolved.get(SET_KEY)
-    return set_options(sets) if isinstance(sets, dict) and sets else "no --set"
+    return set_options(sets) if sets else "no --set"
 
 
 def failed_earlier(outcome: Outcome) -> list[str]:
@@ -236,29 +240,41 @@ def failed_earlier(outcome: Outcome) -> list[str]:
     return [run_id for run_id in outcome.failed if run_id in skipped]
 
 
+def extension_of(ablation: Ablation, results_dir: Path) -> str | None:
+    """What `ablation` adds to the one in `results_dir` ("seeds 2, 3"), or None; reads only."""
+    path = results_dir / ABLATION
+    stored = tree_files.read_ablation(results_dir) if path.is_file() else None
+    extra = extend.added(dict(stored.data), ablation.resolved) if stored else None
+    return extend.describe(extra) if extra else None
+
+
 def _write_top_level(ablation: Ablation, results_dir: Path) -> None:
-    """Create ablation.yaml and manifest.json unless another invocation did; check the former."""
+    """Create ablation.yaml and manifest.json unless another invocation did; check the former,
+    and record more seeds or grid values (`extend`) given to an ablation already there."""
     from bnbench.results.environment import library_versions, machine
 
-    text = yaml.safe_dump(ablation.resolved, sort_keys=False)
-    if not files.create_exclusive(results_dir / ABLATION, text.encode("utf-8")):
+    if not tree_files.create_ablation(results_dir, ablation.resolved):
         check_destination(ablation, results_dir)  # another invocation's: the same ablation?
-    manifest = {
-        "ablation": ablation.resolved["name"],
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "finished_at": None,
-        "versions": library_versions(),
-        "machine": machine(),
-        "backends": sorted({run.spec.backend for run in ablation.runs}),
-        "runs": len(ablation.runs),
-        # The planned runs, so that `bnbench status` lists those not started yet.
-        "plan": [
-            {"run_id": run.run_id, "arm": run.arm, "cell": run.cell, "seed": run.seed}
-            for run in ablation.runs
-        ],
-    }
-    text = json.dumps(manifest, indent=2, default=jsonable) + "\n"
-    files.create_exclusive(results_dir / MANIFEST, text.encode("utf-8"))
+        extra = extend.added(dict(tree_files.read_ablation(results_dir).data), ablation.resolved)
+        if extra is not None:
+            extend.record(results_dir, ablation.resolved, extra, _plan(ablation))
+    manifest = tree_files.Manifest(
+        ablation=ablation.resolved["name"],
+        started_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        finished_at=None,
+        versions=library_versions(),
+        machine=machine(),
+        backends=sorted({run.spec.backend for run in ablation.runs}),
+        runs=len(ablation.runs),
+        plan=_plan(ablation),
+    )
+    tree_files.create_manifest(results_dir, manifest)
+
+
+def _plan(ablation: Ablation) -> list[tree_files.PlannedRunRecord]:
+    """The planned runs, so that `bnbench status` lists those not started yet."""
+    return [tree_files.PlannedRunRecord(run_id=run.run_id, arm=run.arm, cell=run.cell,
+                                        seed=run.seed) for run in ablation.runs]  # fmt: skip
 
 
 def _unfinished(selected: list[PlannedRun], results_dir: Path, retry_failed: bool,

@@ -10,13 +10,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bnbench.ablate.leases import Lease, read_leases
 from bnbench.errors import SpecError
 from bnbench.results import rundir
-from bnbench.results.files import read_mapping
-from bnbench.results.layout import ABLATION, MANIFEST, RUNS_DIR, run_path
+from bnbench.results.layout import ABLATION, RUNS_DIR, run_path
+from bnbench.results.tree_files import PlannedRunRecord, read_manifest
 
 
 @dataclass(frozen=True)
@@ -51,25 +50,24 @@ def grid_status(results_dir: Path) -> list[RunStatus]:
     now = time.time()
     rows = []
     for run in _planned(results_dir):
-        state = rundir.run_state(run_path(results_dir, run["run_id"]))
-        lease = leases.get(run["run_id"])
+        state = rundir.run_state(run_path(results_dir, run.run_id))
+        lease = leases.get(run.run_id)
         stale = lease.stale_reason(now) if lease is not None else None
         if lease is not None and stale is None and not rundir.is_done(state):
             state = "running"
-        rows.append(RunStatus(run["run_id"], run["arm"], run["cell"], run["seed"], state,
-                              lease, stale))  # fmt: skip
+        rows.append(RunStatus(run.run_id, run.arm, run.cell, run.seed, state, lease, stale))
     return rows
 
 
-def _planned(results_dir: Path) -> list[dict[str, Any]]:
+def _planned(results_dir: Path) -> list[PlannedRunRecord]:
     """The manifest's planned runs; for a tree written before it listed them, the run
     directories there are."""
-    plan = read_mapping(results_dir / MANIFEST).get("plan")
-    if isinstance(plan, list):
-        return plan
+    manifest = read_manifest(results_dir)
+    if manifest is not None and manifest.plan is not None:
+        return manifest.plan
     runs = results_dir / RUNS_DIR
     found = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
-    return [{"run_id": p.name, "arm": "?", "cell": "", "seed": -1, **rundir.read_entry(p)}
+    return [PlannedRunRecord.model_validate({"run_id": p.name, **rundir.read_entry(p)})
             for p in found]  # fmt: skip
 
 

@@ -9,11 +9,15 @@ parent through a queue. A Ray worker or a SLURM job is set up the same way, minu
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
+import shutil
 import signal
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -121,3 +125,69 @@ def run_one(run_id: str, spec_data: dict[str, Any], entry: dict[str, Any], run_d
         if rundir.run_state(path) != "failed":  # it failed before training started
             rundir.record_failure(path, err, brief=True)
         return run_id, "failed", f"{type(err).__name__}: {err}"
+
+
+# --- Ray: training into node-local scratch, shipping the run back -----------------------------
+
+# Scratch folders of this node's workers: `bnbench-run-<pid>-<random>` in its temporary folder.
+_SCRATCH = "bnbench-run-"
+# At most this often a run's 'step' events go to the driver (its display redraws ~5 times a
+# second; every step would be a message through the cluster).
+_STEP_EVERY_S = 0.2
+
+
+def run_shipped(task: RunTask, threads: int, pin: bool, relay: Any) -> Iterator[Any]:
+    """Train `task` (set up as `run_remote`) in node-local scratch, then yield its reply and
+    the run directory's files as `shipping.pack` pieces, for the driver to write.
+
+    The worker never touches the results tree, so it needs no filesystem shared with the
+    driver. Progress events go to `relay` (an actor of the driver's with a `put` method).
+    """
+    from bnbench.ablate.shipping import pack
+
+    _remove_dead_scratch()
+    global _EVENTS
+    _EVENTS = _Forward(relay)
+    scratch = tempfile.mkdtemp(prefix=f"{_SCRATCH}{os.getpid()}-")
+    try:
+        local = dataclasses.replace(task, run_dir=str(Path(scratch) / task.run_id))
+        yield run_remote(local, threads, pin)
+        yield from pack(Path(local.run_dir))
+    finally:
+        _EVENTS = None
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _remove_dead_scratch() -> None:
+    """Remove the scratch folders of this node's workers that died (`kill -9`, out of memory)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_SCRATCH}*"):
+        pid = folder.name.removeprefix(_SCRATCH).partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Forward:
+    """`run_one`'s event queue for a Ray worker: events to the driver's relay actor, a run's
+    steps at most every `_STEP_EVERY_S` seconds (and always its last)."""
+
+    def __init__(self, relay: Any) -> None:
+        self._relay = relay
+        self._last = 0.0
+
+    def put(self, event: tuple[str, dict[str, Any]]) -> None:
+        kind, payload = event
+        if kind == "step" and payload["step"] < payload["total"]:
+            if time.monotonic() - self._last < _STEP_EVERY_S:
+                return
+            self._last = time.monotonic()
+        self._relay.put.remote(event)  # fire and forget: a lost event only delays the display

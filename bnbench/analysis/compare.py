@@ -33,10 +33,18 @@ import pandas as pd
 
 from bnbench import __version__
 from bnbench.analysis.figure_options import OPTIONS_FILE, FigureOptions, choose_options
-from bnbench.analysis.grouping import ABSENT, Group, differing_keys, flatten, group_runs, show
+from bnbench.analysis.grouping import (
+    ABSENT,
+    Group,
+    differing_keys,
+    flatten,
+    group_runs,
+    model_keys,
+    show,
+)
 from bnbench.analysis.plots import COMPARE_MARKER, INDEX, draw_plots
 from bnbench.analysis.stats import SUMMARY_STATS, summarize
-from bnbench.analysis.tables import Report, markdown_summary
+from bnbench.analysis.tables import Report, count_stalled, markdown_summary
 from bnbench.errors import SpecError
 from bnbench.results import rundir
 from bnbench.results.files import (
@@ -118,7 +126,7 @@ def compare_runs(
     ordered = sorted(runs, key=lambda r: (place[r["arm"]], r["seed"] is None, r["seed"] or 0))
     reference = groups[0].label
     metric = next((run["metric"] for run in runs if run["metric"]), None)
-    rows = summarize(ordered, (), reference, metric)  # one row per group, in group order
+    rows = count_stalled(summarize(ordered, (), reference, metric), ordered, ())  # per group
     for row, group in zip(rows, groups, strict=True):
         row.update({f"config.{key}": group.values[key] for key in keys})
     notes = _notes(keys, groups, ordered, differing_keys([_recording(c) for c in configs]))
@@ -236,6 +244,11 @@ def _same(what: str, values: list[str], runs: list[dict[str, Any]]) -> None:
         )
 
 
+def _model_text(group: Group) -> str:
+    chosen = model_keys(list(group.values))
+    return ", ".join(f"{key}={show(group.values[key])}" for key in chosen)
+
+
 def _notes(
     keys: list[str], groups: list[Group], runs: list[dict[str, Any]], recorded: list[str]
 ) -> dict[str, str]:
@@ -254,6 +267,10 @@ def _notes(
             f"runs grouped by the config keys in which they differ: {', '.join(keys)} "
             f"({never}; backend: the one that ran)"
         )
+        if model_keys(keys):
+            models = "; ".join(f"{group.label.split(',')[0]}: {_model_text(group)}"
+                               for group in groups)  # fmt: skip
+            notes["models"] = f"labels number the models, which differ in many keys ({models})"
     else:
         notes["groups"] = f"the runs differ only in their seed (and name): one group ({never})"
     if recorded:

@@ -91,7 +91,38 @@ def group_runs(configs: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[Gr
     labels = {identity: label_of(values[identity]) for identity in found}
     if len(set(labels.values())) < len(labels):  # e.g. the string "0.1" beside the number 0.1
         labels = {identity: label_of(values[identity], exact=True) for identity in found}
+    labels = _short_models(keys, values, labels)
     return keys, [Group(labels[i], values[i], tuple(found[i])) for i in found]
+
+
+# Two architectures differ in dozens of `model.*` keys (every block's every field): past this
+# many, a label names the model by number ("model 2 differs") and the notes list the keys.
+MODEL_KEYS_SHOWN = 3
+
+
+def model_keys(keys: Sequence[str]) -> list[str]:
+    """The grouping keys a label replaces by "model N" (none when at most MODEL_KEYS_SHOWN)."""
+    found = [key for key in keys if key.startswith("model.")]
+    return found if len(found) > MODEL_KEYS_SHOWN else []
+
+
+def _short_models(
+    keys: list[str], values: dict[str, dict[str, Any]], labels: dict[str, str]
+) -> dict[str, str]:
+    """Labels with the model's many differing keys said as "model N differs"."""
+    replaced = model_keys(keys)
+    if not replaced:
+        return labels
+    models: dict[str, int] = {}
+    short = {}
+    for identity, mine in values.items():
+        model = _canonical({key: mine[key] for key in replaced})
+        number = models.setdefault(model, len(models) + 1)
+        rest = {key: value for key, value in mine.items() if key not in replaced}
+        short[identity] = ", ".join(
+            [f"model {number} differs", *([label_of(rest)] if rest else [])]
+        )
+    return short if len(set(short.values())) == len(short) else labels
 
 
 def label_of(values: Mapping[str, Any], *, exact: bool = False) -> str:

@@ -26,13 +26,19 @@ _ESCAPES = {c: "\\" + c for c in "&%$#_{}"} | {"\\": r"\textbackslash{}", "~": r
 # `[` right after a row's `\\` would be read as its optional argument: braced, it is plain text.
 _ESCAPES |= {"^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
 _ESCAPES |= {"|": r"\textbar{}", "[": "{[}", "]": "{]}", "\n": " ", "\r": " ", "\t": " "}
-_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "−": "-", "≥": r"$\geq$"}
+_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "−": "$-$", "≥": r"$\geq$"}
 _SYMBOLS |= {"≤": r"$\leq$", "†": r"\dag{}", "★": r"$\star$", "–": "--", "γ": r"$\gamma$"}
 _SYMBOLS |= {"β": r"$\beta$", "…": r"\ldots{}"}
 
 
+# A hyphen that starts a number ("-0.014", "[-0.08, +0.05]"), not one inside a word ("bn-2").
+_NEGATIVE = re.compile(r"(?<![\w.])-(?=\.?\d)")
+
+
 def tex(text: str) -> str:
-    """`text` as LaTeX: special characters escaped, the symbols bnbench prints as math."""
+    """`text` as LaTeX: special characters escaped, the symbols bnbench prints as math, and a
+    number's minus sign as a minus ($-$), not a hyphen."""
+    text = _NEGATIVE.sub("−", text)
     return "".join(_ESCAPES.get(c) or _SYMBOLS.get(c) or c for c in text)
 
 

@@ -1,9 +1,11 @@
-"""Paired-seed primitives: differences with a t interval, and censored time-to-target ratios.
+"""Paired-seed primitives: differences with their interval, and censored time-to-target ratios.
 
 Arms of an ablation share their seeds (same initialisation stream, same batch order), so an arm
-is compared with the reference seed by seed: the paired t-test removes the seed-to-seed spread
-that both arms share, which an unpaired test would count as noise. `bnbench.analysis.stats`
-builds the summary rows from these.
+is compared with the reference seed by seed: a paired test removes the seed-to-seed spread that
+both arms share, which an unpaired test would count as noise. The interval and test come from
+`bnbench.analysis.inference`, the one statistics stack the claims' verdicts use too (t for
+continuous differences, exact sign-flip for tied ones). `bnbench.analysis.stats` builds the
+summary rows from these.
 """
 
 from __future__ import annotations
@@ -15,11 +17,8 @@ from numbers import Real
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
 
-CONFIDENCE = 0.95
-
-Bound = Literal["exact", "lower", "upper", ""]
+from bnbench.analysis.inference import CONFIDENCE, Bound, Kind, location_interval, p_value
 
 
 @dataclass(frozen=True)
@@ -29,10 +28,12 @@ class Paired:
     Attributes:
         n_pairs: Number of seeds in both arms with a finite value.
         mean: Mean of the per-seed differences; None without pairs.
-        ci_low: Lower end of the 95% t-interval of the mean difference; None when p_value is.
+        ci_low: Lower end of the 95% interval of the mean difference (`kind`'s method); None
+            below two pairs or when it is unbounded (-inf: too few seeds for the exact test).
         ci_high: Upper end of that interval.
-        p_value: Two-sided p-value of the paired t-test (scipy.stats.ttest_rel); None with fewer
-            than two pairs or when all differences are equal (zero variance: no test exists).
+        p_value: Two-sided p-value of the paired test of `kind`: t (scipy.stats.ttest_rel's)
+            for continuous differences, exact sign-flip for tied ones; None below two pairs.
+        kind: "continuous" or "grid" (tied differences); "" without two pairs.
     """
 
     n_pairs: int
@@ -40,6 +41,7 @@ class Paired:
     ci_low: float | None
     ci_high: float | None
     p_value: float | None
+    kind: Kind | Literal[""] = ""
 
 
 def finite(values: Iterable[object]) -> list[float]:
@@ -69,19 +71,18 @@ def paired_difference(arm: Mapping[int, Any], reference: Mapping[int, Any]) -> P
         reference: Seed -> value of the reference arm.
 
     Returns:
-        The paired difference, its 95% confidence interval and the paired t-test p-value.
+        The paired difference, its 95% confidence interval and the paired test's p-value.
     """
     pairs = _pairs(arm, reference)
     if not pairs:
         return Paired(0, None, None, None, None)
-    a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-    mean = float(np.mean(a - b))
-    if len(pairs) < 2 or _constant_difference(a, b):
+    differences = [a - b for a, b in pairs]
+    mean = float(np.mean(differences))
+    if len(pairs) < 2:
         return Paired(len(pairs), mean, None, None, None)
-    test = stats.ttest_rel(a, b)
-    low, high = test.confidence_interval(CONFIDENCE)
-    p_value, low, high = _finite_or_none(test.pvalue, low, high)
-    return Paired(len(pairs), mean, low, high, p_value)
+    found = location_interval(differences, level=CONFIDENCE)
+    low, high = _finite_or_none(found.low, found.high)
+    return Paired(len(pairs), mean, low, high, p_value(differences, found.kind), found.kind)
 
 
 @dataclass(frozen=True)
@@ -110,27 +111,29 @@ class TimeToTarget:
 
 @dataclass(frozen=True)
 class Speedup:
-    """Mean over paired seeds of reference steps / arm steps to the target.
+    """Geometric mean over paired seeds of reference steps / arm steps to the target.
 
     Attributes:
-        value: The mean ratio; None without usable pairs or when it bounds nothing.
+        value: The geometric mean ratio; None without usable pairs or when it bounds nothing.
         bound: "exact" (every pair reached), "lower" (the true mean is at least `value`),
             "upper" (at most `value`), or "" when `value` is None.
         pairs: Seeds it averages (a pair where neither run reached the target is left out).
     """
 
     value: float | None
-    bound: Bound
+    bound: Bound | Literal[""]
     pairs: int
 
 
 def paired_speedup(
     arm: Mapping[int, TimeToTarget], reference: Mapping[int, TimeToTarget]
 ) -> Speedup:
-    """Mean over seeds of reference steps / arm steps to the target, censoring included.
+    """Geometric mean over seeds of reference steps / arm steps to the target, censoring included.
 
     The mean of per-seed ratios (not the ratio of means) keeps the pairing: each seed's ratio
-    compares two runs that saw the same initialisation and batches. A run that never reached
+    compares two runs that saw the same initialisation and batches. It is the geometric mean
+    (exp of the mean log ratio), the claims' speedup too: a ratio and its inverse average to 1,
+    where an arithmetic mean of 2x and 0.5x would read as a 1.25x speedup. A run that never reached
     the target is censored at its last step. Leaving such seeds out would blank the speedup
     exactly where an arm helps most (the reference never gets there), so they count as bounds:
     reference censored -> its ratio is at least last step / arm steps; arm censored -> at most
@@ -156,16 +159,23 @@ def paired_speedup(
     bounds.discard("exact")
     if len(bounds) > 1:
         return Speedup(None, "", len(ratios))
-    return Speedup(float(np.mean(ratios)), bounds.pop() if bounds else "exact", len(ratios))
+    value = float(np.exp(np.mean(np.log(ratios))))
+    return Speedup(value, bounds.pop() if bounds else "exact", len(ratios))
 
 
 def _ratio(arm: TimeToTarget, reference: TimeToTarget) -> tuple[float, Bound] | None:
     """One seed's reference / arm time and what it is; None when it says nothing."""
     steps, ref = arm.time, reference.time
-    if steps is None or ref is None or steps <= 0 or (arm.censored and reference.censored):
+    if (
+        steps is None
+        or ref is None
+        or min(steps, ref) <= 0
+        or (arm.censored and reference.censored)
+    ):
         return None
-    bound: Bound = "upper" if arm.censored else "lower" if reference.censored else "exact"
-    return ref / steps, bound
+    if arm.censored:
+        return ref / steps, "upper"
+    return ref / steps, "lower" if reference.censored else "exact"
 
 
 def _pairs(arm: Mapping[int, Any], reference: Mapping[int, Any]) -> list[tuple[float, float]]:
@@ -180,11 +190,3 @@ def _pairs(arm: Mapping[int, Any], reference: Mapping[int, Any]) -> list[tuple[f
 
 def _finite_or_none(*values: Any) -> list[float | None]:
     return [float(v) if math.isfinite(float(v)) else None for v in values]
-
-
-def _constant_difference(a: np.ndarray, b: np.ndarray) -> bool:
-    # a - b carries a rounding error up to eps * max(|a|, |b|); differences that agree within it
-    # are equal, and a t statistic computed from them would be noise over noise.
-    spread = float(np.ptp(a - b))
-    scale = float(np.max(np.abs(np.concatenate([a, b])))) if a.size else 0.0
-    return bool(spread <= 8 * np.finfo(float).eps * max(scale, np.finfo(float).tiny))

@@ -16,6 +16,7 @@ the same panels; splitting the figures across files would only scatter that shar
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import partial
 from math import ceil
@@ -30,6 +31,7 @@ from bnbench.analysis.figure_options import OPTIONS_FILE, FigureOptions, choose_
 from bnbench.analysis.figures import save_figure
 from bnbench.analysis.panels import Diverged, Panels, hide_unused, new_figure
 from bnbench.errors import SpecError
+from bnbench.results.cells import markdown_safe
 from bnbench.results.files import atomic_write_text, write_json
 from bnbench.results.layout import PLOTS_DIR
 from bnbench.results.rows import Selection, validation_score
@@ -58,15 +60,15 @@ _CAPTIONS = {
     "train_inference_gap": "the same model evaluated in training mode (batch statistics, dashed) "
     "and inference mode (moving statistics, solid), one panel per grid cell and quantity: every "
     "cell, not only the best",
-    "bn_statistics": "BN moving statistics, γ, β and batch-vs-moving gaps over training{where}; "
-    "line style = layer",
+    "moving_statistics": "BN moving statistics, γ, β and batch-vs-moving gaps over "
+    "training{where}; line style = layer",
     "variance_shift": "variance shift (Li et al. 2019): Var of each BN layer's input in training "
     "mode (dropout on) / in inference mode, geometric mean over units{where}; line style = layer",
     "overview": "one page: validation curves, final test score, time to target and activation "
     "percentiles{where}",
 }
 _UNEQUAL_BUDGETS = "; tick labels give each cell's training steps, which differ across the grid"
-# bn_statistics.csv column -> (panel title, y label)
+# moving_statistics.csv column -> (panel title, y label)
 _BN_STATS = {
     "moving_mean_mean": ("moving mean, averaged over channels", "moving mean"),
     "moving_var_mean": ("moving variance, averaged over channels", "moving variance"),
@@ -142,8 +144,8 @@ def draw_plots(tree: ResultsTree, plots_dir: Path, options: FigureOptions) -> li
         path = plots_dir / f"{name}.{fmt}"
         save_figure(draw(), path, fmt)
         written.append(path)
-        lines.append(f"- [{path.name}]({path.name}): {caption}")
-    header = [f"# Figures for `{tree.name}`", "", *figures.choice_lines()]
+        lines.append(f"- [{path.name}]({path.name}): {markdown_safe(caption)}")
+    header = [f"# Figures for {markdown_safe(tree.name)}", "", *figures.choice_lines()]
     header += [
         f"Drawn as {options.describe()} (kept in {OPTIONS_FILE}: `bnbench plot` and `ablate` "
         "redraw with these unless given others).",
@@ -151,10 +153,27 @@ def draw_plots(tree: ResultsTree, plots_dir: Path, options: FigureOptions) -> li
     ]
     failed = tree.runs.loc[tree.runs["status"] == "failed", "run_id"]
     if len(failed):
-        header += [f"Left out {len(failed)} failed run(s): {', '.join(failed)}.", ""]
+        named = markdown_safe(", ".join(failed))
+        header += [f"Left out {len(failed)} failed run(s): {named}.", ""]
+    drawn_before = _indexed(plots_dir / INDEX)
     write_json(plots_dir / OPTIONS_FILE, options.record())
     atomic_write_text(plots_dir / INDEX, "\n".join([*header, *lines, ""]))
+    for name in drawn_before - {path.name for path in written}:
+        (plots_dir / name).unlink(missing_ok=True)  # a figure this tree no longer has
     return written
+
+
+_INDEXED = re.compile(r"^- \[([^\]/]+)\]\(\1\): ", re.MULTILINE)
+
+
+def _indexed(index: Path) -> set[str]:
+    """The figure files an earlier index.md listed: the ones bnbench drew, and only those, so
+    that a redraw removes the ones it no longer draws and nothing a user put beside them."""
+    try:
+        text = index.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return {name for name in _INDEXED.findall(text) if not name.startswith(".")}
 
 
 class _Figures:
@@ -181,7 +200,8 @@ class _Figures:
         if not self.chosen_by:
             return []
         head = f"Best-cell figures show {self.chosen_by}, never chosen on the test score:"
-        return [head, *(f"- {chosen.label}" for chosen in self.choice.values()), ""]
+        labels = (markdown_safe(chosen.label) for chosen in self.choice.values())
+        return [head, *(f"- {label}" for label in labels), ""]
 
     def labels(self) -> dict[str, str]:
         """Legend label of each arm in a best-cell figure: the arm and the cell it is shown at."""
@@ -207,7 +227,7 @@ class _Figures:
         diagnostics: list[tuple[str, set[str], Callable[[], Figure]]] = [
             ("activation_percentiles", {"layer", "p15", "p50", "p85"}, self.percentiles),
             ("train_inference_gap", {"train_mode_loss", "inference_mode_loss"}, self.gap),
-            ("bn_statistics", {"layer"}, self.bn_statistics),
+            ("moving_statistics", {"layer"}, self.moving_statistics),
             ("variance_shift", {"layer", "variance_ratio"}, self.variance_shift),
         ]
         for name, columns, builder in diagnostics:
@@ -329,8 +349,8 @@ class _Figures:
         self.panels.legend(fig, self._arms_in(data), styles=styles)
         return fig
 
-    def bn_statistics(self) -> Figure:
-        data = self._at_best(self.diagnostics["bn_statistics"])
+    def moving_statistics(self) -> Figure:
+        data = self._at_best(self.diagnostics["moving_statistics"])
         stats = [s for s in _BN_STATS if s in data and data[s].notna().any()]
         layers = list(dict.fromkeys(data["layer"]))[:3]
         styles = ["-", "--", ":"][: len(layers)]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bnbench.analysis.inference import CONFIDENCE
+from bnbench.analysis.multiplicity import CORRECTIONS, Correction, adjust
 from bnbench.analysis.paired import (
-    CONFIDENCE,
     TimeToTarget,
     finite,
     mean_std,
@@ -50,11 +51,16 @@ SUMMARY_STATS = (
     "diff_ci_low",
     "diff_ci_high",
     "p_value",
+    "p_adjusted",
+    "p_correction",
+    "diff_kind",
     "speedup",
     "speedup_bound",
     "speedup_pairs",
 )
 _COMPARISON = SUMMARY_STATS[SUMMARY_STATS.index("n_seeds") :]
+# The paired p-values of one report are a family: adjusted together, Holm by default.
+CORRECTION: Correction = "holm"
 # Marks a difference and p-value computed from fewer pairs than the cell has seeds.
 FEWER_PAIRS = "†"
 # What each summary statistic means; written beside the tables.
@@ -72,12 +78,18 @@ DEFINITIONS = {
     "that never reached it counts at its last step (total_steps), so with censored runs "
     "(steps_to_target_censored > 0) the mean is a lower bound, shown ≥, without a std; "
     "steps_to_target_reached_mean averages only the runs that reached it",
-    "difference": f"arm − reference over paired seeds, mean and {CONFIDENCE:.0%} t interval",
-    "p_value": "two-sided scipy.stats.ttest_rel; empty, like the interval, below two pairs or "
-    "at zero variance",
+    "difference": f"arm − reference over paired seeds, mean and {CONFIDENCE:.0%} interval: the t "
+    "interval for continuous differences (diff_kind continuous), the exact sign-flip "
+    "permutation interval widened by half the grid step for tied ones (diff_kind grid: e.g. "
+    "every seed agreeing, never a zero-width interval); empty below two pairs or when unbounded",
+    "p_value": "two-sided, by the same test (scipy.stats.ttest_rel's for continuous differences, "
+    "the exact sign-flip permutation test for tied ones); empty below two pairs",
+    "p_adjusted": f"p_value adjusted over every paired comparison of the report "
+    f"({CORRECTIONS[CORRECTION]}), named in p_correction: read this one when scanning cells",
     FEWER_PAIRS: "Δ and p from fewer pairs than seeds (n_pairs < n_seeds): seeds whose run "
     "diverged, failed or is unfinished in either arm have no pair",
-    "speedup": "mean over paired seeds of reference steps / arm steps to the target (above 1: "
+    "speedup": "geometric mean over paired seeds of reference steps / arm steps to the target, "
+    "as the claims report it (above 1: "
     "the arm is faster); a run that never reached the target is censored at its last step, "
     "its time at least that: reference censored -> the pair's ratio is a lower bound (≥), arm "
     "censored -> an upper bound (≤), both censored -> no pair; the mean is exact when every "
@@ -139,7 +151,15 @@ def summarize(
             row.update(_compare(members, groups.get((reference, cell), []), metric))
         rows.append(row)
     _mark_best_cells(rows, metric, by)
+    _adjust_p_values(rows)
     return rows
+
+
+def _adjust_p_values(rows: list[dict[str, Any]]) -> None:
+    """Set `p_adjusted` over the report's paired p-values (one family) and name the method."""
+    for row, value in zip(rows, adjust([row["p_value"] for row in rows], CORRECTION), strict=True):
+        row["p_adjusted"] = value
+        row["p_correction"] = CORRECTION if value is not None else None
 
 
 def _completed(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -229,6 +249,7 @@ def _compare(
         "diff_ci_low": paired.ci_low,
         "diff_ci_high": paired.ci_high,
         "p_value": paired.p_value,
+        "diff_kind": paired.kind or None,
         "speedup": speedup.value,
         "speedup_bound": speedup.bound,
         "speedup_pairs": speedup.pairs,

@@ -28,11 +28,20 @@ from rich.table import Table
 from rich.text import Text
 
 from bnbench.analysis.latex import DEFAULT_COLUMNS, check_columns, label_for, latex_table
-from bnbench.analysis.stats import DEFINITIONS, FEWER_PAIRS, STATUSES, SUMMARY_STATS, summarize
+from bnbench.analysis.multiplicity import CORRECTIONS
+from bnbench.analysis.stats import (
+    CORRECTION,
+    DEFINITIONS,
+    FEWER_PAIRS,
+    STATUSES,
+    SUMMARY_STATS,
+    summarize,
+)
 from bnbench.errors import SpecError
 from bnbench.results import rundir
-from bnbench.results.files import atomic_write_text, read_mapping, write_csv, write_json
-from bnbench.results.layout import ABLATION, RUNS_CSV, RUNS_DIR, TABLES
+from bnbench.results.cells import markdown_safe
+from bnbench.results.files import atomic_write_text, write_csv
+from bnbench.results.layout import RUNS_CSV, RUNS_DIR, TABLES
 from bnbench.results.rows import (
     DEFAULT_BN_STATISTICS,
     Selection,
@@ -40,7 +49,12 @@ from bnbench.results.rows import (
     run_row,
     validation_score,
 )
+from bnbench.results.tree_files import TablesSummary, read_ablation, write_tables_summary
 
+STALLED = (
+    "completed runs of a classifier whose validation accuracy never left chance, or ended "
+    "back at it (within half a class share); they are counted in the means"
+)
 BEST = "★"  # marks each arm's best cell (by validation) in the markdown, LaTeX and terminal
 
 
@@ -100,9 +114,10 @@ class Report:
     @property
     def definitions(self) -> dict[str, str]:
         """What every column means (`DEFINITIONS`); without a grid, no best cell is marked."""
+        stalled = {"stalled": STALLED}
         if self.grid_keys:
-            return dict(DEFINITIONS)
-        return {key: text for key, text in DEFINITIONS.items() if key != "best cell"}
+            return {**DEFINITIONS, **stalled}
+        return {key: text for key, text in DEFINITIONS.items() if key != "best cell"} | stalled
 
     @property
     def run_columns(self) -> list[str]:
@@ -110,7 +125,9 @@ class Report:
 
     @property
     def summary_columns(self) -> list[str]:
-        return ["arm", "cell", *(f"grid.{key}" for key in self.grid_keys), *SUMMARY_STATS]
+        stats = list(SUMMARY_STATS)
+        stats.insert(stats.index(STATUSES[-1]) + 1, "stalled")
+        return ["arm", "cell", *(f"grid.{key}" for key in self.grid_keys), *stats]
 
 
 def build_report(
@@ -144,26 +161,41 @@ def build_report(
     if latex_columns is not None and not latex:
         raise SpecError("LaTeX columns are used only with the LaTeX table (--latex)")
     root = Path(results_dir)
-    spec = read_mapping(root / ABLATION)  # {} for a tree copied without its spec
+    spec = read_ablation(root)  # empty for a tree copied without its spec
     found = [(path, rundir.read_entry(path)) for path in _run_dirs(root)]
-    grid_spec = _mapping(spec.get("grid"))
+    grid_spec = spec.grid
     keys = [str(k) for k in grid_spec]
     for _, ablation in found:
         keys += [str(k) for k in _mapping(ablation.get("grid"))]
     grid_keys = tuple(dict.fromkeys(keys))
     runs = [run_row(path, ablation, grid_keys) for path, ablation in found]
-    declared = spec.get("arms")
-    declared = list(declared) if isinstance(declared, dict | list) else []
-    arms = tuple(dict.fromkeys([*map(str, declared), *(run["arm"] for run in runs)]))
+    arms = tuple(dict.fromkeys([*spec.arms, *(run["arm"] for run in runs)]))
     runs.sort(key=lambda run: _run_order(run, arms, grid_keys, grid_spec))
-    reference = str(spec.get("reference") or arms[0])
+    reference = spec.reference or arms[0]
     metric = next((run["metric"] for run in runs if run["metric"]), None)
-    rows = summarize(runs, grid_keys, reference, metric, by=select_by)
+    rows = count_stalled(summarize(runs, grid_keys, reference, metric, by=select_by), runs,
+                         grid_keys)  # fmt: skip
     report = Report(root, rows, runs, arms, grid_keys, reference, metric, select_by)
     if latex:  # checked before anything is written
         report = replace(report, latex_columns=tuple(pick_latex_columns(report, latex_columns)))
-    _write(report, str(spec.get("name") or root.name))
+    _write(report, spec.name or root.name)
     return report
+
+
+def count_stalled(
+    rows: list[dict[str, Any]], runs: list[dict[str, Any]], grid_keys: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """`rows` with `stalled`: how many runs of the row's arm and cell stalled (never left
+    chance, or ended at it). Stalled runs are completed runs, counted in their means; this
+    column says how many of them learned nothing."""
+    for row in rows:
+        row["stalled"] = sum(
+            run["stalled"] == 1
+            for run in runs
+            if run["arm"] == row["arm"]
+            and all(run[f"grid.{key}"] == row[f"grid.{key}"] for key in grid_keys)
+        )
+    return rows
 
 
 def latex_catalogue(report: Report) -> dict[str, str]:
@@ -216,10 +248,12 @@ def render_table(report: Report) -> Group:
     names = {"arm": report.unit, "cell": "cell"} if report.grid_keys else {"arm": report.unit}
     budgets = {(cells["steps"], cells["examples"]) for cells in rows}
     budget = {"steps": "steps"} if len(budgets) > 1 else {}
-    columns = {**names, "n": "n", "status": "runs", **budget}
+    stalled = {"stalled": "stalled"} if any(row["stalled"] for row in report.rows) else {}
+    columns = {**names, "n": "n", "status": "runs", **stalled, **budget}
     outcomes = _terminal_table(
         f"{report.score_label}, mean ± std over seeds",
-        "runs: completed/diverged/failed/incomplete",
+        "runs: completed/diverged/failed/incomplete"
+        + (f"\nstalled: {STALLED}" if stalled else ""),
         {**columns, "score": "mean ± std", "to_target": "to target"},
         rows,
     )
@@ -229,10 +263,18 @@ def render_table(report: Report) -> Group:
         if row["arm"] != report.reference
     ]
     comparisons: Table | Text = _terminal_table(
-        f"paired over seeds against {report.reference} (t test)",
-        "speedup: reference / arm steps to target, paired over seeds\n"
+        f"paired over seeds against {report.reference} (t test; exact sign-flip when tied)",
+        "speedup: reference / arm steps to target, geometric mean over paired seeds\n"
+        f"p {CORRECTION}: p adjusted over all comparisons, {CORRECTIONS[CORRECTION]}\n"
         f"pairs: completed in both arms / seeds; {FEWER_PAIRS}: fewer pairs than seeds",
-        {**names, "pairs": "pairs", "diff": "Δ [95% CI]", "p": "p", "speedup": "speedup"},
+        {
+            **names,
+            "pairs": "pairs",
+            "diff": "Δ [95% CI]",
+            "p": "p",
+            "p_adjusted": f"p {CORRECTION}",
+            "speedup": "speedup",
+        },
         paired,
     )
     if not paired:  # an empty table would read as a comparison that found nothing
@@ -310,10 +352,11 @@ def _write(report: Report, name: str) -> None:
     write_csv(paths[RUNS_CSV], report.runs, report.run_columns)
     write_csv(paths[csv], report.rows, report.summary_columns)
     rows = [{k: row[k] for k in report.summary_columns} for row in report.rows]
-    head: dict[str, Any] = {"name": name, "reference": report.reference, "metric": report.metric}
-    head.update(score=report.score_label, grid_keys=list(report.grid_keys))
-    head.update(select_by=report.select_by, choices=report.choices)
-    write_json(paths[js], {**head, "definitions": report.definitions, "rows": rows})
+    summary = TablesSummary(name=name, reference=report.reference, metric=report.metric,
+                            score=report.score_label, grid_keys=list(report.grid_keys),
+                            select_by=report.select_by, choices=report.choices,
+                            definitions=report.definitions, rows=rows)  # fmt: skip
+    write_tables_summary(root, summary)
     atomic_write_text(paths[md], markdown_summary(report, name))
     if report.latex_columns:
         paths[tex] = root / tex
@@ -327,6 +370,7 @@ def _headers(report: Report) -> list[tuple[str, str]]:
     score, quantity = report.score_label, report.metric or "loss"
     columns = [("arm", report.unit), *((f"grid.{k}", k) for k in report.grid_keys), ("n", "n")]
     columns += [(status, status) for status in STATUSES]
+    columns += [("stalled", "stalled")]
     columns += [("steps", "steps"), ("examples", "examples")]
     columns += [("score", f"{score} (mean ± std)")]
     columns += [("final_val", f"final val {quantity} (mean)")]
@@ -334,6 +378,7 @@ def _headers(report: Report) -> list[tuple[str, str]]:
     columns += [("to_target", "steps to target (mean ± std)"), ("reached", "reached")]
     columns += [("step_time", "ms/step"), ("pairs", "pairs")]
     columns += [("diff", f"Δ {score} vs {report.reference} [95% CI]"), ("p", "p")]
+    columns += [("p_adjusted", f"p ({CORRECTION})")]
     return [*columns, ("speedup", "speedup (steps)")]
 
 
@@ -358,6 +403,8 @@ def _display(row: dict[str, Any], report: Report) -> dict[str, str]:
     interval = f" [{low:+.3g}, {high:+.3g}]" if low is not None and high is not None else ""
     cells["diff"] = "" if diff is None else f"{diff:+.3g}{interval}{mark}"
     cells["p"] = "" if row["p_value"] is None else f"{row['p_value']:.2g}{mark}"
+    adjusted = row["p_adjusted"]
+    cells["p_adjusted"] = "" if adjusted is None else f"{adjusted:.2g}{mark}"
     cells["speedup"] = _speedup(row)
     # Short keys keep the terminal table narrow; the files keep the full dotted keys.
     short = [(key.rsplit(".", 1)[-1], row[f"grid.{key}"]) for key in report.grid_keys]
@@ -404,13 +451,16 @@ def _speedup(row: dict[str, Any]) -> str:
 def markdown_summary(report: Report, name: str) -> str:
     """summary.md: the choices, one row per arm and cell with every column, the definitions."""
     headers = _headers(report)
-    lines = [f"# {name}", "", f"Reference {report.unit}: `{report.reference}`.", ""]
-    lines += [f"- {line}" for line in _choice_lines(report)] + [""]
-    lines.append("| " + " | ".join(header for _, header in headers) + " |")
+    safe = markdown_safe  # labels come from user files: no HTML, no links, no broken rows
+    reference = report.reference  # a code span shows HTML as text; a backtick would end it
+    reference = f"`{reference}`" if "`" not in reference else safe(reference)
+    lines = [f"# {safe(name)}", "", f"Reference {report.unit}: {reference}.", ""]
+    lines += [f"- {safe(line)}" for line in _choice_lines(report)] + [""]
+    lines.append("| " + " | ".join(safe(header) for _, header in headers) + " |")
     lines.append("|" + "|".join("---" if k == "arm" else "--:" for k, _ in headers) + "|")
     for row in report.rows:
         cells = _display(row, report)
-        lines.append("| " + " | ".join(cells[k].replace("|", "\\|") for k, _ in headers) + " |")
+        lines.append("| " + " | ".join(safe(cells[k]) for k, _ in headers) + " |")
     lines += ["", *(f"- {key}: {text}" for key, text in report.definitions.items())]
     return "\n".join(lines) + "\n"
 
@@ -441,11 +491,23 @@ def _caption(report: Report, name: str, columns: dict[str, str], rows: list[dict
     if {"diff", "p", "speedup"} & set(columns):
         parts.append(f"Paired over seeds against {report.reference}.")
     if "diff" in columns:
-        parts.append("Δ: the mean difference with its 95% t interval.")
+        parts.append(
+            "Δ: the mean difference with its 95% t interval (exact sign-flip, "
+            "widened by half the grid step, where the differences tie)."
+        )
     if {"p", "p_value"} & set(columns):
-        parts.append("p: two-sided paired t test (scipy.stats.ttest_rel) of that difference.")
+        parts.append(
+            "p: two-sided paired t test (scipy.stats.ttest_rel) of that difference, "
+            "the exact sign-flip permutation test where the differences tie."
+        )
+    if "p_adjusted" in columns:
+        parts.append(
+            f"p ({CORRECTION}): p adjusted over every comparison of the table, "
+            f"{CORRECTIONS[CORRECTION]}."
+        )
     if "speedup" in columns:
-        parts.append("Speedup: reference / arm steps to target (above 1: faster); ≥, ≤: a bound "
+        parts.append("Speedup: reference / arm steps to target, geometric mean over seeds "
+                     "(above 1: faster); ≥, ≤: a bound "
                      "when a run never reached the target.")  # fmt: skip
     if FEWER_PAIRS in shown:
         parts.append(f"{FEWER_PAIRS}: fewer pairs than seeds.")

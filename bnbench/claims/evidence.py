@@ -132,7 +132,7 @@ def load_evidence(claim_dir: Path, spec: Mapping[str, Any] | None = None) -> Evi
     grid: dict[str, Any] = declared_grid if isinstance(declared_grid, dict) else {}
     keys = [*map(str, grid)] + [str(k) for _, e, _, _ in found for k in e.get("grid") or {}]
     grid_keys = tuple(dict.fromkeys(keys))
-    rows = [row_from(path, entry, grid_keys, config, summary)
+    rows = [row_from(path, entry, grid_keys, config, summary).record()
             for path, entry, config, summary in found]  # fmt: skip
     declared = spec.get("arms")
     arms = [str(a) for a in declared] if isinstance(declared, dict | list) else []
@@ -155,6 +155,7 @@ def load_evidence(claim_dir: Path, spec: Mapping[str, Any] | None = None) -> Evi
     finished = [str(run_id) for run_id in runs["run_id"]]
     summaries = {rid: s for rid in finished if (s := by_id[rid][1]) is not None}
     configs = {rid: by_id[rid][0] for rid in finished}
+    runs = runs.drop(columns=[c for c in columns.columns if c in runs.columns])  # runs.csv: 1/0
     return Evidence(tree, pd.concat([runs, columns], axis=1), summaries, configs)
 
 

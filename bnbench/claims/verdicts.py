@@ -2,8 +2,12 @@
 
 Every claim is decided the same way. Its statistic is computed once per seed (each seed is a
 pair, or a set, of runs that share initial weights and batch order), the seeds give a mean and a
-95% t interval (scipy.stats), and the interval is held against a threshold declared with the
-claim before any run:
+95% interval, and the interval is held against a threshold declared with the claim before any
+run. The interval comes from `bnbench.analysis.inference`, the statistics the summary tables use
+too, by the method of the statistic's kind: t for continuous values, the exact sign-flip test for
+grid-valued or tied ones (3 agreeing seeds are not significant: 2**3 sign flips), the sign test
+for censored ones. Each is checked by simulating this rule under a null.
+
 
 * `supported`: the whole interval lies on the side the claim predicts;
 * `not supported`: the whole interval lies on the other side (the data contradict the claim);
@@ -23,7 +27,6 @@ lower end is open (-inf): the interval still bounds the claim from the side the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -31,13 +34,16 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from bnbench.analysis.inference import CONFIDENCE as CONFIDENCE
+from bnbench.analysis.inference import Bound as Bound
+from bnbench.analysis.inference import Interval as Interval
+from bnbench.analysis.inference import location_interval
+
 Verdict = Literal["supported", "not supported", "inconclusive"]
 VERDICTS: tuple[Verdict, ...] = ("supported", "not supported", "inconclusive")
-Bound = Literal["exact", "lower", "upper"]
 Side = Literal["above", "below"]
 
-CONFIDENCE = 0.95
-# With fewer seeds a t interval is too wide to say anything, and 2 seeds that agree say little.
+# With fewer seeds no interval says anything, and 2 seeds that agree say little.
 MIN_SEEDS = 3
 
 
@@ -50,59 +56,14 @@ class Value:
     bound: Bound = "exact"
 
 
-@dataclass(frozen=True)
-class Interval:
-    """Mean of the per-seed values and its confidence interval.
-
-    Attributes:
-        estimate: Mean over seeds; None without values.
-        low: Lower end; -inf when open (upper bounds among the values) or unknown.
-        high: Upper end; +inf when open (lower bounds among the values) or unknown.
-        n: Seeds with a value.
-        bounds: Values that are bounds ("lower", "upper") rather than exact.
-        level: Confidence level of [low, high].
-    """
-
-    estimate: float | None
-    low: float
-    high: float
-    n: int
-    bounds: tuple[Bound, ...] = ()
-    level: float = CONFIDENCE
-
-    def mapped(self, function: Literal["exp", "pow10"]) -> Interval:
-        """The interval on another scale (a monotone map: the verdict does not change)."""
-
-        def apply(x: float) -> float:
-            return math.exp(x) if function == "exp" else 10.0**x
-
-        estimate = None if self.estimate is None else apply(self.estimate)
-        return Interval(estimate, apply(self.low), apply(self.high), self.n, self.bounds,
-                        self.level)  # fmt: skip
-
-
 def interval(values: Sequence[Value], level: float = CONFIDENCE) -> Interval:
-    """The mean of `values` and its t interval, with open ends where values are bounds.
+    """The mean of `values` and its interval by the method of their kind, with open ends where
+    values are bounds (`bnbench.analysis.inference.location_interval`).
 
-    Values that all agree give the point as its interval (the t interval of a constant).
+    Agreeing values are grid-valued, never a zero-width interval: with 3 of them the exact
+    sign-flip interval is unbounded (a 3-of-3 sign test has p = 0.125).
     """
-    data = np.array([v.value for v in values], dtype=float)
-    bounds = tuple(v.bound for v in values if v.bound != "exact")
-    if data.size == 0 or not np.all(np.isfinite(data)):
-        return Interval(None, -math.inf, math.inf, int(data.size), bounds, level)
-    mean = float(np.mean(data))
-    if data.size < 2:
-        low, high = -math.inf, math.inf
-    elif float(np.ptp(data)) <= 1e-12 * max(1.0, abs(mean)):
-        low = high = mean
-    else:
-        half = float(stats.t.ppf(0.5 + level / 2, data.size - 1) * stats.sem(data))
-        low, high = mean - half, mean + half
-    if "lower" in bounds:  # some true values are larger than recorded
-        high = math.inf
-    if "upper" in bounds:
-        low = -math.inf
-    return Interval(mean, low, high, int(data.size), bounds, level)
+    return location_interval([v.value for v in values], [v.bound for v in values], level=level)
 
 
 def decide(found: Interval, threshold: float, side: Side) -> Verdict:
@@ -129,16 +90,18 @@ class Equivalence:
 
 
 def equivalence(values: Sequence[Value], margin: float) -> Equivalence:
-    """TOST of "the mean difference lies within ±margin" (Schuirmann 1987), via scipy.stats.
+    """TOST of "the mean difference lies within ±margin" (Schuirmann 1987).
 
     Supported when both one-sided tests reject at 5% (the 90% interval lies inside the margins);
     not supported when the 95% interval lies wholly outside [-margin, margin]; otherwise, or with
-    fewer than `MIN_SEEDS` seeds, inconclusive. Censored values are not accepted here.
+    fewer than `MIN_SEEDS` seeds, inconclusive. The intervals are those of `interval`, so tied
+    values get the exact sign-flip interval; the p-value is the t test's (scipy.stats), given for
+    continuous values only. Censored values are not accepted here.
     """
     inner, outer = interval(values, 0.90), interval(values, CONFIDENCE)
     data = np.array([v.value for v in values], dtype=float)
     p_value: float | None = None
-    if data.size >= 2 and np.ptp(data) > 0 and np.all(np.isfinite(data)):
+    if inner.kind == "continuous" and data.size >= 2 and np.all(np.isfinite(data)):
         above = stats.ttest_1samp(data, -margin, alternative="greater").pvalue
         below = stats.ttest_1samp(data, margin, alternative="less").pvalue
         p_value = float(max(above, below))

@@ -124,9 +124,10 @@ def compare(
     never averaged; runs of different datasets, metrics or targets are refused."""
     from bnbench.analysis.compare import compare_runs
     from bnbench.analysis.tables import render_table
+    from bnbench.cli.tables import show
 
     result = compare_runs(run_dirs, out=out, fmt=format)
-    console.print(render_table(result.report))
+    show(render_table(result.report), console)
     if out is not None:
         console.print(f"{len(result.paths)} files written to {out} (compare.json lists them)")
 
@@ -141,7 +142,7 @@ def landscape(
 ) -> None:
     """Draw the loss surface of a linear model on two_scale with raw vs standardized features:
     why unequal feature scales make a narrow valley and slow gradient descent."""
-    from bnbench.analysis.landscape import draw_landscape
+    from bnbench.demos.landscape import draw_landscape
 
     result = draw_landscape(out, num_samples=num_samples, seed=seed, steps=steps)
     for line in result.describe():

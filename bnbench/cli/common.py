@@ -72,11 +72,12 @@ ResultsDir = Annotated[Path, typer.Argument(help="A results directory.", show_de
 def write_tables(results_dir: Path, latex: bool, columns: list[str] | None = None) -> None:
     """Rebuild and print the summary tables; `columns` picks the LaTeX table's columns."""
     from bnbench.analysis.tables import build_report, render_table
+    from bnbench.cli.tables import show
     from bnbench.export.histories import write_histories
 
     result = build_report(results_dir, latex=latex, latex_columns=columns)
     write_histories(results_dir)
-    console.print(render_table(result))
+    show(render_table(result), console)
     console.print(f"tables written to {results_dir}: runs.csv, histories.csv, summary.csv, "
                   f"summary.md, summary.json{', summary.tex' if latex else ''}")  # fmt: skip
 

@@ -19,6 +19,7 @@ from bnbench.cli.common import (
     err_console,
     write_tables,
 )
+from bnbench.cli.tables import show
 from bnbench.errors import SpecError, user_errors
 from bnbench.results import rundir
 
@@ -64,7 +65,11 @@ def plan(
         ),
     ] = None,
     set_: PlanSetOption = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Runs at once, for the estimate.")] = 1,
+    jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Runs at once, for the estimate (default: as ablate, one per "
+                     "available core).", show_default=False),
+    ] = None,
     estimate: Annotated[
         bool,
         typer.Option(
@@ -83,8 +88,10 @@ def plan(
     from bnbench.ablate.runner import check_out_folder, destination_refusal, plan_table
     from bnbench.config.ablation import load_ablation
     from bnbench.config.budget import budget_warnings
+    from bnbench.train.prepare import check_runs
 
     ablation = load_ablation(ablation_path, set_ or [])
+    check_runs((run.where, run.spec) for run in ablation.runs)  # as ablate and train would
     refusal = None
     if out is not None:
         check_out_folder(out)
@@ -101,9 +108,10 @@ def plan(
     for column in ("#", "arm", "grid cell", "seed", "backend", "run id", "state"):
         table.add_column(column, **_fit(column))
     for row in rows:
-        table.add_row(str(row["index"]), row["arm"], row["cell"] or "-", str(row["seed"]),
-                      row["backend"], row["run_id"], row["state"])  # fmt: skip
-    console.print(table)
+        label = (escape(row["arm"]), escape(row["cell"] or "-"), str(row["seed"]))
+        run_id = escape(row["run_id"])
+        table.add_row(str(row["index"]), *label, row["backend"], run_id, row["state"])
+    show(table, console)
     if out is None:
         console.print("give --out DIR to see which of these runs are already finished there")
     elif refusal is not None:
@@ -116,7 +124,9 @@ def plan(
     for message in budget_warnings(ablation):
         console.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
     with console.status("timing a probe run…") if estimate else nullcontext():
-        predicted = estimate_runtime(ablation, usable, jobs, probe=estimate)
+        from bnbench.ablate.local_executor import available_cores
+
+        predicted = estimate_runtime(ablation, usable, jobs or available_cores(), probe=estimate)
     where = usable if refusal is None else f"{out} (ablate would refuse it)"
     for line in describe_estimate(predicted, where, probe=estimate):
         console.print(line, markup=False, highlight=False)
@@ -149,7 +159,8 @@ def ablate(
     jobs: Annotated[
         int | None,
         typer.Option(
-            help="Runs at once (default: 1 here; with ray, what the cluster fits; "
+            help="Runs at once (default: one per core available here; with ray, what the "
+            "cluster fits; "
             "with slurm, all: SLURM queues them).",
             show_default=False,
         ),
@@ -292,9 +303,11 @@ def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_fa
               shard: str | None, save_models: bool, quiet: bool, sets: list[str]
               ) -> Outcome:  # fmt: skip
     """Load the ablation, say what will run, and run it behind the live display."""
+    from bnbench.ablate.local_executor import available_cores
     from bnbench.ablate.progress import AblationProgress, QuietProgress
     from bnbench.ablate.runner import (
         check_destination,
+        extension_of,
         parse_shard,
         plan_table,
         run_ablation,
@@ -304,17 +317,22 @@ def _run_grid(ablation_path: Path, out: Path, options: ExecutorOptions, retry_fa
 
     ablation = load_ablation(ablation_path, sets)
     check_destination(ablation, out)  # before saying what will run there
+    extra = extension_of(ablation, out)
+    if extra is not None:
+        console.print(f"adds {extra} to the ablation in {out}; the runs there are kept",
+                      markup=False, highlight=False)  # fmt: skip
     part = parse_shard(shard)
     selected = {run.run_id for run in shard_runs(ablation.runs, part)}
     states = [row["state"] for row in plan_table(ablation, out) if row["run_id"] in selected]
     finished = sum(rundir.is_done(state) for state in states)
     failed = states.count("failed") if not retry_failed else 0
     skipped = f", {failed} failed earlier (skipped; --retry-failed trains them)" if failed else ""
-    where = f"--jobs {options.jobs or 1}" if options.name == "local" else f"on {options.name}"
+    local_jobs = options.jobs or available_cores()
+    where = f"--jobs {local_jobs}" if options.name == "local" else f"on {options.name}"
     console.print(f"{ablation.spec.name}: {len(selected)} runs selected, {finished} already "
                   f"finished{skipped}, {where} → {out}")  # fmt: skip
     _print_sets(ablation)
-    slots = options.jobs or (1 if options.name == "local" else max(1, len(selected)))
+    slots = options.jobs or (local_jobs if options.name == "local" else max(1, len(selected)))
     display = (QuietProgress(err_console) if quiet
                else AblationProgress(console, len(selected), finished, slots))  # fmt: skip
     with display as listener:
@@ -361,8 +379,9 @@ def status(results_dir: ResultsDir) -> None:
         age = f"{lease.age():.0f} s ago" if lease is not None else ""
         if row.stale is not None:
             age += f" [red](stale: {row.stale})[/]"
-        table.add_row(row.run_id, row.arm, row.cell or "-", str(row.seed), shown, by, age)
-    console.print(table)
+        table.add_row(escape(row.run_id), escape(row.arm), escape(row.cell or "-"), str(row.seed),
+                      shown, escape(by), age)  # fmt: skip
+    show(table, console)
     console.print(", ".join(f"{n} {state}" for state, n in counts(rows).items()))
     for holder, n in holders(rows).items():
         console.print(f"{holder}: {n} run{'s' if n != 1 else ''} running", highlight=False)

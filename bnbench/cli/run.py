@@ -18,6 +18,7 @@ from bnbench.cli.common import (
     err_console,
     load_spec,
 )
+from bnbench.cli.tables import show
 from bnbench.errors import SpecError, user_errors
 from bnbench.results import rundir
 
@@ -62,7 +63,7 @@ def train(
     the model, compiling) and then how long each took; then a bar of steps, loss and ETA."""
     from bnbench.results.destination import reserve_run_dir
     from bnbench.train.loop import train as train_run
-    from bnbench.train.plan import resolved_config
+    from bnbench.train.schedule import resolved_config
 
     spec = load_spec(spec_path, set_, backend)
     with reserve_run_dir(out, resolved_config(spec), overwrite=overwrite) as run_dir:
@@ -99,8 +100,8 @@ def datasets() -> None:
     for column in ("name", "task", "source", "offline", "available", "cache"):
         table.add_column(column, overflow="fold")
     for row in describe():  # escaped: 'pip install "bnbench[mnist1d]"' is not markup
-        table.add_row(*(escape(value) for value in row.values()))
-    console.print(table)
+        table.add_row(*(escape(str(value)) for value in row.values()))
+    show(table, console)
 
 
 class _NoProgress:
@@ -142,11 +143,12 @@ def _print_result(summary: RunSummary, run_dir: Path, spec: RunSpec) -> None:
     shift = spec.evaluation.shift
     for key, value in summary.shifted.items():  # "test_accuracy@n32": BN re-estimated on 32
         name, _, how = key.partition("@")
-        if how != "moving" and summary.bn_statistics is None:
-            continue  # nothing to re-estimate: the same number as the training statistics
-        how = "training BN statistics" if how == "moving" else f"BN re-estimated on {how[1:]}"
-        if summary.bn_statistics is None:
+        if summary.bn_layers == 0:
+            if how != "moving":
+                continue  # nothing to re-estimate: the same number as the training statistics
             how = "no batch norm"
+        else:
+            how = "training BN statistics" if how == "moving" else f"BN re-estimated on {how[1:]}"
         where = "shifted"
         if shift is not None:  # contrast's severity is a factor: 1 is no change, 0 is flat
             where = (f"noise std {shift.severity:g}" if shift.kind == "noise"
@@ -161,3 +163,8 @@ def _print_result(summary: RunSummary, run_dir: Path, spec: RunSpec) -> None:
         table.add_row("step time", f"{summary.step_time_ms:.2f} ms")
     table.add_row("run directory", str(run_dir))
     console.print(table)
+    from bnbench.results.bn_warmup import warmup_note
+
+    note = warmup_note(summary)
+    if note is not None:
+        console.print(note, style="yellow", markup=False, highlight=False)

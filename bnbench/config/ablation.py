@@ -118,6 +118,13 @@ class PlannedRun:
     def cell(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.grid.items())
 
+    @property
+    def where(self) -> str:
+        """The run in words, for messages: "arm 'bn', training.learning_rate=0.1, seed 0"."""
+        return f"arm {self.arm!r}" + (f", {_label(self.grid)}" if self.grid else "") + (
+            f", seed {self.seed}"
+        )
+
     def entry(self) -> dict[str, Any]:
         """What the run directory records about its place in the ablation."""
         return {"arm": self.arm, "grid": self.grid, "seed": self.seed, "cell": self.cell}
@@ -159,7 +166,8 @@ def load_ablation(path: Path, sets: Iterable[str] = ()) -> Ablation:
             run, and the arms and the grid are applied after it. A key that an arm or the grid
             also sets (or replaces: `training.steps` and `training.epochs`) is refused, since
             it would be silently undone there; so are `seed` and `name`, which the ablation
-            gives each run.
+            gives each run. `seeds=[0, 1, 2]` replaces the file's seeds (or repeats) instead:
+            more seeds for a tree already trained train only the new runs.
 
     Raises:
         SpecError: anything wrong with the ablation, its base spec, a `--set`, or any
@@ -167,6 +175,9 @@ def load_ablation(path: Path, sets: Iterable[str] = ()) -> Ablation:
     """
     command_line = parse_sets(sets)
     data, where = load_yaml(path)
+    if "seeds" in command_line:  # the ablation's own key: as if the file said it
+        data = {**data, "seeds": command_line.pop("seeds")}
+        data.pop("repeats", None)
     if "arms" not in data and ("model" in data or "dataset" in data):
         raise SpecError(
             f"{path}: this is a run spec (it has model/dataset and no arms); "
@@ -228,8 +239,8 @@ def _check_excludes(spec: AblationSpec, cells: list[dict[str, Any]], where: Sour
 
 def _blame(err: SpecError, keys: list[str], arm: str, where: SourceMap | None, source: str,
            sets: Mapping[str, Any]) -> str:  # fmt: skip
-    """Where an error in an expanded run comes from: a --set, the ablation's arm or grid, or
-    the base."""
+    """Where an error in an expanded run comes from: a --set, the ablation file's arm, grid or
+    overrides (the file and line), the arm's name, or else the base."""
     for key, value in sets.items():
         if key in str(err):
             return f"--set {key}={shown_value(value)}"
@@ -238,6 +249,11 @@ def _blame(err: SpecError, keys: list[str], arm: str, where: SourceMap | None, s
             if key in str(err):
                 section = ("grid", key) if key in where_keys(where, "grid") else ("arms", arm, key)
                 return where.where(section)
+        for key in where_keys(where, "overrides"):
+            if key in str(err):
+                return where.where(("overrides", key))
+        if str(err).startswith("name:"):  # the run's name is its arm's
+            return where.where(("arms", arm))
     return source
 
 
@@ -268,7 +284,10 @@ def expand(
     try:
         common = apply_overrides(base, spec.overrides.items(), RunSpec, EXCLUSIVE_KEYS)
     except SpecError as err:
-        raise SpecError(f"overrides: {err}") from None
+        given = where_keys(ablation_where, "overrides") if ablation_where is not None else set()
+        key = next((k for k in given if k in str(err)), None)
+        origin = ablation_where.where(("overrides", key)) if ablation_where and key else "overrides"
+        raise SpecError(f"{origin}: {err}") from None
     for key, value in sets.items():
         try:
             common = apply_overrides(common, [(key, value)], RunSpec, EXCLUSIVE_KEYS)

@@ -29,7 +29,7 @@ def budget_warnings(ablation: Ablation) -> list[str]:
     messages = []
     epochs = sorted({t.epochs for t in trainings if t.steps is None}, key=lambda e: e or 0.0)
     if epochs:
-        # Plan.from_spec's default length when neither epochs nor steps is given.
+        # Schedule.from_spec's default length when neither epochs nor steps is given.
         budget = ", ".join("the default 10" if e is None else f"{e:g}" for e in epochs)
         messages.append(
             f"{varies} under a fixed epoch budget (training.epochs: {budget}): every run sees "

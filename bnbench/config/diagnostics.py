@@ -51,6 +51,7 @@ class DiagnosticsSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     activation_percentiles: ActivationPercentilesSpec | None = None
+    # Writes diagnostics/moving_statistics.csv; the key keeps its name, as run ids hash it.
     bn_statistics: bool = False
     train_inference_gap: bool = False
     gradient_norms: bool = False

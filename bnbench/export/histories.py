@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from bnbench.export.source import metric_columns
+from bnbench.results.cells import spreadsheet_safe
 from bnbench.results.files import atomic_write_text
 from bnbench.results.tree import load_results_tree
 
@@ -60,5 +61,12 @@ def write_histories(results_dir: Path) -> Path:
         tidy["seed"] = tidy["seed"].astype("Int64")
         tidy["step"] = tidy["step"].astype("Int64")
     path = tree.root / HISTORIES_CSV
+    text = tidy.select_dtypes(include=["object", "string"]).columns
+    tidy[text] = tidy[text].apply(lambda column: column.map(_safe))
     atomic_write_text(path, tidy.to_csv(index=False))
     return path
+
+
+def _safe(value: object) -> object:
+    """Text as `write_csv` writes it (no cell runs as a formula); numbers and blanks as they are."""
+    return spreadsheet_safe(value) if isinstance(value, str) else value

@@ -21,9 +21,15 @@ from bnbench import __version__
 from bnbench.errors import SpecError
 from bnbench.export.html_blocks import STYLE, details, inline, markdown_table, paragraphs, table
 from bnbench.results import rundir
-from bnbench.results.files import atomic_write_text, parse_file, read_mapping
+from bnbench.results.files import atomic_write_text, parse_file
 from bnbench.results.layout import ABLATION, MANIFEST, PLOTS_DIR, TABLES, run_path
 from bnbench.results.tree import ResultsTree, load_results_tree
+from bnbench.results.tree_files import (
+    TablesSummary,
+    read_ablation,
+    read_manifest,
+    read_tables_summary,
+)
 
 REPORT_HTML = "report.html"
 _MIME = {".png": "image/png", ".svg": "image/svg+xml"}
@@ -53,8 +59,8 @@ def write_html_report(results_dir: Path, *, spec: Path | None = None) -> Path:
     tree = load_results_tree(root)
     if not (root / TABLES["md"]).is_file():
         raise SpecError(f"{root}: has no {TABLES['md']}; run `bnbench report {root}` first")
-    summary = read_mapping(root / TABLES["json"], missing_ok=False)
-    name = str(summary.get("name") or tree.name)
+    summary = read_tables_summary(root)
+    name = summary.name or tree.name
     sections = [
         _question(root, name, spec),
         _summary(root, summary),
@@ -100,20 +106,20 @@ def _question(root: Path, name: str, spec: Path | None) -> str:
             "the results tree does not keep; add it with <code>bnbench report DIR --html "
             "--spec ABLATION.yaml</code>.</p>"
         )
-    ablation = read_mapping(root / ABLATION)
-    arms = ablation.get("arms")
-    if isinstance(arms, dict) and arms:
-        reference = ablation.get("reference")
+    ablation = read_ablation(root)
+    arms = ablation.arms
+    if arms:
+        reference = ablation.reference
         rows = [
             [f"{arm} (reference)" if arm == reference else str(arm), inline(changes)]
             for arm, changes in arms.items()
         ]
         parts += ["<h3>Arms</h3>", table(["arm", "changes to the base spec"], rows)]
-    grid = ablation.get("grid")
-    if isinstance(grid, dict) and grid:
-        rows = [[str(key), ", ".join(map(str, values))] for key, values in grid.items()]
+    grid = ablation.grid
+    if grid:
+        rows = [[key, ", ".join(map(str, values))] for key, values in grid.items()]
         parts += ["<h3>Grid</h3>", table(["key", "values"], rows)]
-    facts = [("seeds", ablation.get("seeds")), ("overrides", ablation.get("overrides"))]
+    facts = [("seeds", ablation.seeds), ("overrides", ablation.overrides)]
     shown = [f"<li>{escape(key)}: {escape(inline(value))}</li>" for key, value in facts if value]
     if shown:
         parts += ["<ul>", *shown, "</ul>"]
@@ -141,8 +147,7 @@ def read_question(results_dir: Path, spec: Path) -> str:
     if not spec.is_file():
         missing = "is a folder, not an ablation file" if spec.is_dir() else "no such file"
         raise SpecError(f"--spec {spec}: {missing}")
-    name = read_mapping(root / ABLATION).get("name") or root.name
-    return _header(spec, str(name))
+    return _header(spec, read_ablation(root).name or root.name)
 
 
 def _header(spec: Path, name: str) -> str:
@@ -161,13 +166,12 @@ def _header(spec: Path, name: str) -> str:
     return "\n".join(lines)
 
 
-def _summary(root: Path, summary: dict[str, Any]) -> str:
+def _summary(root: Path, summary: TablesSummary) -> str:
     """The summary table as summary.md has it, with the choices and every definition."""
     headers, aligns, rows = markdown_table(root / TABLES["md"])
-    choices = summary.get("choices") or {}
-    definitions = summary.get("definitions") or {}
+    choices, definitions = summary.choices, summary.definitions
     parts = ['<section id="summary">', "<h2>Summary</h2>"]
-    reference = summary.get("reference")
+    reference = summary.reference
     if reference:
         parts.append(f"<p>Reference arm: <code>{escape(str(reference))}</code>.</p>")
     parts += ["<ul>", *(f"<li>{escape(_sentence(k, v))}</li>" for k, v in choices.items()), "</ul>"]
@@ -282,19 +286,19 @@ def _configs(tree: ResultsTree) -> str:
 
 def _environment(root: Path) -> str:
     """Library versions and the machine, from manifest.json."""
-    manifest = read_mapping(root / MANIFEST)
+    manifest = read_manifest(root)
     parts = ['<section id="environment">', "<h2>Environment</h2>"]
-    if not manifest:
+    if manifest is None:
         return "\n".join([*parts, f"<p>No {MANIFEST} in this tree.</p>", "</section>"])
     facts = [
-        [key, inline(manifest[key])]
+        [key, inline(getattr(manifest, key))]
         for key in ("started_at", "finished_at", "backends", "runs")
-        if key in manifest
+        if key in manifest.model_fields_set  # as recorded: an older manifest has fewer
     ]
     parts.append(table(["ablation", "value"], facts))
     for key, title in (("versions", "library"), ("machine", "machine")):
-        values = manifest.get(key)
-        if isinstance(values, dict) and values:
+        values = getattr(manifest, key)
+        if values:
             rows = [[str(k), inline(v)] for k, v in values.items()]
             parts += [f"<h3>{escape(key.capitalize())}</h3>", table([title, "value"], rows)]
     return "\n".join([*parts, "</section>"])

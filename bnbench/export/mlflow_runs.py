@@ -30,8 +30,8 @@ from bnbench.errors import SpecError
 from bnbench.export.extras import missing_extra
 from bnbench.export.source import ExportRun, ExportSource, flatten, read_source
 from bnbench.results import rundir
-from bnbench.results.files import read_mapping
 from bnbench.results.layout import ABLATION, MANIFEST, PLOTS_DIR, RUNS_CSV, TABLES
+from bnbench.results.tree_files import read_ablation
 
 DATABASE = "mlflow.db"
 ARTIFACTS = "mlartifacts"
@@ -137,7 +137,7 @@ def _parent(client: Any, experiment_id: str, source: ExportSource) -> str:
     """The ablation's parent run, logged anew when its spec changed; artifacts refreshed."""
     from mlflow.entities import Param, RunTag
 
-    spec = read_mapping(source.root / ABLATION)
+    spec = dict(read_ablation(source.root).data)
     fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
     tags = {KIND_TAG: "ablation", FINGERPRINT_TAG: fingerprint.hexdigest()[:16]}
     found = _search(client, experiment_id, f"tags.`{KIND_TAG}` = 'ablation'")

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from keras.src import api_export
 
 # `FusedBatchNormV3` handles float16/bfloat16/float32 inputs, but the stock layer
 # computes in float32 whenever the inputs are narrower (see its `call`), so the
@@ -208,20 +207,35 @@ def batch_normalization_layer(*, fused: bool = True, **kwargs: Any) -> keras.lay
     return keras.layers.BatchNormalization(**kwargs)
 
 
-# To Keras' saver this layer must look exactly like the stock one, so that plain
-# Keras loads the file. Two things in a `.keras` file name the class:
-# - the weight paths ("layers/batch_normalization_1/vars") and the auto-generated
-#   layer names come from the class `__name__`, so Keras must see
-#   "BatchNormalization" (`__qualname__`, which pickling uses, stays
-#   "FusedBatchNormalization");
-# - the config's "module"/"class_name" are the public `keras.*` name of classes
-#   in Keras' (private) export table, and `module` + `__name__` of the subclass
-#   otherwise, which plain Keras cannot load. Mapping only object -> name (never
-#   name -> object) makes configs say "keras.layers.BatchNormalization" while
-#   loading still builds the stock class.
-# tests/test_fused_bn.py saves and reloads a model, so a Keras change to either
-# mechanism fails loudly there.
-FusedBatchNormalization.__name__ = "BatchNormalization"
-api_export.REGISTERED_OBJS_TO_NAMES[FusedBatchNormalization] = api_export.get_name_from_symbol(
-    keras.layers.BatchNormalization
-)
+def _save_as_stock(cls: type) -> None:
+    """Make Keras' saver record `cls` exactly as the stock `keras.layers.BatchNormalization`.
+
+    Two things in a `.keras` file name the class, and plain Keras must read the stock one:
+    - the weight paths ("layers/batch_normalization_1/vars") and auto-generated layer names
+      come from the class `__name__`, so it becomes "BatchNormalization" (`__qualname__`,
+      which pickling uses, stays "FusedBatchNormalization");
+    - the config's "module", "class_name" and "registered_name" are the public `keras.*`
+      name for classes in Keras' export table, and `module`, `__name__` and a registered
+      name otherwise, which plain Keras cannot load (the stock layer's registered name is
+      None). Keras has no public API for this: `keras.saving.register_keras_serializable`
+      records a registered name, so loading would need bnbench. The one private use of
+      Keras in bnbench is therefore here: an object -> name entry (never name -> object, so
+      loading still builds the stock class). `tests/test_fused_bn.py` checks the export
+      table and saves and reloads a model, so a Keras change fails loudly there.
+
+    Raises:
+        ImportError: this Keras has no export table, or no public name for the stock layer.
+    """
+    from keras.src import api_export
+
+    name = api_export.get_name_from_symbol(keras.layers.BatchNormalization)
+    if name != "keras.layers.BatchNormalization":
+        raise ImportError(
+            "bnbench.model.fused_bn: this Keras does not export BatchNormalization as "
+            f"keras.layers.BatchNormalization (got {name!r}); saved models would not load"
+        )
+    cls.__name__ = "BatchNormalization"
+    api_export.REGISTERED_OBJS_TO_NAMES[cls] = name
+
+
+_save_as_stock(FusedBatchNormalization)

@@ -30,6 +30,7 @@ import yaml
 
 from bnbench.config.identity import jsonable
 from bnbench.errors import SpecError
+from bnbench.results.cells import spreadsheet_safe
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -235,7 +236,8 @@ def write_yaml(path: Path, data: Any) -> None:
 def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], columns: list[str]) -> None:
     """Write `rows` under the header `columns`, atomically; None is an empty cell.
 
-    Floats are written with `repr`, so that a value read back is the value written.
+    Floats are written with `repr`, so that a value read back is the value written; text that
+    a spreadsheet would run as a formula gets a leading apostrophe (`cells.spreadsheet_safe`).
     """
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -250,6 +252,8 @@ def _csv_value(value: Any) -> Any:
         return ""
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, str):
+        return spreadsheet_safe(value)  # a label must not run as a formula when opened
     return value
 
 

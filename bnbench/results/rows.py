@@ -6,6 +6,7 @@ through `run_row`, so the two never disagree about what a run holds.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,36 +24,71 @@ SELECTIONS: tuple[Selection, ...] = ("final", "best")
 # had only the moving averages.
 DEFAULT_BN_STATISTICS = "moving"
 
-RUN_COLUMNS = (
-    "metric",
-    "final_test_loss",
-    "final_test_metric",
-    "final_val_loss",
-    "final_val_metric",
-    "best_val_metric",
-    "best_val_loss",
-    "target_metric",
-    "target_value",
-    "steps_to_target",
-    "seconds_to_target",
-    "diverged_step",
-    "total_steps",
-    "step_time_ms",
-    "params_trainable",
-    "params_non_trainable",
-    "batch_size",
-    "learning_rate",
-    "bn_statistics",
-    # `evaluation.shift` (blank without it): the shift, and the test metric on shifted inputs
-    # with the moving statistics and with BN re-estimated on the largest number of examples;
-    # summary.json's `shifted` holds every number of examples and the loss too.
-    "shift_kind",
-    "shift_severity",
-    "shift_prior_strength",
-    "adapt_examples",
-    "shifted_test_metric",
-    "adapted_test_metric",
-)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run as `runs.csv` has it: what a table or figure needs of a run directory.
+
+    Attributes:
+        run_id, arm, seed, status, backend: Who the run is and how it ended (`status` is a run
+            state: a finished status, 'incomplete' or 'missing').
+        cell: The grid cell's label ("training.learning_rate=0.1"), as the runner labels it.
+        metric ... learning_rate: From `summary.json` (`rundir.RunSummary`), falling back on
+            the config where the summary does not say (batch size, learning rate).
+        bn_statistics: The evaluation mode recorded (`RunSummary.bn_statistics`); None: not
+            recorded (`DEFAULT_BN_STATISTICS` then).
+        shift_kind ... adapted_test_metric: `evaluation.shift` (None without it): the shift,
+            and the test metric on shifted inputs with the moving statistics and with BN
+            re-estimated on the largest number of examples; summary.json's `shifted` holds
+            every number of examples and the loss too.
+        grid: Grid key -> the run's value, written as `grid.<key>` columns.
+    """
+
+    run_id: str
+    arm: str
+    seed: int | None
+    status: str
+    backend: str | None
+    cell: str
+    metric: str | None = None
+    final_test_loss: float | None = None
+    final_test_metric: float | None = None
+    final_val_loss: float | None = None
+    final_val_metric: float | None = None
+    best_val_metric: float | int | None = None
+    best_val_loss: float | int | None = None
+    target_metric: str | None = None
+    target_value: float | None = None
+    steps_to_target: int | None = None
+    seconds_to_target: float | None = None
+    diverged_step: int | None = None
+    # 1: a completed classifier that never left chance or ended at it; 0; None: not known.
+    stalled: int | None = None
+    total_steps: int | None = None
+    step_time_ms: float | None = None
+    params_trainable: int | None = None
+    params_non_trainable: int | None = None
+    batch_size: Any = None
+    learning_rate: Any = None
+    bn_statistics: str | None = None
+    shift_kind: Any = None
+    shift_severity: Any = None
+    shift_prior_strength: Any = None
+    adapt_examples: int | None = None
+    shifted_test_metric: float | None = None
+    adapted_test_metric: float | None = None
+    grid: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The row as one flat mapping: the `run_columns` keys plus `cell`, in column order."""
+        flat = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "grid"}
+        return flat | {f"grid.{key}": value for key, value in self.grid.items()}
+
+
+# The columns of `runs.csv` after the run's identity (run_id, arm, seed, status, backend), in
+# `RunRow`'s order; `cell` is for the summary only.
+RUN_COLUMNS = tuple(f.name for f in fields(RunRow))[6:-1]
 _TEXT_COLUMNS = ("metric", "target_metric", "bn_statistics", "shift_kind")
 # Every runs.csv column but the text ones, so readers parse exactly these as numbers.
 NUMERIC_COLUMNS = tuple(c for c in ("seed", *RUN_COLUMNS) if c not in _TEXT_COLUMNS)
@@ -67,7 +103,15 @@ def run_columns(grid_keys: tuple[str, ...]) -> list[str]:
 def run_row(
     path: Path, entry: dict[str, Any] | None = None, grid_keys: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """The runs.csv row of one run directory, plus `cell` for the summary.
+    """The runs.csv row of one run directory, plus `cell` for the summary, as one flat mapping
+    (`read_run_row(...).record()`)."""
+    return read_run_row(path, entry, grid_keys).record()
+
+
+def read_run_row(
+    path: Path, entry: dict[str, Any] | None = None, grid_keys: tuple[str, ...] = ()
+) -> RunRow:
+    """The runs.csv row of one run directory.
 
     Args:
         path: the run directory.
@@ -87,7 +131,7 @@ def row_from(
     grid_keys: tuple[str, ...],
     config: dict[str, Any],
     read: rundir.RunSummary | None,
-) -> dict[str, Any]:
+) -> RunRow:
     """`run_row` from the run's files already read (each file is read once): its `config` and
     its summary as `rundir.read_summary` returns it (`read`)."""
     entry = entry or {}
@@ -101,40 +145,40 @@ def row_from(
     metric = summary.metric or None
     # Outside an ablation a run is its own arm, named as `bnbench train` names it: by its config.
     arm = entry.get("arm") or config.get("name") or summary.name or path.name
-    row: dict[str, Any] = {
-        "run_id": path.name,
-        "arm": str(arm),
-        "seed": _int(entry.get("seed", config.get("seed", summary.seed))),
-        "status": status,
-        "backend": summary.backend or config.get("backend"),
-        "cell": entry.get("cell"),
-        "metric": metric,
-        "final_test_loss": final.get("test_loss"),
-        "final_test_metric": final.get(f"test_{metric}") if metric else None,
-        "final_val_loss": final.get("val_loss"),
-        "final_val_metric": final.get(f"val_{metric}") if metric else None,
-        "best_val_metric": best.get(f"val_{metric}") if metric else None,
-        "best_val_loss": None if metric else best.get("val_loss"),
-        "target_metric": target.metric,
-        "target_value": target.value,
-        "steps_to_target": target.step,
-        "seconds_to_target": target.seconds,
-        "diverged_step": summary.diverged_step,
-        "total_steps": summary.total_steps,
-        "step_time_ms": summary.step_time_ms,
-        "params_trainable": params.trainable,
-        "params_non_trainable": params.non_trainable,
-        "batch_size": _first(summary.batch_size, training.get("batch_size")),
-        "learning_rate": _first(summary.learning_rate, training.get("learning_rate")),
-        # Written by newer versions only; blank here means "not recorded" (then: moving).
-        "bn_statistics": getattr(summary, "bn_statistics", None),
+    grid_values = {key: grid[key] if key in grid else _dotted(config, key) for key in grid_keys}
+    cell = entry.get("cell")
+    if cell is None:  # labelled as the runner labels cells (ablation.PlannedRun.cell)
+        cell = ",".join(f"{key}={value}" for key, value in grid_values.items())
+    return RunRow(
+        run_id=path.name,
+        arm=str(arm),
+        seed=_int(entry.get("seed", config.get("seed", summary.seed))),
+        status=status,
+        backend=summary.backend or config.get("backend"),
+        cell=cell,
+        metric=metric,
+        final_test_loss=final.get("test_loss"),
+        final_test_metric=final.get(f"test_{metric}") if metric else None,
+        final_val_loss=final.get("val_loss"),
+        final_val_metric=final.get(f"val_{metric}") if metric else None,
+        best_val_metric=best.get(f"val_{metric}") if metric else None,
+        best_val_loss=None if metric else best.get("val_loss"),
+        target_metric=target.metric,
+        target_value=target.value,
+        steps_to_target=target.step,
+        seconds_to_target=target.seconds,
+        diverged_step=summary.diverged_step,
+        stalled=None if summary.stalled is None else int(summary.stalled),
+        total_steps=summary.total_steps,
+        step_time_ms=summary.step_time_ms,
+        params_trainable=params.trainable,
+        params_non_trainable=params.non_trainable,
+        batch_size=_first(summary.batch_size, training.get("batch_size")),
+        learning_rate=_first(summary.learning_rate, training.get("learning_rate")),
+        bn_statistics=summary.bn_statistics,
         **_shift_columns(config, summary, metric),
-    }
-    for key in grid_keys:
-        row[f"grid.{key}"] = grid[key] if key in grid else _dotted(config, key)
-    if row["cell"] is None:  # labelled as the runner labels cells (ablation.PlannedRun.cell)
-        row["cell"] = ",".join(f"{key}={row[f'grid.{key}']}" for key in grid_keys)
-    return row
+        grid=grid_values,
+    )
 
 
 def validation_score(metric: str | None, by: Selection = "final") -> tuple[str, str, bool]:

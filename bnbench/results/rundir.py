@@ -6,7 +6,7 @@ A run directory holds:
     history.csv    one `HistoryRow` per evaluation point
     summary.json   the `RunSummary`: status, final and best metrics, target, timings, versions
     model.keras    the trained model (optional)
-    diagnostics/   one CSV per enabled diagnostic (`DIAGNOSTICS`)
+    diagnostics/   one CSV per enabled diagnostic (`bnbench.results.diagnostics`)
     INCOMPLETE     present while the run is unfinished (or was interrupted or killed)
     traceback.txt  when the run raised (status failed)
     ablation.json  in an ablation: the run's arm, grid cell and seed
@@ -28,6 +28,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bnbench.errors import SpecError
+from bnbench.results import diagnostics
+from bnbench.results.diagnostics import DIAGNOSTICS_DIR
 from bnbench.results.files import atomic_write_text, read_mapping, write_csv, write_json, write_yaml
 from bnbench.results.layout import PLOTS_DIR
 
@@ -35,7 +37,6 @@ CONFIG = "config.yaml"
 HISTORY = "history.csv"
 SUMMARY = "summary.json"
 MODEL = "model.keras"
-DIAGNOSTICS_DIR = "diagnostics"
 INCOMPLETE = "INCOMPLETE"
 TRACEBACK = "traceback.txt"
 ENTRY = "ablation.json"
@@ -46,8 +47,7 @@ RUN_FILES = frozenset(
 # Any of these marks a folder as a run directory.
 MARKERS = frozenset({CONFIG, SUMMARY, INCOMPLETE})
 # The diagnostics CSVs (file stems under diagnostics/), in the order plots show them.
-DIAGNOSTICS = ("activation_percentiles", "bn_statistics", "train_inference_gap", "gradient_norms",
-               "variance_shift")  # fmt: skip
+DIAGNOSTICS = tuple(file.name for file in diagnostics.FILES)
 
 Status = Literal["completed", "diverged", "failed"]
 FINISHED: tuple[Status, ...] = ("completed", "diverged", "failed")
@@ -126,14 +126,18 @@ class RunSummary(_Record):
     finished_at: str | None = None
     error: str | None = None
     # Which BN statistics the val_/test_ numbers used: "moving" (inference mode, the only mode
-    # before this field existed) or "recalibrated" (re-estimated before each evaluation).
-    bn_statistics: str | None = None
+    # before this field existed; also a network without BN) or "recalibrated" (re-estimated
+    # before each evaluation). None only when not recorded: a run that failed before training,
+    # or a summary older than the field. Whether the network has BN is `bn_layers`, not this.
+    bn_statistics: Literal["moving", "recalibrated"] | None = None
+    # How many BN layers the model holds (0: no batch norm); None when not recorded.
+    bn_layers: int | None = None
     # The divergence rule's inputs and, for a diverged run, which part of it fired.
     initial_loss: float | None = None
     divergence_factor: float | None = None
     diverged_reason: str | None = None
     # Classification: the majority-class rate of the validation split, and whether the run's
-    # best validation accuracy stayed within half a class share (1 / (2 k)) of it.
+    # validation accuracy stayed within half a class share (1 / (2 k)) of it, or ended there.
     chance_accuracy: float | None = None
     stalled: bool | None = None
     # With `evaluation.shift`: the test loss and metrics on the shifted inputs, keyed by

@@ -23,9 +23,10 @@ import pandas as pd
 from bnbench.config.registries import lower_is_better
 from bnbench.errors import SpecError
 from bnbench.results import rundir
-from bnbench.results.files import read_mapping
-from bnbench.results.layout import ABLATION, RUNS_CSV, run_path
+from bnbench.results.cells import from_spreadsheet
+from bnbench.results.layout import RUNS_CSV, run_path
 from bnbench.results.rows import NUMERIC_COLUMNS, Selection, run_row, validation_score
+from bnbench.results.tree_files import read_ablation
 
 _SHORT_KEYS = {"learning_rate": "lr", "batch_size": "batch size"}
 # Diagnostics columns kept as text: the layer's name, and which units a percentile pools
@@ -98,8 +99,7 @@ class ResultsTree:
         """The title, else the ablation's name from ablation.yaml, else the folder's name."""
         if self.title is not None:
             return self.title
-        spec = read_mapping(self.root / ABLATION)
-        return str(spec["name"]) if spec.get("name") else self.root.name
+        return read_ablation(self.root).name or self.root.name
 
     @property
     def score(self) -> tuple[str, str, bool]:
@@ -265,11 +265,12 @@ def _read_ablation(root: Path) -> tuple[pd.DataFrame, dict[str, Path], list[str]
         runs = pd.read_csv(path, dtype={"run_id": str, "arm": str, "status": str, "metric": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise SpecError(f"cannot read {str(path)!r}: {error}") from error
+    text = runs.select_dtypes(include=["object", "string"]).columns
+    runs[text] = runs[text].apply(lambda column: column.map(_from_csv))  # as write_csv wrote it
     missing = {"run_id", "arm"} - set(runs.columns)
     if missing or runs.empty:
         raise SpecError(f"{str(path)!r} lists no runs (columns run_id and arm are required)")
-    arms = read_mapping(root / ABLATION).get("arms")
-    arm_order = [str(a) for a in arms] if isinstance(arms, dict | list) else []
+    arm_order = list(read_ablation(root).arms)
     run_dirs = {run_id: run_path(root, run_id) for run_id in runs["run_id"]}
     return runs, run_dirs, arm_order
 
@@ -313,3 +314,7 @@ def _read_all(
 
 def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float | int | np.number) else str(value)
+
+
+def _from_csv(value: object) -> object:
+    return from_spreadsheet(value) if isinstance(value, str) else value

@@ -78,7 +78,7 @@ class Evaluator:
         if not self.bn_layers:  # without BN, training and inference mode agree
             same: dict[str, float] = self.moving(x, y)
             return same
-        batch = self.run.plan.batch_size
+        batch = self.run.schedule.batch_size
         usable = len(x) if len(x) < batch else len(x) // batch * batch
         with self._restored():
             result = self._train_mode_model().evaluate(
@@ -104,7 +104,7 @@ class Evaluator:
         of the (biased) batch variances, each batch being what BN normalizes over (Wu & Johnson
         2021). The batches are the run's first `recalibration_batches` training batches.
         """
-        run, batch = self.run, self.run.plan.batch_size
+        run, batch = self.run, self.run.schedule.batch_size
         count = min(self.spec.recalibration_batches, len(run.order) // batch)
         index = run.order[: count * batch]
         with self._restored():

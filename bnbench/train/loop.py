@@ -23,8 +23,8 @@ from bnbench.config.schema import RunSpec
 from bnbench.results import rundir
 from bnbench.results.rundir import HistoryRow, Params, RunSummary, Target
 from bnbench.train.monitor import ProgressHook, StepMonitor, keras_callback
-from bnbench.train.plan import resolved_config
 from bnbench.train.prepare import PhaseHook, Prepared, prepare
+from bnbench.train.schedule import resolved_config
 
 
 @dataclass
@@ -102,7 +102,7 @@ class _Loop:
         self.fingerprint = fingerprint
         self.progress = progress
         self.started = time.time()
-        self.monitor = StepMonitor(prepared.plan.total_steps, progress)
+        self.monitor = StepMonitor(prepared.schedule.total_steps, progress)
         training = prepared.spec.training
         eval_batch_size = max(256, training.batch_size)
         self.feeder = Feeder(
@@ -126,10 +126,10 @@ class _Loop:
 
     def stops(self) -> list[int]:
         """Steps at which fitting pauses: the evaluation points and the diagnostics' steps."""
-        plan, recorder = self.prep.plan, self.prep.recorder
-        stops = set(plan.eval_steps)
+        schedule, recorder = self.prep.schedule, self.prep.recorder
+        stops = set(schedule.eval_steps)
         if recorder is not None:
-            stops |= set(recorder.steps(plan.total_steps, list(plan.eval_steps)))
+            stops |= set(recorder.steps(schedule.total_steps, list(schedule.eval_steps)))
             if 0 in stops:
                 recorder.record(0)
         stops.discard(0)
@@ -149,11 +149,11 @@ class _Loop:
                 break
             if run.recorder is not None:
                 run.recorder.record(step)
-            if step in run.plan.eval_steps and not self._evaluate(step):
+            if step in run.schedule.eval_steps and not self._evaluate(step):
                 break
         if self.progress is not None:
             last = self.history[-1].values["train_loss"] if self.history else None
-            self.progress(monitor.step, run.plan.total_steps, last)
+            self.progress(monitor.step, run.schedule.total_steps, last)
         if run.recorder is not None:
             run.recorder.finish(self.run_dir)
         diverged = monitor.diverged_at is not None
@@ -176,7 +176,7 @@ class _Loop:
     def _initial_loss(self) -> float:
         """The loss at step 0 on the first training batch, normalized as training will."""
         run = self.prep
-        first = run.order[: run.plan.batch_size]
+        first = run.order[: run.schedule.batch_size]
         return self.evaluator.train_mode(run.data.x_train[first], run.data.y_train[first])["loss"]
 
     def _fit_chunk(self, step: int, stop: int, callback: Any) -> int:
@@ -223,8 +223,8 @@ class _Loop:
         columns = rundir.history_columns(run.metric_names, self.views)[4:]
         row = HistoryRow(
             step=step,
-            epoch=run.plan.epoch(step),
-            examples_seen=step * run.plan.batch_size,
+            epoch=run.schedule.epoch(step),
+            examples_seen=step * run.schedule.batch_size,
             wall_seconds=time.perf_counter() - self.t0,
             values={name: values[name] for name in columns},
         )
@@ -268,8 +268,8 @@ class _Loop:
             "seed": run.spec.seed,
             "backend": run.backend,
             "config_hash": self.fingerprint,
-            "total_steps": run.plan.total_steps,
-            "steps_per_epoch": run.plan.steps_per_epoch,
+            "total_steps": run.schedule.total_steps,
+            "steps_per_epoch": run.schedule.steps_per_epoch,
             "batch_size": training.batch_size,
             "learning_rate": training.learning_rate,
             "effective_learning_rate": training.effective_learning_rate,
@@ -290,12 +290,13 @@ class _Loop:
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "bn_statistics": run.spec.evaluation.bn_statistics if self.evaluator.bn_layers
             else "moving",
+            "bn_layers": len(self.evaluator.bn_layers),
             "initial_loss": self.initial_loss,
             "divergence_factor": training.divergence_factor,
             "diverged_reason": self.diverged_reason,
             "chance_accuracy": chance,
             "timings": self._timings(),
-            "stalled": _stalled(best, run, chance) if status == "completed" else None,
+            "stalled": _stalled(best, final or {}, run, chance) if status == "completed" else None,
             "shifted": self.shifted,
         })  # fmt: skip
 
@@ -361,12 +362,17 @@ def _chance(run: Prepared) -> float:
     return float(counts.max() / counts.sum()) if counts.size else 0.0
 
 
-def _stalled(best: dict[str, Any], run: Prepared, chance: float | None) -> bool | None:
-    """Whether a classifier's best validation accuracy never left chance (1 / (2 k) of it)."""
-    value = best.get("val_accuracy")
+def _stalled(
+    best: dict[str, Any], final: dict[str, float], run: Prepared, chance: float | None
+) -> bool | None:
+    """Whether a classifier's validation accuracy never left chance, or ended back at it
+    (within 1 / (2 k) of it): a run at a high learning rate can clear the bar at one early
+    point and then collapse, and a run that ends at chance has learned nothing usable."""
+    value, last = best.get("val_accuracy"), final.get("val_accuracy")
     if chance is None or value is None or run.data.num_classes is None:
         return None
-    return bool(value <= chance + 1 / (2 * run.data.num_classes))
+    bar = chance + 1 / (2 * run.data.num_classes)
+    return bool(value <= bar or (last is not None and last <= bar))
 
 
 def _reached(name: str, value: float, target: float) -> bool:

@@ -18,8 +18,8 @@ from bnbench.config.registries import LOSSES, METRICS, OPTIMIZERS
 from bnbench.config.schema import RunSpec, TrainingSpec
 from bnbench.data.datasets import Dataset
 from bnbench.errors import SpecError
-from bnbench.train.plan import (
-    Plan,
+from bnbench.train.schedule import (
+    Schedule,
     batch_order,
     check_batch_size,
     check_length,
@@ -52,7 +52,7 @@ class Prepared:
         spec: The validated run spec.
         backend: The Keras backend the run uses (the spec's, or the `auto` policy's choice).
         data: The prepared arrays.
-        plan: Steps, evaluation points and epochs.
+        schedule: Steps, evaluation points and epochs.
         model: The compiled Keras model, with the seed's initial weights.
         loss_name: The loss, with the task's default filled in.
         metric_names: The metrics, with the task's default filled in.
@@ -65,7 +65,7 @@ class Prepared:
     spec: RunSpec
     backend: str
     data: Dataset
-    plan: Plan
+    schedule: Schedule
     model: Any
     loss_name: str
     metric_names: list[str]
@@ -113,28 +113,104 @@ def prepare(spec: RunSpec, *, download: bool = True, phase: PhaseHook | None = N
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    check_batch_size(spec.training, len(data.x_train))
-    check_length(spec.training, len(data.x_train))
-    plan = Plan.from_spec(spec.training, len(data.x_train))
-    check_memory(spec, data.input_shape, data.output_units, plan.total_steps)
+    schedule = check_against_data(spec, data)
     model = build_model(spec.model, data.input_shape, data.output_units, data.task)
     model.compile(
-        optimizer=make_optimizer(spec.training, plan.total_steps),
+        optimizer=make_optimizer(spec.training, schedule.total_steps),
         loss=LOSSES[loss_name],
         metrics=[METRICS[m] for m in metric_names],
         steps_per_execution=spec.training.steps_per_execution,
     )
-    order = batch_order(len(data.x_train), plan.total_steps, spec.training.batch_size, spec.seed)
+    order = batch_order(
+        len(data.x_train), schedule.total_steps, spec.training.batch_size, spec.seed
+    )
     recorder = _recorder(spec, model, data, order, loss_name, metric_names)
     clock.lap("build")
     announce("compile")
     return Prepared(
-        spec, backend, data, plan, model, loss_name, metric_names, order, recorder, clock.laps
+        spec, backend, data, schedule, model, loss_name, metric_names, order, recorder, clock.laps
     )
 
 
 def _silent(phase: Phase) -> None:
     return None
+
+
+def check_against_data(spec: RunSpec, data: Dataset) -> Schedule:
+    """The checks of a run against its data that need no model: batch size, length, memory.
+
+    Raises:
+        SpecError: one fails.
+    """
+    check_batch_size(spec.training, len(data.x_train))
+    check_length(spec.training, len(data.x_train))
+    check_label_kind(spec, data)
+    schedule = Schedule.from_spec(spec.training, len(data.x_train))
+    check_memory(spec, data.input_shape, data.output_units, schedule.total_steps)
+    return schedule
+
+
+def check_label_kind(spec: RunSpec, data: Dataset) -> None:
+    """Refuse class labels stored as floats: an .npz's float labels are regression targets, so
+    labels 0.0, 1.0, ... would silently train an MSE regression on class numbers.
+
+    A regression on whole-valued targets is said by naming its loss (`training.loss`).
+
+    Raises:
+        SpecError: an .npz's labels are floats, one per example, all whole numbers, and the
+            spec names no loss.
+    """
+    y = data.y_train
+    if spec.dataset.name != "npz" or data.task != "regression" or spec.training.loss:
+        return
+    if not (y.ndim == 1 or y.shape[1:] == (1,)) or not y.size or not np.all(y == np.round(y)):
+        return
+    values = np.unique(y)
+    raise SpecError(
+        f"dataset.path: the labels (y_train) are floats that are all whole numbers "
+        f"({len(values)} distinct, {values.min():g} to {values.max():g}); float labels are "
+        "read as regression targets, so this would train an MSE regression on class numbers. "
+        "For classification store them as integers (y.astype('int64')); for a regression on "
+        "whole-valued targets say so with training.loss: mse"
+    )
+
+
+def check_runs(runs: Iterable[tuple[str, RunSpec]]) -> None:
+    """Make every check `train` makes before building a model, for each run of an ablation, so
+    that `plan` and `ablate` refuse what `train` refuses before anything is written.
+
+    Each dataset is read once. A Keras dataset not downloaded yet is skipped (`check_data`
+    fetches it before `ablate` trains, and `plan` downloads nothing), and so is data that
+    cannot be read: its runs fail and record why, as one run would.
+
+    Args:
+        runs: (where, spec) of each run; `where` names the run in a message
+            ("arm 'bn', seed 0").
+
+    Raises:
+        SpecError: a run fails a check; the message names the run.
+    """
+    from bnbench.data.datasets import REGISTRY, load_dataset
+
+    loaded: dict[str, Dataset | None] = {}
+    for where, spec in runs:
+        key = spec.dataset.model_dump_json()
+        if key not in loaded:
+            here = spec.dataset.path is not None or REGISTRY[spec.dataset.name].cached()
+            try:
+                loaded[key] = load_dataset(spec.dataset, download=False) if here else None
+            except SpecError:  # unreadable data fails its runs, recorded, as train records it
+                loaded[key] = None
+        data = loaded[key]
+        if data is None:
+            continue
+        try:
+            metric_names = loss_and_metrics(spec.training, data.task)[1]
+            check_target(spec.training, metric_names)
+            check_shift(spec.evaluation.shift, len(data.x_test))
+            check_against_data(spec, data)
+        except SpecError as err:
+            raise SpecError(f"{where}: {err}") from None
 
 
 def check_data(specs: Iterable[RunSpec]) -> None:
@@ -226,7 +302,7 @@ def describe(prepared: Prepared) -> dict[str, str]:
     """What `bnbench validate` prints about a prepared run: data, layers, sizes, length."""
     from bnbench.model.build import parameter_counts
 
-    spec, data, plan = prepared.spec, prepared.data, prepared.plan
+    spec, data, schedule = prepared.spec, prepared.data, prepared.schedule
     params = parameter_counts(prepared.model)
     return {
         "backend": prepared.backend + (" (auto)" if spec.backend == "auto" else ""),
@@ -236,7 +312,7 @@ def describe(prepared: Prepared) -> dict[str, str]:
         "parameters": (
             f"{params['trainable']:,} trainable, {params['non_trainable']:,} non-trainable"
         ),
-        "training": f"{plan.total_steps:,} steps ({plan.steps_per_epoch} per epoch) at batch "
-        f"{spec.training.batch_size}, evaluation every {plan.eval_steps[0]} steps",
+        "training": f"{schedule.total_steps:,} steps ({schedule.steps_per_epoch} per epoch) at "
+        f"batch {spec.training.batch_size}, evaluation every {schedule.eval_steps[0]} steps",
         "loss / metrics": f"{prepared.loss_name} / {', '.join(prepared.metric_names)}",
     }

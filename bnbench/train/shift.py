@@ -1,7 +1,7 @@
 """Shifted test inputs for `evaluation.shift`: the corruption, and which examples adapt BN.
 
 Both are drawn from the run's seed, from a stream of their own, so a run's shifted evaluation is
-the same every time and independent of the batch order (`bnbench.train.plan.batch_order`).
+the same every time and independent of the batch order (`bnbench.train.schedule.batch_order`).
 What the numbers mean is `bnbench.config.schema.ShiftSpec`'s docstring.
 """
 

@@ -15,16 +15,17 @@ from typing import Any
 import numpy as np
 
 from bnbench.results import rundir
+from bnbench.results.diagnostics import VARIANCE_SHIFT
 from bnbench.results.files import write_csv
 from bnbench.results.layout import run_path
-from bnbench.train.variance_shift import COLUMNS as SHIFT_COLUMNS
 from tests.support import shift_tree
 from tests.support.claims_tree import SEEDS, Tree
 
 FOR, AGAINST, UNCLEAR = "for", "against", "unclear"
 # Per-seed effects: clearly positive, clearly negative, and centred on zero with noise.
-EFFECT = {FOR: (0.10, 0.12, 0.09, 0.11), AGAINST: (-0.10, -0.12, -0.09, -0.11),
-          UNCLEAR: (0.05, -0.06, 0.04, -0.03)}  # fmt: skip
+EFFECT = {FOR: (0.10, 0.12, 0.09, 0.11, 0.13, 0.08),
+          AGAINST: (-0.10, -0.12, -0.09, -0.11, -0.13, -0.08),
+          UNCLEAR: (0.05, -0.06, 0.04, -0.03, 0.01, -0.02)}  # fmt: skip
 VERDICT = {FOR: "supported", AGAINST: "not supported", UNCLEAR: "inconclusive"}
 RATE = "training.learning_rate"
 BATCH = "training.batch_size"
@@ -48,8 +49,8 @@ class ProbedTree(Tree):
         if shift is not None:
             run_id = f"{run['arm']}-{'-'.join(str(v) for v in run['cell'].values())}-s{run['seed']}"
             path = rundir.diagnostics_path(run_path(folder, run_id), "variance_shift")
-            rows = [dict(zip(SHIFT_COLUMNS, row, strict=True)) for row in shift]
-            write_csv(path, rows, SHIFT_COLUMNS)
+            rows = [dict(zip(VARIANCE_SHIFT.columns, row, strict=True)) for row in shift]
+            write_csv(path, rows, VARIANCE_SHIFT.columns)
 
 
 @scenario
@@ -67,7 +68,7 @@ def faster_training(effect: str) -> Tree:
 def lr_range(effect: str) -> Tree:
     rates = [0.01, 0.1, 1.0, 10.0]
     tree = Tree("lr_range", ["no_bn", "bn"], {"training.learning_rate": rates})
-    widths = {FOR: ((2, 0),) * 4, AGAINST: ((0, 2),) * 4, UNCLEAR: ((1, 0), (0, 1), (1, 0), (0, 1))}
+    widths = {FOR: ((2, 0),) * 6, AGAINST: ((0, 2),) * 6, UNCLEAR: ((1, 0), (0, 1)) * 3}
     for seed, (bn, none) in zip(SEEDS, widths[effect], strict=True):
         for arm, width in (("bn", bn), ("no_bn", none)):
             for i, rate in enumerate(rates):
@@ -149,8 +150,9 @@ def small_batch(effect: str) -> Tree:
 @scenario
 def placement(effect: str) -> Tree:
     tree = Tree("placement", ["before", "after"], {"model.activation": ["sigmoid", "relu"]})
-    relu = {FOR: (0.001, -0.002, 0.0015, 0.0), AGAINST: (0.1, 0.12, 0.09, 0.11),
-            UNCLEAR: (0.03, -0.03, 0.02, -0.01)}  # fmt: skip
+    relu = {FOR: (0.001, -0.002, 0.0015, 0.0, -0.001, 0.0005),
+            AGAINST: (0.1, 0.12, 0.09, 0.11, 0.13, 0.08),
+            UNCLEAR: (0.03, -0.03, 0.04, -0.01, 0.03, -0.02)}  # fmt: skip
     for seed, d, r in zip(SEEDS, EFFECT[effect], relu[effect], strict=True):
         tree.add("before", seed, {"model.activation": "sigmoid"}, test=0.8 + d)
         tree.add("after", seed, {"model.activation": "sigmoid"}, test=0.8)

@@ -6,7 +6,7 @@ hidden block), each at the same grid of learning rates. A stable step size depen
 curvature, which is what input scale changes, so no single rate is fair to every arm: as
 `bnbench landscape` gives each surface its own step size, the rule takes each arm's fastest rate
 of the grid, seed by seed. The condition numbers in the sentences come from the training split
-the runs used (`bnbench.analysis.landscape`), not from the runs.
+the runs used (`bnbench.demos.landscape`), not from the runs.
 """
 
 from __future__ import annotations
@@ -18,14 +18,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bnbench.analysis.landscape import (
-    Conditioning,
-    conditioning,
-    descend,
-    draw_surface,
-    surfaces,
-    training_split,
-)
 from bnbench.analysis.paired import TimeToTarget
 from bnbench.claims.claim import Assessment, Claim, Reduction
 from bnbench.claims.drawing import curves, figure
@@ -34,6 +26,14 @@ from bnbench.claims.measures import finding, fmt, log_speedups, mean_of, reached
 from bnbench.claims.verdicts import interval
 from bnbench.config.registries import lower_is_better
 from bnbench.config.schema import DatasetSpec
+from bnbench.demos.landscape import (
+    Conditioning,
+    conditioning,
+    descend,
+    draw_surface,
+    surfaces,
+    training_split,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

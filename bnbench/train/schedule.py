@@ -16,7 +16,7 @@ from bnbench.errors import SpecError
 
 
 @dataclass(frozen=True)
-class Plan:
+class Schedule:
     """The length of a run in the one unit the code speaks: optimizer steps.
 
     Attributes:
@@ -34,7 +34,7 @@ class Plan:
     batch_size: int
 
     @classmethod
-    def from_spec(cls, training: TrainingSpec, num_train: int) -> Plan:
+    def from_spec(cls, training: TrainingSpec, num_train: int) -> Schedule:
         """Convert epochs (or steps) and the evaluation cadence to steps, once.
 
         Every batch is full: the data order runs on across epoch boundaries, so batch norm
@@ -63,7 +63,7 @@ def evaluation_points(total_steps: int, every: int) -> tuple[int, ...]:
 
 
 def run_length(spec: RunSpec, sizes: dict[str, int] | None = None) -> tuple[int, int]:
-    """(optimizer steps, evaluation points) of a run, counted as `Plan.from_spec` counts them,
+    """(optimizer steps, evaluation points) of a run, counted as `Schedule.from_spec` counts them,
     without building anything.
 
     The training set's size is read only when the length or the evaluation cadence is given
@@ -85,8 +85,8 @@ def run_length(spec: RunSpec, sizes: dict[str, int] | None = None) -> tuple[int,
     key = spec.dataset.model_dump_json()
     if key not in sizes:
         sizes[key] = training_size(spec.dataset)
-    plan = Plan.from_spec(training, sizes[key])
-    return plan.total_steps, len(plan.eval_steps)
+    schedule = Schedule.from_spec(training, sizes[key])
+    return schedule.total_steps, len(schedule.eval_steps)
 
 
 def batch_order(num_train: int, total_steps: int, batch_size: int, seed: int) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Structural checks of a self-contained HTML report, with the standard library's parser.
 
-Used by the tests and by `scripts/check_html_report.py`: the page parses with balanced tags,
-loads nothing (every image a `data:` URI, no script, no external stylesheet or frame) and every
-table opens with a header row.
+Used by the tests and by `scripts/check_html_report.py` (from a checkout): the page parses with
+balanced tags, loads nothing (every image a `data:` URI, no script, no external stylesheet or
+frame) and every table opens with a header row.
 """
 
 from __future__ import annotations

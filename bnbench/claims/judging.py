@@ -34,7 +34,7 @@ from bnbench.claims.claim import Claim, Finding
 from bnbench.claims.verdicts import Value, Verdict, decide, equivalence, interval
 
 ALPHA = 1 - CONFIDENCE
-CORRECTION: Correction = "holm"
+CORRECTION: Correction = "holm"  # named "Holm" in the report
 METHODS = {"continuous": "t", "grid": "exact sign-flip", "censored": "sign test"}
 
 
@@ -73,14 +73,23 @@ class Judgement:
         return self.replication.text() if self.replication is not None else "-"
 
     def absence(self, digits: int = 3) -> str:
-        """For an inconclusive finding, which kind of inconclusive it is; "" otherwise."""
+        """For an inconclusive finding, which kind of inconclusive it is; "" otherwise:
+        decided by its own 95% interval but not after the correction; "no effect larger
+        than X" (the interval is narrower than the smallest effect of interest); or "not
+        enough seeds", with what the interval does rule out on each side."""
         found = self.rules_out
         if found is None:
             return ""
-        largest = max(found.above, found.below)
-        if not found.underpowered and math.isfinite(largest):
-            return f"no effect larger than {largest:.{digits}f} either way"
-        return f"not enough seeds ({found.sentence(digits)})"
+        if found.above < 0 or found.below < 0:  # the interval lies on one side
+            fixed = "" if self.p_adjusted is None else f" (adjusted p {self.p_adjusted:.3f})"
+            return f"its 95% interval excludes the threshold, but not after Holm{fixed}"
+        ruled = [f"{name} the threshold larger than {value:.{digits}f}"
+                 for name, value in (("above", found.above), ("below", found.below))
+                 if math.isfinite(value)]  # fmt: skip
+        if not found.underpowered:
+            return f"no effect larger than {max(found.above, found.below):.{digits}f} either way"
+        text = f"rules out an effect {' or '.join(ruled)}" if ruled else "rules out nothing"
+        return f"not enough seeds ({text})"
 
 
 def judge(findings: Sequence[tuple[Claim, Finding]], correction: Correction = CORRECTION,
@@ -118,7 +127,9 @@ def _judge(claim: Claim, found: Finding, raw: float | None, fixed: float | None,
         verdict = decided if decided in ("supported", "not supported") else "inconclusive"
     replication = None
     if len(found.values) >= 2:
-        replication = replicate(list(found.values), lambda part: rederive(found, part))
+        halves = replicate(list(found.values), lambda part: rederive(found, part))
+        # Held against the verdict printed (after the correction), which is what must replicate.
+        replication = Replication(verdict, halves.parts, halves.method)
     printed: str = verdict
     if verdict != "inconclusive" and replication is not None and not replication.settled:
         printed = f"{verdict} (unstable)"

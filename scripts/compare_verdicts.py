@@ -35,7 +35,10 @@ def main() -> int:
               f"{second[(claim_id, label)]}")  # fmt: skip
     for key in sorted(set(first) ^ set(second)):
         print(f"only in one file: {key[0]} / {key[1] or '(only finding)'}")
-    print(f"{len(changed)} of {len(common)} findings changed verdict")
+    base = [key for key in changed
+            if first[key].removesuffix(" (unstable)") != second[key].removesuffix(" (unstable)")]
+    print(f"{len(changed)} of {len(common)} findings changed verdict; {len(base)} changed "
+          "side or decision (not counting a change of the \"(unstable)\" mark only)")
     return 0
 
 

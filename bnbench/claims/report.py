@@ -146,7 +146,7 @@ def _finding(found: Finding, judgement: Judgement) -> dict[str, Any]:
     return {
         "label": found.label,
         "statistic": found.statistic,
-        "verdict": found.verdict,
+        "verdict": judgement.verdict,
         "estimate": number(i.estimate),
         "ci_low": number(i.low),
         "ci_high": number(i.high),

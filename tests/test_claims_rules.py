@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bnbench.claims.catalog.input_scaling import fastest
+from bnbench.claims.claim import QUICK_SEEDS
 from bnbench.claims.plan import load_claim
 from bnbench.claims.registry import CLAIMS
 from tests.support.claims_scenarios import (
@@ -167,7 +168,7 @@ def test_small_batch_examples_config_fixes_epochs_and_scales_the_rate():
         assert training.epochs == 2 and training.steps is None
         assert training.effective_learning_rate == pytest.approx(0.05 * training.batch_size / 32)
     quick = load_claim(CLAIMS["small_batch_examples"], True)
-    assert len(quick.runs) == 12
+    assert len(quick.runs) == 4 * QUICK_SEEDS  # 2 arms x 2 batch sizes x the quick seeds
 
 
 def test_input_scaling_config_runs_every_arm_at_the_same_rates():

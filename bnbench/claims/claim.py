@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from bnbench.claims.evidence import Evidence
-from bnbench.claims.verdicts import Interval, Verdict
+from bnbench.claims.verdicts import Interval, Side, Value, Verdict
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -35,6 +35,11 @@ class Finding:
         verdict: What the rule says.
         digits: Decimals shown for the statistic.
         p_value: The test's p-value when it has one (TOST).
+        values: The per-seed values the interval came from (on the log scale when `scale`
+            is set), for the report's p-value, replication and sequential decision.
+        side: Where the claim puts the statistic (None: an equivalence test, whose
+            threshold is its margin).
+        scale: The map from the values' scale to the one shown ("exp", "pow10").
     """
 
     label: str
@@ -45,6 +50,9 @@ class Finding:
     verdict: Verdict
     digits: int = 3
     p_value: float | None = None
+    values: tuple[Value, ...] = ()
+    side: Side | None = None
+    scale: Literal["exp", "pow10"] | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,15 @@ class Assessment:
 
     findings: list[Finding]
     sentences: list[str] = field(default_factory=list)
+
+
+# Seeds of the quick budget, from a power argument on the committed pilot (results/claims at
+# 3 seeds; each claim YAML's "Seeds:" line gives its numbers): 6 seeds give 80% power for the
+# pilot's effects in most findings, and 6 is the fewest with which an exact sign or sign-flip
+# test can decide at all (2 x 2**-6 = 0.031 < 0.05). The full budget's 10 seeds (the YAMLs'
+# `seeds`) are the fewest with which an exact test of 10 agreeing seeds survives Holm's
+# correction over the suite's 25 findings (2 x 2**-10 x 25 = 0.049).
+QUICK_SEEDS = 6
 
 
 @dataclass(frozen=True)
@@ -66,7 +83,7 @@ class Reduction:
         arms: The arms kept (all when empty).
     """
 
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: list(range(QUICK_SEEDS)))
     grid: dict[str, list[Any]] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
     arms: list[str] = field(default_factory=list)
@@ -108,6 +125,11 @@ class Claim:
         keeps: Override keys of the YAML that are part of the claim's question and stay on a
             user's network (e.g. init_scale's `model.initializer`); the other network tuning
             keys of the YAML (`bnbench.claims.retarget.TUNING`) give way to the user's.
+        effect: The smallest effect of interest of its findings, a distance from the
+            threshold on the scale shown (default: 2 points of accuracy); an inconclusive
+            finding whose interval rules out larger effects on both sides is "no effect
+            larger than" it, otherwise "not enough seeds".
+        effects: The same per finding label, where a finding's statistic has another unit.
     """
 
     id: str
@@ -122,6 +144,12 @@ class Claim:
     family: str | None = None
     fixes_data: str | None = None
     keeps: tuple[str, ...] = ()
+    effect: float = 0.02
+    effects: dict[str, float] = field(default_factory=dict)
+
+    def effect_of(self, label: str) -> float:
+        """The smallest effect of interest of the finding `label`."""
+        return self.effects.get(label, self.effect)
 
     def listing(self) -> dict[str, str]:
         """What `bnbench claims list` shows."""

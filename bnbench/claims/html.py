@@ -6,7 +6,7 @@ import base64
 import html
 from pathlib import Path
 
-from bnbench.claims.render import ClaimReport, rows, statistic_text
+from bnbench.claims.render import ClaimReport, header, p_text, rows, statistic_text
 
 _STYLE = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -19,11 +19,13 @@ _STYLE = (
 def render_html(reports: list[ClaimReport], out: Path) -> str:
     """The page: the verdict table, then each claim's findings, sentences and figure."""
     e = html.escape
-    head = ["claim", "finding", "source", "verdict", "statistic [CI]", "n seeds", "budget"]
-    keys = ["claim", "finding", "source", "verdict", "statistic", "n", "budget"]
+    head = ["claim", "finding", "verdict", "statistic [CI]", "method", "p (raw → Holm)",
+            "stability", "inconclusive:", "n seeds", "budget"]
+    keys = ["claim", "finding", "verdict", "statistic", "method", "p", "stability",
+            "rules_out", "n", "budget"]
     body = [f"<tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>"]
     for row in rows(reports):
-        cls = row["verdict"].replace(" ", "-")
+        cls = row["verdict"].removesuffix(" (unstable)").replace(" ", "-")
         cells = "".join(
             f"<td class='{cls}'><b>{e(row[k])}</b></td>"
             if k == "verdict"
@@ -33,17 +35,19 @@ def render_html(reports: list[ClaimReport], out: Path) -> str:
         body.append(f"<tr>{cells}</tr>")
     parts = [f"<!doctype html><meta charset='utf-8'><title>bnbench claims</title><style>{_STYLE}"
              "</style><h1>Claims about batch normalization, tested</h1>",
-             f"<table>{''.join(body)}</table>"]  # fmt: skip
+             f"<p>{e(header(reports))}</p><table>{''.join(body)}</table>"]  # fmt: skip
     for report in reports:
         claim = report.claim
         parts.append(f"<h2>{e(claim.id)}: {e(claim.statement)}</h2><p>Source: {e(claim.source)}. "
                      f"Measured: {e(claim.measures)}. Budget: {e(report.budget)} "
                      f"({report.mode}).</p><ul>")  # fmt: skip
-        for found in report.assessment.findings:
-            cls = found.verdict.replace(" ", "-")
-            parts.append(f"<li>{e(found.label)} <b class='{cls}'>{found.verdict}</b>: "
+        for found, judged in zip(report.assessment.findings, report.judgements, strict=True):
+            cls = judged.verdict.removesuffix(" (unstable)").replace(" ", "-")
+            parts.append(f"<li>{e(found.label)} <b class='{cls}'>{e(judged.verdict)}</b>: "
                          f"{e(found.statistic)} = {e(statistic_text(found))} over "
-                         f"{found.interval.n} seeds. Rule: {e(found.rule)}.</li>")  # fmt: skip
+                         f"{found.interval.n} seeds; p {e(p_text(judged))} ({judged.method}); "
+                         f"{judged.stability}. {e(judged.absence(found.digits))} "
+                         f"Rule: {e(found.rule)}.</li>")  # fmt: skip
         parts.append(f"</ul><p>{e(' '.join(report.assessment.sentences))}</p>")
         if report.figure and (out / report.figure).is_file():
             data = base64.b64encode((out / report.figure).read_bytes()).decode("ascii")

@@ -124,7 +124,7 @@ def finding(
         found = found.mapped(scale)
     verdict = decide(found, threshold, side)
     return Finding(label, statistic, found, threshold, rule_text(threshold, side),
-                   verdict, digits)  # fmt: skip
+                   verdict, digits, values=tuple(values), side=side, scale=scale)  # fmt: skip
 
 
 def mean_of(values: Mapping[int, float]) -> float:

@@ -17,7 +17,7 @@ from bnbench.config.ablation import Ablation, AblationSpec, expand, load_ablatio
 from bnbench.config.loading import validate
 from bnbench.config.yamlfile import load_yaml
 from bnbench.errors import SpecError
-from bnbench.results.files import read_mapping
+from bnbench.results.files import atomic_write_text, read_mapping, write_json
 from bnbench.results.layout import ABLATION, MANIFEST
 
 # The shipped claim ablations: package data of `bnbench.claims.catalog`, so an installed
@@ -38,11 +38,18 @@ def claim_path(claim: Claim, configs: Path = CONFIGS) -> Path:
     return path
 
 
-def load_claim(claim: Claim, quick: bool, configs: Path = CONFIGS) -> Ablation:
+def load_claim(claim: Claim, quick: bool, configs: Path = CONFIGS,
+               seeds: list[int] | None = None) -> Ablation:  # fmt: skip
     """Read, validate and expand a claim's ablation, with its quick budget when `quick`.
 
     The full budget is the file as `bnbench ablate` loads it, so `bnbench ablate` and `bnbench
     plan` work on a claim's folder too.
+
+    Args:
+        claim: The claim.
+        quick: Its quick budget (`Claim.quick`) instead of the file's.
+        configs: The folder of claim ablations.
+        seeds: The seeds to run instead of the budget's (`--seeds`).
 
     Raises:
         SpecError: the file, its base spec or an expanded run is invalid.
@@ -50,10 +57,14 @@ def load_claim(claim: Claim, quick: bool, configs: Path = CONFIGS) -> Ablation:
     path = claim_path(claim, configs)
     data, _ = load_yaml(path)
     catalog.check_arms(claim, data, path)  # a user's own file too: before anything runs
-    if not quick:
+    if not quick and seeds is None:
         return load_ablation(path)
-    # The quick budget changes the data, so the file's line numbers no longer apply.
-    spec = validate(AblationSpec, claim.quick.apply(data), None)
+    # The budget changes the data, so the file's line numbers no longer apply.
+    data = claim.quick.apply(data) if quick else dict(data)
+    if seeds is not None:
+        data.pop("repeats", None)
+        data["seeds"] = list(seeds)
+    spec = validate(AblationSpec, data, None)
     if not isinstance(spec.base, str):
         raise SpecError(f"{path}: a claim's base must be a run spec file, not a mapping")
     base_path = (path.parent / spec.base).resolve()
@@ -67,19 +78,32 @@ def load_claim(claim: Claim, quick: bool, configs: Path = CONFIGS) -> Ablation:
 
 def claim_mode(claim: Claim, stored: dict[str, Any], configs: Path = CONFIGS) -> Mode:
     """Whether a claim folder whose ablation.yaml holds `stored` ran the claim's quick or full
-    budget, or a changed ablation."""
+    budget (with whichever seeds), or a changed ablation."""
+    seeds = stored.get("seeds")
+    chosen = [int(s) for s in seeds] if isinstance(seeds, list) and seeds else None
     for quick in (True, False):
         try:
-            if stored == load_claim(claim, quick, configs).resolved:
+            if stored == load_claim(claim, quick, configs, chosen).resolved:
                 return "quick" if quick else "full"
         except SpecError:  # the claim file itself no longer loads
             return "changed"
     return "changed"
 
 
-def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CONFIGS
+def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CONFIGS,
+                seeds: list[int] | None = None, *, extend: bool = False
                 ) -> list[tuple[Claim, Ablation]]:  # fmt: skip
     """Load every claim's ablation and check its folder before anything runs.
+
+    Args:
+        claims: The claims to run.
+        out: The claims results directory.
+        quick: The quick budget.
+        configs: The folder of claim ablations.
+        seeds: The seeds instead of the budget's.
+        extend: A folder holding the same ablation with fewer seeds (its seeds a prefix of
+            `seeds`) or more (after a later round) is accepted: `--until-decided` adds seeds
+            round by round, and takes each claim's current seeds from its looks.
 
     Raises:
         SpecError: an invalid claim file, `out` a file or an ablation's results tree, or a
@@ -87,16 +111,26 @@ def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CON
             then nothing has been written.
     """
     check_claims_out(out)
-    planned = [(claim, load_claim(claim, quick, configs)) for claim in claims]
+    planned = [(claim, load_claim(claim, quick, configs, seeds)) for claim in claims]
     for claim, ablation in planned:
         folder = out / claim.id
         stored = read_mapping(folder / ABLATION) if (folder / ABLATION).exists() else None
+        if extend and stored is not None and (extends(stored, ablation.resolved)
+                                              or extends(ablation.resolved, stored)):
+            continue  # a round of --until-decided, or a later one already under way
         if stored is not None and stored != ablation.resolved:
             other = claim_mode(claim, stored, configs)
+            budget = "quick" if quick else "full"
+            if other == budget:
+                raise SpecError(
+                    f"{folder}: holds claim {claim.id!r} run with seeds "
+                    f"{seed_text(stored['seeds'])}, not {seed_text(ablation.resolved['seeds'])};"
+                    f" to resume it, give --seeds {seed_text(stored['seeds'])}; or choose "
+                    "another --out"
+                )
             raise SpecError(
                 f"{folder}: holds the {other} budget of claim {claim.id!r}, not the "
-                f"{'quick' if quick else 'full'} one; choose another --out (or delete the "
-                "folder to start over)"
+                f"{budget} one; choose another --out (or delete the folder to start over)"
             )
         if folder.exists() and not folder.is_dir():
             raise SpecError(f"{folder}: exists and is not a folder")
@@ -119,3 +153,76 @@ def check_claims_out(out: Path) -> None:
         raise SpecError(
             f"{out} holds an ablation ({found[0]}){where}; choose another --out for claims"
         )
+
+
+def extends(stored: dict[str, Any], resolved: dict[str, Any]) -> bool:
+    """Whether `resolved` is the ablation `stored` with seeds added after its own."""
+    old, new = stored.get("seeds"), resolved.get("seeds")
+    if not isinstance(old, list) or not isinstance(new, list) or new[: len(old)] != old:
+        return False
+    return {**stored, "seeds": new} == resolved
+
+
+def extend_folder(ablation: Ablation, folder: Path) -> None:
+    """Record in `folder` that its ablation now has more seeds (`extends`): its ablation.yaml
+    and the manifest's plan, so the runner and `bnbench status` see this round's runs. Does
+    nothing to a folder holding anything else."""
+    import yaml
+
+    stored = read_mapping(folder / ABLATION) if (folder / ABLATION).is_file() else None
+    if stored is None or stored == ablation.resolved or not extends(stored, ablation.resolved):
+        return
+    manifest = read_mapping(folder / MANIFEST) if (folder / MANIFEST).is_file() else None
+    if manifest is not None:
+        manifest["runs"] = len(ablation.runs)
+        manifest["plan"] = [{"run_id": r.run_id, "arm": r.arm, "cell": r.cell, "seed": r.seed}
+                            for r in ablation.runs]  # fmt: skip
+        write_json(folder / MANIFEST, manifest)
+    atomic_write_text(folder / ABLATION, yaml.safe_dump(ablation.resolved, sort_keys=False))
+
+
+def seed_text(seeds: list[int]) -> str:
+    """Seeds as `--seeds` takes them back, consecutive ones as ranges: "0-5,20", "7-7"."""
+    parts: list[str] = []
+    start = previous = None
+    for seed in [*seeds, None]:
+        if start is not None and (seed is None or seed != previous + 1):  # type: ignore[operator]
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+            start = None
+        if seed is not None and start is None:
+            start = seed
+        previous = seed
+    if len(parts) == 1 and "-" not in parts[0]:  # "7" alone would read as a count
+        return f"{parts[0]}-{parts[0]}"
+    return ",".join(parts)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds`: a count N (seeds 0..N-1) or a list of seeds and ranges, "0-9,20".
+
+    Raises:
+        SpecError: not a count or a list of non-negative integers and increasing ranges, or a
+            seed given twice; the message quotes the value.
+    """
+    words = [word.strip() for word in text.split(",")]
+    if len(words) == 1 and words[0].isdigit():
+        count = int(words[0])
+        if count < 1:
+            raise SpecError(f"--seeds {text!r}: a count must be at least 1")
+        return list(range(count))
+    seeds: list[int] = []
+    for word in words:
+        low, dash, high = word.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise SpecError(
+                f"--seeds {text!r}: {word!r} is not a seed or a range of seeds; give a count "
+                "(--seeds 6) or a list of non-negative seeds and ranges (--seeds 0-9,20)"
+            )
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise SpecError(f"--seeds {text!r}: the range {word!r} runs backwards")
+        seeds.extend(range(first, last + 1))
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise SpecError(f"--seeds {text!r}: seed(s) given twice: {seed_text(repeated)}")
+    return seeds

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bnbench.claims.claim import Assessment, Claim, Finding
 from bnbench.claims.plan import Mode
 from bnbench.claims.verdicts import MIN_SEEDS
+
+if TYPE_CHECKING:
+    from bnbench.claims.judging import Judgement
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,8 @@ class ClaimReport:
     assessment: Assessment
     budget: str
     figure: str | None  # relative to the results directory
+    seeds: tuple[int, ...] = ()
+    judgements: tuple[Judgement, ...] = ()  # one per finding, once judged as a family
 
 
 def statistic_text(found: Finding) -> str:
@@ -35,6 +41,14 @@ def statistic_text(found: Finding) -> str:
     return f"{prefix}{i.estimate:.{d}f} {low}, {high}"
 
 
+def p_text(judgement: Judgement) -> str:
+    """E.g. "0.004 → 0.088" (raw → adjusted), "-" without a test."""
+    if judgement.p_value is None:
+        return "-"
+    raw, fixed = f"{judgement.p_value:.3f}", judgement.p_adjusted
+    return f"{raw} → {fixed:.3f}" if fixed is not None else raw
+
+
 def rows(reports: list[ClaimReport]) -> list[dict[str, str]]:
     """The verdict table: one row per finding."""
     out = []
@@ -42,22 +56,40 @@ def rows(reports: list[ClaimReport]) -> list[dict[str, str]]:
         claim = report.claim
         budget = f"{report.budget} ({report.mode})"
         if not report.assessment.findings:
-            out.append(
-                {
-                    "claim": claim.id,
-                    "finding": "",
-                    "source": claim.source,
-                    "verdict": "not run",
-                    "statistic": "",
-                    "n": "0",
-                    "budget": budget,
-                }
-            )
-        for found in report.assessment.findings:
+            out.append({"claim": claim.id, "finding": "", "source": claim.source,
+                        "verdict": "not run", "statistic": "", "method": "", "p": "",
+                        "stability": "", "rules_out": "", "n": "0", "budget": budget})  # fmt: skip
+        for found, judged in zip(report.assessment.findings, report.judgements, strict=True):
             out.append({"claim": claim.id, "finding": found.label, "source": claim.source,
-                        "verdict": found.verdict, "statistic": statistic_text(found),
+                        "verdict": judged.verdict, "statistic": statistic_text(found),
+                        "method": judged.method, "p": p_text(judged),
+                        "stability": judged.stability, "rules_out": judged.absence(found.digits),
                         "n": str(found.interval.n), "budget": budget})  # fmt: skip
     return out
+
+
+def header(reports: list[ClaimReport]) -> str:
+    """The paragraph above the table: how verdicts are reached, the correction, the seeds."""
+    from bnbench.claims.judging import correction_text
+    from bnbench.claims.plan import seed_text
+
+    seeds = sorted({s for r in reports for s in r.seeds})
+    return (
+        "Each finding's statistic is computed per seed (the runs of a seed share initial weights "
+        "and batch order); its 95% interval (90% for equivalence tests) comes from the method of "
+        "its kind (t for continuous values, the exact sign-flip test for grid-valued or tied "
+        "ones, the sign test for censored ones) and is held against a threshold declared in "
+        f"code before any run (`bnbench/claims/`). Fewer than {MIN_SEEDS} seeds with a value: "
+        "inconclusive. ≥ / ≤: some runs never reached the target, so the value is a bound. "
+        f"Multiplicity: p-values are adjusted by {correction_text()} over the "
+        f"{sum(len(r.judgements) for r in reports)} findings of this report (p: raw → "
+        "adjusted); a decided finding whose adjusted p is not below 0.05 is inconclusive. "
+        "Stability: the rule re-applied to disjoint halves of the seeds (alternate seeds); a "
+        "decided finding whose halves disagree is marked (unstable). An inconclusive finding "
+        "says whether its interval rules out effects larger than the claim's smallest effect "
+        "of interest (\"no effect larger than\") or was too wide to (\"not enough seeds\"). "
+        f"Seeds: {seed_text(seeds) if seeds else 'none'}."
+    )
 
 
 def markdown(reports: list[ClaimReport]) -> str:
@@ -65,30 +97,29 @@ def markdown(reports: list[ClaimReport]) -> str:
     lines = [
         "# Claims about batch normalization, tested",
         "",
-        "Each finding's statistic is computed per seed (the runs of a seed share initial weights "
-        "and batch order); the interval is a 95% t interval over seeds (90% for equivalence "
-        "tests) and is held against a threshold declared in code before any run "
-        f"(`bnbench/claims/`). Fewer than {MIN_SEEDS} seeds with a value: inconclusive. "
-        "≥ / ≤: some runs never reached the target, so the value is a bound.",
+        header(reports),
         "",
-        "| claim | finding | source | verdict | statistic [CI] | n seeds | budget |",
-        "|---|---|---|---|--:|--:|---|",
+        "| claim | finding | verdict | statistic [CI] | method | p (raw → Holm) | stability "
+        "| inconclusive: | n seeds | budget |",
+        "|---|---|---|--:|---|--:|---|---|--:|---|",
     ]
     for row in rows(reports):
         verdict = f"**{row['verdict']}**"
-        lines.append(f"| {row['claim']} | {row['finding']} | {row['source']} | {verdict} | "
-                     f"{row['statistic']} | {row['n']} | {row['budget']} |")  # fmt: skip
+        lines.append(f"| {row['claim']} | {row['finding']} | {verdict} | {row['statistic']} | "
+                     f"{row['method']} | {row['p']} | {row['stability']} | {row['rules_out']} | "
+                     f"{row['n']} | {row['budget']} |")  # fmt: skip
     for report in reports:
         claim = report.claim
         lines += ["", f"## {claim.id}: {claim.statement}", "",
                   f"Source: {claim.source}. Measured: {claim.measures}. "
                   f"Budget: {report.budget} ({report.mode}).", ""]  # fmt: skip
-        for found in report.assessment.findings:
+        for found, judged in zip(report.assessment.findings, report.judgements, strict=True):
             label = f"{found.label}: " if found.label else ""
-            p = f", p = {found.p_value:.3f}" if found.p_value is not None else ""
-            lines.append(f"- {label}**{found.verdict}**. {found.statistic} = "
-                         f"{statistic_text(found)} over {found.interval.n} seeds{p}. "
-                         f"Rule: {found.rule}.")  # fmt: skip
+            p = f", p = {p_text(judged)} ({judged.method})" if judged.p_value is not None else ""
+            absence = f" {judged.absence(found.digits).capitalize()}." if judged.rules_out else ""
+            lines.append(f"- {label}**{judged.verdict}**. {found.statistic} = "
+                         f"{statistic_text(found)} over {found.interval.n} seeds{p}; "
+                         f"{judged.stability}.{absence} Rule: {found.rule}.")  # fmt: skip
         if report.assessment.sentences:
             lines += ["", " ".join(report.assessment.sentences)]
         if report.figure:

@@ -9,11 +9,14 @@ only those. It never trains; re-running it after editing or adding runs re-rende
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bnbench.claims.adaptive import sequential_decisions
 from bnbench.claims.claim import Assessment, Finding
 from bnbench.claims.evidence import load_evidence
+from bnbench.claims.judging import ALPHA, CORRECTION, Judgement, correction_text, judge
 from bnbench.claims.plan import CONFIGS, claim_mode
 from bnbench.claims.registry import CLAIMS
 from bnbench.claims.render import ClaimReport, markdown
@@ -46,19 +49,32 @@ def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
         mode = claim_mode(claim, stored, configs)
         if mode == "changed" and claim.id in (retargeted or {}).get("notes", {}):
             mode = "quick" if retargeted and retargeted["budget"] == "quick" else "full"
+        seeds = tuple(int(s) for s in stored.get("seeds") or ())
         if not any((folder / RUNS_DIR).glob("*")):
-            reports.append(ClaimReport(claim, mode, Assessment([], ["No runs yet."]), "-", None))
+            reports.append(ClaimReport(claim, mode, Assessment([], ["No runs yet."]), "-", None,
+                                       seeds=seeds))  # fmt: skip
             continue
         evidence = load_evidence(folder, stored)
         if evidence.runs.empty:
             empty = Assessment([], ["No finished runs yet."])
-            reports.append(ClaimReport(claim, mode, empty, evidence.budget(), None))
+            reports.append(ClaimReport(claim, mode, empty, evidence.budget(), None, seeds=seeds))
             continue
         assessment = claim.assess(evidence)
         figure = f"{FIGURES}/{claim.id}.png"
         save_figure(claim.draw(evidence), out / figure, "png")
-        reports.append(ClaimReport(claim, mode, assessment, evidence.budget(), figure))
-    return reports
+        reports.append(ClaimReport(claim, mode, assessment, evidence.budget(), figure,
+                                   seeds=seeds))  # fmt: skip
+    return judged(reports, sequential_decisions(out))
+
+
+def judged(reports: list[ClaimReport],
+           sequential: dict[tuple[str, str], dict[str, Any]] | None = None
+           ) -> list[ClaimReport]:  # fmt: skip
+    """The reports with every finding judged in one family (`bnbench.claims.judging`)."""
+    family = [(r.claim, f) for r in reports for f in r.assessment.findings]
+    judgements = iter(judge(family, sequential=sequential))
+    return [replace(r, judgements=tuple(next(judgements) for _ in r.assessment.findings))
+            for r in reports]  # fmt: skip
 
 
 def _not_claims(out: Path) -> str:
@@ -99,8 +115,11 @@ def write_claims_report(
     paths = [out / MARKDOWN, out / JSON]
     retargeted = read_record(out)  # a `claims run --dataset/--base`: how, and what was skipped
     atomic_write_text(paths[0], markdown(reports) + record_markdown(retargeted))
+    seeds = sorted({s for r in reports for s in r.seeds})
     extra = {} if retargeted is None else {"retarget": retargeted}
-    write_json(paths[1], {"claims": [_record(r) for r in reports], **extra})
+    write_json(paths[1], {"correction": CORRECTION, "correction_text": correction_text(),
+                          "alpha": ALPHA, "seeds": seeds,
+                          "claims": [_record(r) for r in reports], **extra})  # fmt: skip
     if html:
         from bnbench.claims.html import render_html
 
@@ -115,22 +134,27 @@ def _record(report: ClaimReport) -> dict[str, Any]:
         **claim.listing(),
         "mode": report.mode,
         "budget": report.budget,
+        "seeds": list(report.seeds),
         "figure": report.figure,
         "sentences": report.assessment.sentences,
-        "findings": [_finding(f) for f in report.assessment.findings],
+        "findings": [_finding(f, j) for f, j in zip(report.assessment.findings,
+                                                     report.judgements, strict=True)],
     }
 
 
-def _finding(found: Finding) -> dict[str, Any]:
+def _number(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
+def _finding(found: Finding, judgement: Judgement) -> dict[str, Any]:
     i = found.interval
-
-    def number(x: float | None) -> float | None:
-        return None if x is None or not math.isfinite(x) else x
-
+    number = _number
+    replication = judgement.replication
+    ruled = judgement.rules_out
     return {
         "label": found.label,
         "statistic": found.statistic,
-        "verdict": found.verdict,
+        "verdict": judgement.verdict,
         "estimate": number(i.estimate),
         "ci_low": number(i.low),
         "ci_high": number(i.high),
@@ -139,5 +163,17 @@ def _finding(found: Finding) -> dict[str, Any]:
         "bounds": list(i.bounds),
         "threshold": found.threshold,
         "rule": found.rule,
-        "p_value": found.p_value,
+        "rule_verdict": judgement.rule_verdict,
+        "kind": i.kind,
+        "method": judgement.method,
+        "p_value": judgement.p_value,
+        "p_adjusted": judgement.p_adjusted,
+        "stability": judgement.stability,
+        "halves": list(replication.parts) if replication is not None else [],
+        "settled": replication is not None and replication.settled,
+        "effect": judgement.effect,
+        "looks": judgement.looks,
+        "rules_out": None if ruled is None else {
+            "above": number(ruled.above), "below": number(ruled.below),
+            "underpowered": ruled.underpowered, "text": judgement.absence(found.digits)},
     }

@@ -111,10 +111,12 @@ def onto_base(path: Path) -> Onto:
 
 
 def retarget(claim: Claim, quick: bool, onto: Onto, configs: Path = CONFIGS,
-             sizes: dict[str, int] | None = None) -> Retargeted | Skipped:  # fmt: skip
+             sizes: dict[str, int] | None = None,
+             seeds: list[int] | None = None) -> Retargeted | Skipped:  # fmt: skip
     """The claim's ablation (its quick budget when `quick`) on `onto`, or why it cannot run.
 
-    `sizes` caches the training-set sizes read to scale budgets, across the claims of a plan.
+    `sizes` caches the training-set sizes read to scale budgets, across the claims of a plan;
+    `seeds` replace the budget's (`--seeds`).
 
     Raises:
         SpecError: the shipped ablation itself is invalid, or the data cannot be read to size
@@ -129,6 +131,8 @@ def retarget(claim: Claim, quick: bool, onto: Onto, configs: Path = CONFIGS,
     data, _ = load_yaml(path)
     if quick:
         data = claim.quick.apply(data)
+    if seeds is not None:
+        data = {k: v for k, v in data.items() if k != "repeats"} | {"seeds": list(seeds)}
     shipped, _ = load_yaml(path.parent / str(data["base"]))
     overrides = dict(data.get("overrides") or {})
     arms = {name: dict(values or {}) for name, values in (data.get("arms") or {}).items()}
@@ -235,7 +239,7 @@ def _scale_budget(shipped: dict[str, Any], base: dict[str, Any], overrides: dict
 
 def _size(dataset: DatasetSpec, sizes: dict[str, int]) -> int:
     """Training examples of a dataset section, read once per plan (`sizes` keeps them)."""
-    from bnbench.analysis.landscape import training_split  # claims read data via analysis
+    from bnbench.demos.landscape import training_split  # claims read data via the demos room
 
     key = dataset.model_dump_json()
     if key not in sizes:
@@ -250,7 +254,8 @@ def _data(spec: dict[str, Any], overrides: dict[str, Any]) -> DatasetSpec:
 
 
 def plan_retargeted(claims: list[Claim], out: Path, quick: bool, onto: Onto,
-                    configs: Path = CONFIGS) -> tuple[list[Retargeted], list[Skipped]]:  # fmt: skip
+                    configs: Path = CONFIGS, seeds: list[int] | None = None
+                    ) -> tuple[list[Retargeted], list[Skipped]]:  # fmt: skip
     """Retarget every claim and check its folder before anything runs (reads only).
 
     Raises:
@@ -263,7 +268,7 @@ def plan_retargeted(claims: list[Claim], out: Path, quick: bool, onto: Onto,
 
     check_claims_out(out)
     sizes: dict[str, int] = {}
-    done = [retarget(claim, quick, onto, configs, sizes) for claim in claims]
+    done = [retarget(claim, quick, onto, configs, sizes, seeds) for claim in claims]
     planned = [r for r in done if isinstance(r, Retargeted)]
     for entry in planned:
         folder = out / entry.claim.id

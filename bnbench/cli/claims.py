@@ -83,6 +83,15 @@ def run(
     quick: Annotated[
         bool, typer.Option(help="The reduced budget: fewer seeds, grid points or arms.")
     ] = False,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="A count N (seeds 0..N-1) or a list, `0-9,20` (default: the "
+                     "budget's, 6 quick / 10 full, from a power argument)."),
+    ] = None,
+    until_decided: Annotated[bool, typer.Option(
+        help="Add seeds in rounds to the claims with open findings, each stopped by a "
+        "group-sequential test, until decided or --max-seeds (resumable).")] = False,
+    max_seeds: Annotated[int, typer.Option(help="With --until-decided: the most seeds.")] = 20,
     report: Annotated[bool, typer.Option(help="Write the claims report at the end.")] = True,
     configs: ConfigsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
@@ -107,26 +116,44 @@ def run(
 ) -> None:
     """Run the claims' ablations into `OUT/CLAIM_ID/` (resumable: the same command continues
     an interrupted run), then write the report."""
-    from bnbench.claims.plan import CONFIGS, plan_claims
+    from bnbench.claims.plan import CONFIGS, parse_seeds, plan_claims, seed_text
     from bnbench.claims.registry import select
 
     if jobs < 1:
         raise SpecError(f"--jobs must be at least 1, got {jobs}")
     folder = configs or CONFIGS
+    chosen = None if seeds is None else parse_seeds(seeds)
+    if until_decided and max_seeds < (len(chosen) if chosen else 2):
+        raise SpecError(f"--max-seeds must be at least the {len(chosen or [])} seeds to start "
+                        f"with (and 2), got {max_seeds}")  # fmt: skip
     if dataset is not None or base is not None or dataset_path is not None:
-        planned = _plan_retargeted(select(only), out, quick, folder, dataset, dataset_path, base)
+        if until_decided:
+            raise SpecError("--until-decided runs the shipped claims; it does not combine with "
+                            "--dataset or --base yet: give --seeds instead")
+        planned = _plan_retargeted(select(only), out, quick, folder, dataset, dataset_path, base,
+                                   chosen)  # fmt: skip
     else:
-        planned = plan_claims(select(only), out, quick, folder)
+        planned = plan_claims(select(only), out, quick, folder, chosen, extend=until_decided)
     total = sum(len(ablation.runs) for _, ablation in planned)
     budget = "quick" if quick else "full"
-    console.print(f"{len(planned)} claims, {total} runs ({budget} budget), --jobs {jobs} → {out}")
-    outcome = run_claims(planned, out, jobs, functools.partial(_display, quiet=quiet, jobs=jobs))
+    used = sorted({seed_text(a.resolved["seeds"]) for _, a in planned})
+    console.print(f"{len(planned)} claims, {total} runs ({budget} budget, seeds "
+                  f"{'; '.join(used)}), --jobs {jobs} → {out}")  # fmt: skip
+    display = functools.partial(_display, quiet=quiet, jobs=jobs)
+    if until_decided:
+        outcome = run_until_decided(planned, out, jobs, display, max_seeds,
+                                    functools.partial(plan_claims, out=out, quick=quick,
+                                                      configs=folder, extend=True))  # fmt: skip
+    else:
+        outcome = run_claims(planned, out, jobs, display)
     if outcome.interrupted:
         words = ["bnbench", "claims", "run", "--out", str(out), "--jobs", str(jobs)]
         words += (["--only", only] if only else []) + (["--quick"] if quick else [])
         for flag, given in (("--dataset", dataset), ("--dataset-path", dataset_path),
                             ("--base", base)):  # fmt: skip
             words += [flag, str(given)] if given is not None else []
+        words += ["--seeds", seeds] if seeds else []
+        words += ["--until-decided", "--max-seeds", str(max_seeds)] if until_decided else []
         command = shlex.join(words)
         err_console.print(f"interrupted; to resume, run the same command: {command}",
                           highlight=False, soft_wrap=True)  # fmt: skip
@@ -141,8 +168,8 @@ def run(
 
 
 def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path,
-                     dataset: str | None, dataset_path: Path | None, base: Path | None
-                     ) -> list[tuple[Claim, Ablation]]:  # fmt: skip
+                     dataset: str | None, dataset_path: Path | None, base: Path | None,
+                     seeds: list[int] | None = None) -> list[tuple[Claim, Ablation]]:  # fmt: skip
     """Retarget the claims onto --dataset or --base, print the skipped ones with their reasons
     and keep the derivation in OUT/retarget.json (written only once all is checked)."""
     from bnbench.claims.retarget import (
@@ -164,7 +191,7 @@ def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path,
         onto = onto_base(base)
     else:
         onto = onto_dataset(dataset, dataset_path)
-    planned, skipped = plan_retargeted(claims, out, quick, onto, configs)
+    planned, skipped = plan_retargeted(claims, out, quick, onto, configs, seeds)
     for entry in planned:
         console.print(f"[bold]{entry.claim.id}[/] {onto.label}: " + "; ".join(entry.notes),
                       highlight=False)  # fmt: skip
@@ -234,12 +261,13 @@ def _write_report(out: Path, html: bool, configs: Path) -> None:
     reports, paths = write_claims_report(out, html=html, configs=configs)
     table = Table(title="claims")
     table.add_column("claim", no_wrap=True)
-    for column in ("finding", "verdict", "statistic [CI]", "n"):
+    for column in ("finding", "verdict", "statistic [CI]", "p (raw → Holm)", "stability", "n"):
         table.add_column(column, overflow="fold")
     colour = {"supported": "green", "not supported": "red", "inconclusive": "yellow"}
     for row in rows(reports):
         verdict = f"[{colour.get(row['verdict'], 'white')}]{row['verdict']}[/]"
-        table.add_row(row["claim"], escape(row["finding"]), verdict, row["statistic"], row["n"])
+        table.add_row(row["claim"], escape(row["finding"]), verdict, row["statistic"], row["p"],
+                      row["stability"], row["n"])  # fmt: skip
     console.print(table)
     console.print(f"wrote {', '.join(str(p) for p in paths)} and {out / 'figures'}/")
 
@@ -290,10 +318,12 @@ def run_claims(
     """
     from bnbench.ablate.runner import run_ablation
     from bnbench.analysis.tables import build_report
+    from bnbench.claims.plan import extend_folder
 
     result = ClaimsOutcome()
     for claim, ablation in planned:
         folder = out / claim.id
+        extend_folder(ablation, folder)  # --until-decided: this round's seeds added
         with display(claim.id, ablation, folder) as listener:
             outcome = run_ablation(ablation, folder, jobs=jobs, listener=listener)
         result.outcomes[claim.id] = outcome
@@ -302,6 +332,53 @@ def run_claims(
             break
         build_report(folder)
     return result
+
+
+Planned = list[tuple["Claim", "Ablation"]]
+
+
+def run_until_decided(planned: Planned, out: Path, jobs: int, display: Display, max_seeds: int,
+                      replan: Callable[..., Planned]) -> ClaimsOutcome:  # fmt: skip
+    """Run the planned claims in rounds (`bnbench.claims.adaptive`): after each round, look at
+    every open finding; claims with one still open get more seeds, until decided or M.
+
+    Args:
+        planned: The first round (or, resuming, the claims as first planned).
+        out: The claims results directory; `OUT/looks.json` records the looks.
+        jobs, display: As `run_claims`.
+        max_seeds: M.
+        replan: (claims, seeds=...) -> planned, as `plan_claims` with out/quick/configs bound.
+
+    Returns:
+        The outcome of the last round of each claim; `interrupted` after a Ctrl-C.
+    """
+    from bnbench.claims.adaptive import load_looks, look, save_looks
+    from bnbench.claims.evidence import load_evidence
+    from bnbench.results.files import read_mapping
+    from bnbench.results.layout import ABLATION
+
+    first = {claim.id: list(ablation.resolved["seeds"]) for claim, ablation in planned}
+    looks = load_looks(out, max_seeds, step=max(len(s) for s in first.values()))
+    result = ClaimsOutcome()
+    while True:
+        claims = [claim for claim, _ in planned if looks.open(claim.id)]
+        if not claims:
+            return result
+        rounds = [replan([c], seeds=looks.seeds(c.id) or first[c.id])[0] for c in claims]
+        done = run_claims(rounds, out, jobs, display)
+        result.outcomes.update(done.outcomes)
+        if done.interrupted or done.failed:
+            result.interrupted = done.interrupted
+            return result
+        assessed = []
+        for claim, ablation in rounds:
+            stored = read_mapping(out / claim.id / ABLATION)
+            findings = claim.assess(load_evidence(out / claim.id, stored)).findings
+            assessed.append((claim.id, list(ablation.resolved["seeds"]), findings))
+        family = sum(len(findings) for *_, findings in assessed)  # all claims at the first
+        for claim_id, seeds, findings in assessed:
+            look(looks, claim_id, seeds, findings, family)
+        save_looks(out, looks)
 
 
 def finished_runs(ablation: Ablation, folder: Path) -> int:

@@ -73,6 +73,7 @@ def assess(evidence: Evidence) -> Assessment:
         f"if the 95% CI lies outside ±{SHIFT_MARGIN:g}; otherwise inconclusive",
         test.verdict,
         p_value=test.p_value,
+        values=tuple(values),
     )
     sentences = [
         f"{arm}: the 15th/50th/85th percentiles of the last block's nonlinearity input moved by "
@@ -114,6 +115,7 @@ CLAIM = Claim(
     source="Ioffe & Szegedy 2015, Fig. 1; Santurkar et al. 2018",
     measures="drift of the last block's pre-activation percentiles over training",
     runtime="full 20 s, quick 15 s",
+    effect=0.1,  # the equivalence margin, in initial spreads
     quick=Reduction(),
     arms=("no_bn", "bn"),
     assess=assess,

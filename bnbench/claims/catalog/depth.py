@@ -94,6 +94,7 @@ CLAIM = Claim(
     source="common tutorial claim",
     measures="slope of log steps-to-target against log depth (2 to 16 blocks), BN vs no BN",
     runtime="full 80 s, quick 20 s",
+    effect=0.25,  # steps growing as depth**0.25
     quick=Reduction(grid={DEPTH: [2, 8]}),
     arms=("no_bn", "bn"),
     family="a stack of identical ReLU dense layers, whose number it varies",

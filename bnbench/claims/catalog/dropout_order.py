@@ -115,6 +115,7 @@ CLAIM = Claim(
         "variance shift (dropout on / off) of the BN input it feeds"
     ),
     runtime="full 15 s, quick 15 s",
+    effects={"variance shift (Li et al.'s mechanism)": 0.1},  # |ln ratio|: 10% variance
     quick=Reduction(),
     arms=ARMS,
     assess=assess,

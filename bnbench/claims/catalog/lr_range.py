@@ -124,6 +124,7 @@ CLAIM = Claim(
         "non-diverging rate (BN vs no BN)"
     ),
     runtime="full 70 s, quick 20 s",
+    effect=0.5,  # half a decade of rates: the full grid's step
     quick=Reduction(grid={LEARNING_RATE: [0.01, 0.1, 1.0, 10.0]}),
     arms=("no_bn", "bn"),
     assess=assess,

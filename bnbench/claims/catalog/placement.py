@@ -40,6 +40,7 @@ def assess(evidence: Evidence) -> Assessment:
         f"supported if the 95% CI lies outside ±{PLACEMENT_MARGIN:g}; otherwise inconclusive",
         test.verdict,
         p_value=test.p_value,
+        values=tuple(relu_values),
     )
     sentences = []
     for words, cell in (("sigmoid", sigmoid), ("ReLU", relu)):

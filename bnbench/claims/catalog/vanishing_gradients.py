@@ -102,6 +102,7 @@ CLAIM = Claim(
     source="common tutorial claim",
     measures="first- to last-layer gradient-norm ratio over training, BN vs no BN",
     runtime="full 20 s, quick 15 s",
+    effect=0.5,  # a factor of about 3 in the gradient-norm ratio
     quick=Reduction(),
     arms=("no_bn", "bn"),
     family="a deep sigmoid MLP (8 dense layers of 32 units)",

@@ -77,3 +77,21 @@ def test_a_hit_at_the_first_evaluation_is_interval_censored(tmp_path: Path):
     assert found.interval.low <= 1.0 and found.interval.high == float("inf")
     assert found.verdict == "inconclusive"
     assert any("within 50 steps" in sentence for sentence in assessment.sentences)
+
+
+def test_an_interval_censored_speedup_is_tested_and_adjusted_with_the_family():
+    """A speedup finding carries its seeds' conservative ends, so Holm and the halves see it:
+    six seeds where BN is 4x faster are one sign test (p = 1/32), not a finding that escapes
+    the correction with no p-value."""
+    from bnbench.analysis.targets import Hit
+    from bnbench.claims.judging import finding_p_value
+    from bnbench.claims.measures import speedup_finding
+
+    seeds = range(6)
+    reference = {seed: Hit(400, 380, 1000) for seed in seeds}
+    arm = {seed: Hit(100, 80, 1000) for seed in seeds}
+    found = speedup_finding("bn", "steps, no BN / BN", arm, reference)
+    assert found.verdict == "supported" and found.side == "above" and found.scale == "exp"
+    assert len(found.values) == 6
+    p = finding_p_value(found)
+    assert p is not None and abs(p - 1 / 32) < 1e-12

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bnbench.cli.tables import show
 from bnbench.errors import SpecError, user_errors
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def list_claims(
         table.add_column(column, overflow="fold")
     for entry in entries:
         table.add_row(*(entry[k] for k in ("id", "claim", "source", "measures", "runtime")))
-    console.print(table)
+    show(table, console)
 
 
 @claims_app.command("run")
@@ -251,7 +252,7 @@ def _transfer(folders: list[Path], html: bool) -> None:
         agree = f"[{colour.get(row.agreement, 'white')}]{row.agreement}[/]"
         cells = [escape(shown(cell)) for cell in row.cells]
         table.add_row(row.claim, escape(row.finding or "-"), *cells, agree)
-    console.print(table)
+    show(table, console)
 
 
 def _write_report(out: Path, html: bool, configs: Path) -> None:
@@ -268,7 +269,7 @@ def _write_report(out: Path, html: bool, configs: Path) -> None:
         verdict = f"[{colour.get(row['verdict'], 'white')}]{row['verdict']}[/]"
         table.add_row(row["claim"], escape(row["finding"]), verdict, row["statistic"], row["p"],
                       row["stability"], row["n"])  # fmt: skip
-    console.print(table)
+    show(table, console)
     console.print(f"wrote {', '.join(str(p) for p in paths)} and {out / 'figures'}/")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from bnbench.results import files, tree_files
-from bnbench.results.layout import ABLATION, MANIFEST
+from bnbench.results.layout import ABLATION
 
 # The keys of ablation.yaml that an extension may grow.
 GROWABLE = ("seeds", "grid")
@@ -67,5 +67,5 @@ def record(results_dir: Path, resolved: dict[str, Any], extra: dict[str, Any],
              "runs_before": manifest.runs, "runs_after": len(plan)}  # fmt: skip
     updated = manifest.model_copy(update={"runs": len(plan), "plan": plan, "finished_at": None,
                                           "extended": [*manifest.extended, entry]})  # fmt: skip
-    files.write_json(results_dir / MANIFEST, updated.model_dump())
+    tree_files.write_manifest(results_dir, updated)
     files.atomic_write_text(results_dir / ABLATION, yaml.safe_dump(resolved, sort_keys=False))

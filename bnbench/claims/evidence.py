@@ -23,10 +23,10 @@ import pandas as pd
 from bnbench.analysis.paired import TimeToTarget
 from bnbench.errors import SpecError
 from bnbench.results import rundir
-from bnbench.results.files import read_mapping
-from bnbench.results.layout import ABLATION, RUNS_DIR
+from bnbench.results.layout import RUNS_DIR
 from bnbench.results.rows import row_from, run_columns
 from bnbench.results.tree import ResultsTree, tree_from_runs
+from bnbench.results.tree_files import StoredAblation, read_ablation
 
 # A run is evidence when it finished training: completed, or diverged (a result, not a crash).
 USABLE = ("completed", "diverged")
@@ -111,35 +111,33 @@ class Evidence:
         return f"{length} at batch {batch}; {len(self.seeds)} seeds, {len(self.runs)} runs"
 
 
-def load_evidence(claim_dir: Path, spec: Mapping[str, Any] | None = None) -> Evidence:
+def load_evidence(claim_dir: Path, stored: StoredAblation | None = None) -> Evidence:
     """Read one claim's results tree from its run directories, each file once.
 
     Args:
         claim_dir: The claim's folder, holding `runs/<run_id>/`.
-        spec: Its ablation.yaml as already read (read here when None).
+        stored: Its ablation.yaml as already read (read here when None).
 
     Raises:
         SpecError: the folder holds no run directory, or a file in one cannot be read.
     """
-    spec = read_mapping(claim_dir / ABLATION) if spec is None else spec
+    stored = read_ablation(claim_dir) if stored is None else stored
     runs_dir = claim_dir / RUNS_DIR
     dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not dirs:
         raise SpecError(f"{str(runs_dir)!r} holds no run directories")
     found = [(path, rundir.read_entry(path), rundir.read_config(path), rundir.read_summary(path))
              for path in dirs]  # fmt: skip
-    declared_grid = spec.get("grid")
-    grid: dict[str, Any] = declared_grid if isinstance(declared_grid, dict) else {}
+    grid = stored.grid
     keys = [*map(str, grid)] + [str(k) for _, e, _, _ in found for k in e.get("grid") or {}]
     grid_keys = tuple(dict.fromkeys(keys))
     rows = [row_from(path, entry, grid_keys, config, summary).record()
             for path, entry, config, summary in found]  # fmt: skip
-    declared = spec.get("arms")
-    arms = [str(a) for a in declared] if isinstance(declared, dict | list) else []
+    arms = list(stored.arms)
     rows.sort(key=lambda row: _order(row, arms, grid_keys, grid))
     frame = pd.DataFrame(rows, columns=run_columns(grid_keys))
     run_dirs = {path.name: path for path, *_ in found}
-    title = str(spec.get("name") or claim_dir.name)
+    title = stored.name or claim_dir.name
     tree = tree_from_runs(claim_dir, frame, run_dirs, arms, title=title)
     runs = tree.runs[tree.runs["status"].isin(USABLE)].copy()
     by_id = {path.name: (config, summary) for path, _, config, summary in found}

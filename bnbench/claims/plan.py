@@ -8,6 +8,7 @@ run resumes like an ablation and every claim folder can be read by `bnbench repo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,8 +18,15 @@ from bnbench.config.ablation import Ablation, AblationSpec, expand, load_ablatio
 from bnbench.config.loading import validate
 from bnbench.config.yamlfile import load_yaml
 from bnbench.errors import SpecError
-from bnbench.results.files import atomic_write_text, read_mapping, write_json
+from bnbench.results.files import atomic_write_text
 from bnbench.results.layout import ABLATION, MANIFEST
+from bnbench.results.tree_files import (
+    PlannedRunRecord,
+    StoredAblation,
+    read_ablation,
+    read_manifest,
+    write_manifest,
+)
 
 # The shipped claim ablations: package data of `bnbench.claims.catalog`, so an installed
 # bnbench has them; `--configs` points `claims run` and `claims report` at a folder of one's own.
@@ -76,14 +84,17 @@ def load_claim(claim: Claim, quick: bool, configs: Path = CONFIGS,
     return Ablation(spec, resolved, expand(spec, base, str(base_path)))
 
 
-def claim_mode(claim: Claim, stored: dict[str, Any], configs: Path = CONFIGS) -> Mode:
-    """Whether a claim folder whose ablation.yaml holds `stored` ran the claim's quick or full
-    budget (with whichever seeds), or a changed ablation."""
-    seeds = stored.get("seeds")
+def claim_mode(claim: Claim, stored: StoredAblation | Mapping[str, Any],
+               configs: Path = CONFIGS) -> Mode:  # fmt: skip
+    """Whether a claim folder whose ablation.yaml holds `stored` (or a resolved ablation as a
+    mapping) ran the claim's quick or full budget (with whichever seeds), or a changed one."""
+    if not isinstance(stored, StoredAblation):
+        stored = StoredAblation(stored)
+    seeds = stored.seeds
     chosen = [int(s) for s in seeds] if isinstance(seeds, list) and seeds else None
     for quick in (True, False):
         try:
-            if stored == load_claim(claim, quick, configs, chosen).resolved:
+            if stored.data == load_claim(claim, quick, configs, chosen).resolved:
                 return "quick" if quick else "full"
         except SpecError:  # the claim file itself no longer loads
             return "changed"
@@ -114,18 +125,18 @@ def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CON
     planned = [(claim, load_claim(claim, quick, configs, seeds)) for claim in claims]
     for claim, ablation in planned:
         folder = out / claim.id
-        stored = read_mapping(folder / ABLATION) if (folder / ABLATION).exists() else None
-        if extend and stored is not None and (extends(stored, ablation.resolved)
-                                              or extends(ablation.resolved, stored)):
+        stored = read_ablation(folder) if (folder / ABLATION).exists() else None
+        if extend and stored is not None and (extends(stored.data, ablation.resolved)
+                                              or extends(ablation.resolved, stored.data)):
             continue  # a round of --until-decided, or a later one already under way
-        if stored is not None and stored != ablation.resolved:
+        if stored is not None and stored.data != ablation.resolved:
             other = claim_mode(claim, stored, configs)
             budget = "quick" if quick else "full"
             if other == budget:
                 raise SpecError(
                     f"{folder}: holds claim {claim.id!r} run with seeds "
-                    f"{seed_text(stored['seeds'])}, not {seed_text(ablation.resolved['seeds'])};"
-                    f" to resume it, give --seeds {seed_text(stored['seeds'])}; or choose "
+                    f"{seed_text(stored.seeds)}, not {seed_text(ablation.resolved['seeds'])};"
+                    f" to resume it, give --seeds {seed_text(stored.seeds)}; or choose "
                     "another --out"
                 )
             raise SpecError(
@@ -155,12 +166,12 @@ def check_claims_out(out: Path) -> None:
         )
 
 
-def extends(stored: dict[str, Any], resolved: dict[str, Any]) -> bool:
-    """Whether `resolved` is the ablation `stored` with seeds added after its own."""
-    old, new = stored.get("seeds"), resolved.get("seeds")
+def extends(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Whether the resolved ablation `after` is `before` with seeds added after its own."""
+    old, new = before.get("seeds"), after.get("seeds")
     if not isinstance(old, list) or not isinstance(new, list) or new[: len(old)] != old:
         return False
-    return {**stored, "seeds": new} == resolved
+    return {**before, "seeds": new} == after
 
 
 def extend_folder(ablation: Ablation, folder: Path) -> None:
@@ -169,15 +180,15 @@ def extend_folder(ablation: Ablation, folder: Path) -> None:
     nothing to a folder holding anything else."""
     import yaml
 
-    stored = read_mapping(folder / ABLATION) if (folder / ABLATION).is_file() else None
+    stored = read_ablation(folder).data if (folder / ABLATION).is_file() else None
     if stored is None or stored == ablation.resolved or not extends(stored, ablation.resolved):
         return
-    manifest = read_mapping(folder / MANIFEST) if (folder / MANIFEST).is_file() else None
+    manifest = read_manifest(folder)
     if manifest is not None:
-        manifest["runs"] = len(ablation.runs)
-        manifest["plan"] = [{"run_id": r.run_id, "arm": r.arm, "cell": r.cell, "seed": r.seed}
-                            for r in ablation.runs]  # fmt: skip
-        write_json(folder / MANIFEST, manifest)
+        plan = [PlannedRunRecord(run_id=r.run_id, arm=r.arm, cell=r.cell, seed=r.seed)
+                for r in ablation.runs]  # fmt: skip
+        write_manifest(folder, manifest.model_copy(update={"runs": len(ablation.runs),
+                                                           "plan": plan}))  # fmt: skip
     atomic_write_text(folder / ABLATION, yaml.safe_dump(ablation.resolved, sort_keys=False))
 
 

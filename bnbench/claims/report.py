@@ -21,8 +21,9 @@ from bnbench.claims.plan import CONFIGS, claim_mode
 from bnbench.claims.registry import CLAIMS
 from bnbench.claims.render import ClaimReport, markdown
 from bnbench.errors import SpecError
-from bnbench.results.files import atomic_write_text, read_mapping, write_json
+from bnbench.results.files import atomic_write_text, write_json
 from bnbench.results.layout import ABLATION, RUNS_DIR
+from bnbench.results.tree_files import read_ablation
 
 FIGURES = "figures"
 MARKDOWN, JSON, HTML = "claims.md", "claims.json", "claims.html"
@@ -45,11 +46,11 @@ def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
     reports = []
     for claim in found:
         folder = out / claim.id
-        stored = read_mapping(folder / ABLATION)
+        stored = read_ablation(folder)
         mode = claim_mode(claim, stored, configs)
         if mode == "changed" and claim.id in (retargeted or {}).get("notes", {}):
             mode = "quick" if retargeted and retargeted["budget"] == "quick" else "full"
-        seeds = tuple(int(s) for s in stored.get("seeds") or ())
+        seeds = tuple(int(s) for s in stored.seeds or ())
         if not any((folder / RUNS_DIR).glob("*")):
             reports.append(ClaimReport(claim, mode, Assessment([], ["No runs yet."]), "-", None,
                                        seeds=seeds))  # fmt: skip

@@ -263,8 +263,8 @@ def plan_retargeted(claims: list[Claim], out: Path, quick: bool, onto: Onto,
             holds another ablation (another dataset or budget of the claim).
     """
     from bnbench.claims.plan import check_claims_out
-    from bnbench.results.files import read_mapping
     from bnbench.results.layout import ABLATION
+    from bnbench.results.tree_files import read_ablation
 
     check_claims_out(out)
     sizes: dict[str, int] = {}
@@ -274,8 +274,8 @@ def plan_retargeted(claims: list[Claim], out: Path, quick: bool, onto: Onto,
         folder = out / entry.claim.id
         if folder.exists() and not folder.is_dir():
             raise SpecError(f"{folder}: exists and is not a folder")
-        stored = read_mapping(folder / ABLATION) if (folder / ABLATION).exists() else None
-        if stored is not None and stored != entry.ablation.resolved:
+        stored = read_ablation(folder) if (folder / ABLATION).exists() else None
+        if stored is not None and stored.data != entry.ablation.resolved:
             raise SpecError(
                 f"{folder}: holds another ablation of claim {entry.claim.id!r} (other data, "
                 "network or budget); choose another --out (or delete the folder to start over)"

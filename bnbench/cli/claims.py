@@ -355,8 +355,7 @@ def run_until_decided(planned: Planned, out: Path, jobs: int, display: Display, 
     """
     from bnbench.claims.adaptive import load_looks, look, save_looks
     from bnbench.claims.evidence import load_evidence
-    from bnbench.results.files import read_mapping
-    from bnbench.results.layout import ABLATION
+    from bnbench.results.tree_files import read_ablation
 
     first = {claim.id: list(ablation.resolved["seeds"]) for claim, ablation in planned}
     looks = load_looks(out, max_seeds, step=max(len(s) for s in first.values()))
@@ -373,7 +372,7 @@ def run_until_decided(planned: Planned, out: Path, jobs: int, display: Display, 
             return result
         assessed = []
         for claim, ablation in rounds:
-            stored = read_mapping(out / claim.id / ABLATION)
+            stored = read_ablation(out / claim.id)
             findings = claim.assess(load_evidence(out / claim.id, stored)).findings
             assessed.append((claim.id, list(ablation.resolved["seeds"]), findings))
         family = sum(len(findings) for *_, findings in assessed)  # all claims at the first

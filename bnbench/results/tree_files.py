@@ -149,6 +149,11 @@ def create_manifest(root: Path, manifest: Manifest) -> bool:
     return create_exclusive(root / MANIFEST, text.encode("utf-8"))
 
 
+def write_manifest(root: Path, manifest: Manifest) -> None:
+    """Write `manifest.json` atomically, replacing any there (a new plan, a finish time)."""
+    write_json(root / MANIFEST, manifest.model_dump())
+
+
 def read_manifest(root: Path) -> Manifest | None:
     """The tree's manifest; None when it has none.
 
@@ -173,7 +178,7 @@ def mark_finished(root: Path) -> None:
     manifest = read_manifest(root)
     if manifest is not None:
         stamped = manifest.model_copy(update={"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        write_json(root / MANIFEST, stamped.model_dump())
+        write_manifest(root, stamped)
 
 
 # --- summary.json: the ablation's tables ----------------------------------------------------------

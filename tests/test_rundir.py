@@ -138,7 +138,7 @@ def test_manifest_round_trips_and_is_stamped_finished(tmp_path):
     assert stamped is not None and stamped.finished_at and stamped.runs == 1
     assert list(json.loads((tmp_path / "manifest.json").read_text())) == [
         "ablation", "started_at", "finished_at", "versions", "machine", "backends", "runs",
-        "plan"]  # fmt: skip
+        "plan", "extended"]  # fmt: skip
 
 
 def test_an_old_or_missing_manifest_reads_with_one_meaning_per_default(tmp_path):

@@ -51,17 +51,6 @@ def _process_space() -> str:
 
 _SPACE = _process_space()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 @dataclass(frozen=True)
 class Lease:
     """One lease file: who trains `run_id`, since when, and when it last said so."""
@@ -86,7 +75,7 @@ class Lease:
 
     def stale_reason(self, now: float | None = None) -> str | None:
         """Why the lease is stale ('process gone', 'no heartbeat for 300 s'), or None if live."""
-        if self.space == _SPACE and not _alive(self.pid):
+        if self.space == _SPACE and not files.pid_alive(self.pid):
             return "process gone"
         age = self.age(now)
         if age > LEASE_S:

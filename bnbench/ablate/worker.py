@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 from bnbench.ablate.executor import RunLost, RunTask, WorkerReply
 from bnbench.ablate.parent_watch import LeaseGuard, exit_with_parent
 from bnbench.results import rundir
-from bnbench.results.files import out_of_space
+from bnbench.results.files import out_of_space, pid_alive
 from bnbench.train.backend import worker_cores
 
 if TYPE_CHECKING:
@@ -182,19 +182,8 @@ def _remove_dead_scratch() -> None:
     """Remove the scratch folders of this node's workers that died (`kill -9`, out of memory)."""
     for folder in Path(tempfile.gettempdir()).glob(f"{_SCRATCH}*"):
         pid = folder.name.removeprefix(_SCRATCH).partition("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 class _Forward:
     """`run_one`'s event queue for a Ray worker: events to the driver's relay actor, a run's

@@ -272,18 +272,9 @@ def _remove_stale_staging(logdir: Path) -> None:
         if found is None or not entry.is_dir(follow_symlinks=False):
             continue
         host, pid = found.group(1), int(found.group(2) or 0)
-        gone = host == _HOST and pid != os.getpid() and not _alive(pid)
+        gone = host == _HOST and pid != os.getpid() and not files.pid_alive(pid)
         with suppress(OSError):  # removed meanwhile by another export
             old = time.time() - entry.stat(follow_symlinks=False).st_mtime > _STALE_S
             if gone or old:
                 files.remove_tree(Path(entry.path), logdir.parent)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0

@@ -316,3 +316,18 @@ def read_mapping(path: Path, *, missing_ok: bool = True) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError(f"{str(path)!r}: expected a mapping, got {type(data).__name__}")
     return data
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine (and pid namespace) still runs; another user's
+    process counts as running. Writers name themselves by pid so that their leftovers can be
+    told from a live writer's."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -8,6 +8,7 @@ Keras is imported inside functions so that `bnbench` imports without it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -135,7 +136,7 @@ class Weights:
         return self._tapped
 
 
-class Diagnostic:
+class Diagnostic(ABC):
     """One diagnostic: a module of `bnbench.train.diagnostics` subclasses this and is listed in
     `recorder.DIAGNOSTICS`.
 
@@ -159,6 +160,6 @@ class Diagnostic:
         """The steps it records at: step 0 and every evaluation point, by default."""
         return {0} | {s for s in eval_steps if 0 <= s <= total_steps}
 
+    @abstractmethod
     def record(self, step: int, weights: Weights) -> list[list[Any]]:
         """Its rows at `step`, from `weights`; never changes the model."""
-        raise NotImplementedError

@@ -158,3 +158,10 @@ def test_null_simulation_censored_at_one_budget():
 def test_bad_bounds_are_refused():
     with pytest.raises(ValueError, match="3 values but 2 bounds"):
         location_interval([1.0, 2.0, 3.0], ["exact", "lower"])
+
+
+def test_one_seed_bounds_nothing_and_computes_no_spread():
+    """Half of two seeds is one value (the stability column's halves): its interval is open on
+    both sides, and no spread of one value is computed (numpy would warn; warnings are errors)."""
+    found = interval([Value(0, 0.3)])
+    assert found.n == 1 and math.isinf(found.low) and math.isinf(found.high)

@@ -136,6 +136,8 @@ def intervals(
     codes = np.zeros(data.shape, dtype=int) if codes is None else codes
     kinds = np.full(data.shape[0], kind) if kind is not None else classify(data, codes)
     low, high = np.full(data.shape[0], -np.inf), np.full(data.shape[0], np.inf)
+    if data.shape[1] < 2:  # one value bounds nothing (and has no spread to compute)
+        return low, high, [str(k) for k in kinds]  # type: ignore[misc]
     alpha = (1 - level) / 2
     for name, method in (("continuous", t_ends), ("grid", flip_ends), ("censored", sign_ends)):
         rows = kinds == name
@@ -145,8 +147,6 @@ def intervals(
         if name == "grid":
             step = _grid_step(data[rows]) if resolution is None else resolution
             low[rows], high[rows] = low[rows] - step / 2, high[rows] + step / 2
-    if data.shape[1] < 2:
-        low[:], high[:] = -np.inf, np.inf
     return low, high, [str(k) for k in kinds]  # type: ignore[misc]
 
 

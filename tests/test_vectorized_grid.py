@@ -85,7 +85,7 @@ def test_a_group_is_one_unit_and_a_rerun_trains_only_its_unfinished_seeds(tmp_pa
     spec = {**SEEDS, "arms": {"bn": {"model.norm.kind": "batch"}}, "seeds": [0, 1, 2, 3]}
     ablation = load_ablation(write_ablation(tmp_path, spec, JAX_SPEC))
     results = tmp_path / "r"
-    outcome = run_ablation(ablation, results, jobs=2)
+    outcome = run_ablation(ablation, results, jobs=1)  # one worker: the cell stays one group
     assert sorted(outcome.statuses.values()) == ["completed"] * 4
     assert set(_states(results).values()) == {("completed", True, "group of 4 seeds")}
     # What a kill between the seeds' last writes leaves: two seeds finished, two not.
@@ -94,7 +94,7 @@ def test_a_group_is_one_unit_and_a_rerun_trains_only_its_unfinished_seeds(tmp_pa
     finals = {run: rundir.read_summary(run).final for run in runs}  # type: ignore[union-attr]
     for run in runs[1:3]:
         rundir.mark_interrupted(run)
-    outcome = run_ablation(ablation, results, jobs=2)
+    outcome = run_ablation(ablation, results, jobs=1)  # one worker: the cell stays one group
     assert sorted(outcome.skipped) == sorted(run.name for run in (runs[0], runs[3]))
     states = _states(results)
     assert [states[run.name][2] for run in runs] == ["group of 4 seeds", "group of 2 seeds",
@@ -112,7 +112,7 @@ def test_kill_minus_nine_mid_group_leaves_its_seeds_incomplete_and_a_rerun_finis
     path = write_ablation(tmp_path, spec, JAX_SPEC)
     results = tmp_path / "killed"
     command = [sys.executable, "-m", "bnbench", "ablate", str(path), "-q", "--no-plots",
-               "--out", str(results)]  # fmt: skip
+               "--jobs", "1", "--out", str(results)]  # fmt: skip
     proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 400

@@ -189,9 +189,9 @@ def makespan(durations: list[float], jobs: int, startup: float = 0.0) -> float:
     """Seconds until `durations` are done on `jobs` slots, longest first to the freest slot;
     each slot that gets a run first pays `startup`."""
     slots = [0.0] * min(jobs, len(durations))
-    for duration in sorted(durations, reverse=True):
+    for seconds in sorted(durations, reverse=True):
         free = slots.index(min(slots))
-        slots[free] += duration + (startup if slots[free] == 0.0 else 0.0)
+        slots[free] += seconds + (startup if slots[free] == 0.0 else 0.0)
     return max(slots, default=0.0)
 
 
@@ -199,7 +199,7 @@ def _state(results_dir: Path | None, run: PlannedRun) -> str:
     return rundir.run_state(run_path(results_dir, run.run_id)) if results_dir else rundir.MISSING
 
 
-def _architecture(config: dict[str, Any]) -> str:
+def architecture_key(config: dict[str, Any]) -> str:
     """What a run's step time depends on: backend, model, data and batch size, as a key."""
     dataset = {k: v for k, v in dict(config.get("dataset") or {}).items() if k != "scale_by"}
     training = dict(config.get("training") or {})
@@ -236,7 +236,7 @@ def _measured(summary: rundir.RunSummary, config: dict[str, Any]) -> _Finished |
     points = len(evaluation_points(summary.total_steps, every or summary.steps_per_epoch))
     return _Finished(
         backend=summary.backend,
-        architecture=_architecture({**config, "backend": summary.backend}),
+        architecture=architecture_key({**config, "backend": summary.backend}),
         fixed_s=sum(timings.get(name, 0.0) for name in _FIXED),
         step_ms=summary.step_time_ms,
         evaluation_s=timings["evaluation"] / (points + 1),
@@ -250,7 +250,7 @@ def _costs_from_finished(todo: list[PlannedRun], finished: list[_Finished],
     out: dict[str, Costs] = {}
     for run in todo:
         resolved = run.spec.model_dump(mode="json")
-        same = [f for f in finished if f.architecture == _architecture(resolved)]
+        same = [f for f in finished if f.architecture == architecture_key(resolved)]
         how = "the same backend, model, data and batch size"
         if not same:
             same = [f for f in finished if f.backend == run.spec.backend]
@@ -324,8 +324,8 @@ def describe_estimate(estimate: Estimate, results_dir: Path | str | None, probe:
         reasons = "; ".join(f"{n} runs: {why}" for why, n in estimate.missing.items())
         return [f"no runtime estimate: {reasons}", *failed]
     n, total = estimate.estimated, estimate.remaining
-    of = f"{n} runs" if n == total else f"{n} of the {total} runs to train"
-    head = f"estimated runtime ≈ {_duration(estimate.seconds or 0.0)} for {of}"
+    of = f"{n} run{'s' if n != 1 else ''}" if n == total else f"{n} of the {total} runs to train"
+    head = f"estimated runtime ≈ {duration(estimate.seconds or 0.0)} for {of}"
     head += f" at --jobs {estimate.jobs}"
     if len(estimate.bases) == 1:
         ((costs, _),) = estimate.bases
@@ -360,7 +360,8 @@ def _costs(costs: Costs) -> str:
             f"evaluation {costs.evaluation_s * 1000:.0f} ms each, {startup}")  # fmt: skip
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds in words: '8.2 s', '41 s', '3.5 min', '1.2 h'."""
     if seconds < 90:
         return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
     if seconds < 90 * 60:

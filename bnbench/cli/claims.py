@@ -94,6 +94,9 @@ def run(
         "group-sequential test, until decided or --max-seeds (resumable).")] = False,
     max_seeds: Annotated[int, typer.Option(help="With --until-decided: the most seeds.")] = 20,
     report: Annotated[bool, typer.Option(help="Write the claims report at the end.")] = True,
+    estimate: Annotated[bool, typer.Option(
+        "--estimate", help="Estimate the runtime instead (a short probe run per network and "
+        "data, in a temporary folder); trains and writes nothing.")] = False,
     configs: ConfigsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
     dataset: Annotated[
@@ -132,7 +135,7 @@ def run(
             raise SpecError("--until-decided runs the shipped claims; it does not combine with "
                             "--dataset or --base yet: give --seeds instead")
         planned = _plan_retargeted(select(only), out, quick, folder, dataset, dataset_path, base,
-                                   chosen)  # fmt: skip
+                                   chosen, write=not estimate)  # fmt: skip
     else:
         planned = plan_claims(select(only), out, quick, folder, chosen, extend=until_decided)
     total = sum(len(ablation.runs) for _, ablation in planned)
@@ -140,6 +143,9 @@ def run(
     used = sorted({seed_text(a.resolved["seeds"]) for _, a in planned})
     console.print(f"{len(planned)} claims, {total} runs ({budget} budget, seeds "
                   f"{'; '.join(used)}), --jobs {jobs} → {out}")  # fmt: skip
+    if estimate:
+        _print_estimate(planned, out, jobs, until_decided)
+        return
     display = functools.partial(_display, quiet=quiet, jobs=jobs)
     if until_decided:
         outcome = run_until_decided(planned, out, jobs, display, max_seeds,
@@ -170,9 +176,11 @@ def run(
 
 def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path,
                      dataset: str | None, dataset_path: Path | None, base: Path | None,
-                     seeds: list[int] | None = None) -> list[tuple[Claim, Ablation]]:  # fmt: skip
+                     seeds: list[int] | None = None, write: bool = True
+                     ) -> list[tuple[Claim, Ablation]]:  # fmt: skip
     """Retarget the claims onto --dataset or --base, print the skipped ones with their reasons
-    and keep the derivation in OUT/retarget.json (written only once all is checked)."""
+    and keep the derivation in OUT/retarget.json (written only once all is checked, and only
+    with `write`)."""
     from bnbench.claims.retarget import (
         RECORD,
         onto_base,
@@ -211,9 +219,46 @@ def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path,
     if before is not None:
         found = {**found, "notes": {**before["notes"], **found["notes"]},
                  "skipped": {**before["skipped"], **found["skipped"]}}  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / RECORD, found)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / RECORD, found)
     return [(entry.claim, entry.ablation) for entry in planned]
+
+
+def _print_estimate(planned: list[tuple[Claim, Ablation]], out: Path, jobs: int,
+                    until_decided: bool) -> None:  # fmt: skip
+    """`claims run --estimate`: each claim's runs and estimated time, and the suite's."""
+    from bnbench.ablate.estimate import describe_estimate, duration
+    from bnbench.claims.estimate import estimate_claims, total_seconds, unestimated
+
+    with err_console.status("timing probe runs…") as status:
+        found = estimate_claims(planned, out, jobs,
+                                on_claim=lambda cid: status.update(f"estimating {cid}…"))
+    table = Table(title=f"estimated runtime at --jobs {jobs}")
+    for column in ("claim", "runs", "to train", "estimated"):
+        table.add_column(column, overflow="fold")
+    for entry in found:
+        seconds = entry.estimate.seconds
+        shown = "n/a" if seconds is None else duration(seconds)
+        table.add_row(entry.claim_id, str(entry.runs), str(entry.estimate.remaining), shown)
+    show(table, console)
+    for entry in found:  # what each estimate was measured from
+        for line in describe_estimate(entry.estimate, out / entry.claim_id, probe=True):
+            if not line.lstrip().startswith("(assumes runs at once"):  # said once, below
+                console.print(f"{entry.claim_id}: {line.strip()}", markup=False,
+                              highlight=False)  # fmt: skip
+    total = total_seconds(found)
+    left = unestimated(found)
+    words = "n/a (a claim could not be estimated)" if total is None else duration(total)
+    runs = sum(e.estimate.remaining for e in found)
+    console.print(f"estimated total ≈ {words} for {runs} run{'s' if runs != 1 else ''} at "
+                  f"--jobs {jobs}" + (f" ({left} runs not estimated)" if left else ""),
+                  markup=False, highlight=False)  # fmt: skip
+    rounds = "; --until-decided: the first round only" if until_decided else ""
+    console.print("(each run timed as if trained alone, and runs at once as if they did not "
+                  "slow each other down: on fewer free cores than --jobs they do; seeds trained "
+                  f"as one vectorized group take less{rounds})", markup=False,
+                  highlight=False)  # fmt: skip
 
 
 @claims_app.command("report")

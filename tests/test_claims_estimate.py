@@ -1,0 +1,87 @@
+"""`bnbench claims run --estimate`: each claim's runtime from a probe or from finished runs, one
+probe per network and data, and nothing trained or written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bnbench.ablate.estimate import Costs
+from bnbench.claims.estimate import ProbeCache, estimate_claims, total_seconds, unestimated
+from bnbench.claims.plan import plan_claims
+from bnbench.claims.registry import select
+from bnbench.cli import app
+from bnbench.config.ablation import PlannedRun
+from tests.support.specs import TINY_SPEC, files_under
+
+runner = CliRunner()
+
+
+def _configs(tmp_path: Path) -> Path:
+    """A --configs folder with two tiny claim ablations on one network and data."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    spec = {**TINY_SPEC, "training": {**TINY_SPEC["training"], "steps": 6, "eval_every": 3}}
+    (configs / "tiny.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    ghost = {"name": "ghost_batch", "base": "tiny.yaml",
+             "arms": {"bn": {"model.norm.kind": "batch"},
+                      "ghost_bn": {"model.norm.kind": "batch",
+                                   "model.norm.virtual_batch_size": 4}},
+             "seeds": [0, 1]}  # fmt: skip
+    (configs / "ghost_batch.yaml").write_text(yaml.safe_dump(ghost), encoding="utf-8")
+    return configs
+
+
+def test_a_probe_is_shared_by_runs_of_one_network_and_data(tmp_path: Path):
+    planned = plan_claims(select("ghost_batch"), tmp_path / "out", False, _configs(tmp_path))
+    calls: list[str] = []
+
+    def probe(run: PlannedRun, steps: int) -> Costs:
+        calls.append(run.run_id)
+        return Costs(fixed_s=1.0, step_ms=10.0, evaluation_s=0.5, startup_s=2.0, source="probe")
+
+    cache = ProbeCache(probe)
+    found = estimate_claims(planned * 2, tmp_path / "out", jobs=1, probe=cache)
+    # An ablation is probed once (its first run); the second claim trains the same network on
+    # the same data, so it reuses that probe.
+    assert cache.probes == len(calls) == 1
+    assert [f.runs for f in found] == [4, 4]
+    # Each run: 1 s fixed + 6 steps × 10 ms + (2 points + test) × 0.5 s = 2.56 s; 4 runs
+    # one after another at --jobs 1, plus one worker start-up of 2 s.
+    assert found[0].estimate.seconds == pytest.approx(4 * 2.56 + 2.0)
+    assert total_seconds(found) == pytest.approx(2 * (4 * 2.56 + 2.0))
+    assert unestimated(found) == 0
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_estimate_times_a_real_probe_and_writes_nothing(tmp_path: Path):
+    configs, out = _configs(tmp_path), tmp_path / "claims"
+    before = files_under(tmp_path)
+    result = runner.invoke(app, ["claims", "run", "--estimate", "--out", str(out), "--only",
+                                 "ghost_batch", "--configs", str(configs), "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "estimated runtime at --jobs 2" in text
+    assert "ghost_batch: estimated runtime ≈" in text and "from a probe of" in text
+    assert "estimated total ≈" in text and "for 4 runs at --jobs 2" in text
+    assert not out.exists()
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_finished_runs_are_not_counted_again(tmp_path: Path):
+    configs, out = _configs(tmp_path), tmp_path / "claims"
+    command = ["claims", "run", "--out", str(out), "--only", "ghost_batch", "--configs",
+               str(configs), "--jobs", "1", "--quiet"]  # fmt: skip
+    assert runner.invoke(app, command).exit_code == 0
+    shutil.rmtree(sorted((out / "ghost_batch" / "runs").iterdir())[0])  # one run to train again
+    result = runner.invoke(app, [*command, "--estimate"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "for 1 run at --jobs 1" in text  # the three finished runs time the fourth
+    assert "finished run in" in text and "from a probe" not in text, text

@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnbench.claims.catalog.input_scaling import fastest
+from bnbench.analysis.targets import Hit
+from bnbench.claims.catalog.input_scaling import derive, fastest
 from bnbench.claims.claim import QUICK_SEEDS
 from bnbench.claims.plan import load_claim
 from bnbench.claims.registry import CLAIMS
+from bnbench.config.schema import DatasetSpec
+from bnbench.demos.landscape import conditioning, training_split
 from tests.support.claims_scenarios import (
     BATCH,
     EFFECT,
@@ -185,4 +188,54 @@ def test_input_scaling_config_runs_every_arm_at_the_same_rates():
     assert (
         by_arm["bn_hidden"].model.norm.kind == "batch" and by_arm["raw"].model.norm.kind == "none"
     )
-    assert {run.spec.training.target_value for run in full.runs} == {30.0}
+    # No absolute target: it is derived from the histories (test_input_scaling_derives_...).
+    assert {run.spec.training.target_value for run in full.runs} == {None}
+    assert {run.spec.training.target_metric for run in full.runs} == {None}
+
+
+TWO_SCALE = {"name": "two_scale", "num_samples": 400}
+EVALUATIONS = list(range(50, 401, 50))
+
+
+def _mse(hit: int | None, plateau: float, diverged: bool = False) -> dict[str, list[float]]:
+    """A validation MSE history: far above any target until step `hit`, `plateau` from there
+    (NaN after the first evaluation when diverged)."""
+    if diverged:
+        values = [1e6] + [float("nan")] * (len(EVALUATIONS) - 1)
+    else:
+        values = [1000.0 if hit is None or s < hit else plateau for s in EVALUATIONS]
+    return {"step": list(EVALUATIONS), "val_loss": values}
+
+
+@pytest.mark.parametrize(("bn_reach", "verdict"), [(50, "supported"), (400, "not supported")])
+def test_input_scaling_derives_a_log_scale_target_from_the_histories(tmp_path: Path, bn_reach,
+                                                                      verdict):  # fmt: skip
+    """No recorded target: 90% of the way in log MSE from Var(y) to the slower arm's plateau at
+    its best rate (BN's 4.0 at 1e-4, not its 8.0 at 1e-5), the same for every arm."""
+    tree = Tree("input_scaling", ["raw", "bn"], {RATE: [1e-5, 1e-4]},
+                config={"dataset": TWO_SCALE})  # fmt: skip
+    for seed in SEEDS:
+        slow, fast = {RATE: 1e-5}, {RATE: 1e-4}
+        tree.add("raw", seed, slow, total=400, history=_mse(200 + 50 * (seed % 2), 1.0))
+        tree.add("raw", seed, fast, status="diverged", test=None, total=400,
+                 history=_mse(None, 0.0, diverged=True))  # fmt: skip
+        tree.add("bn", seed, fast, total=400, history=_mse(bn_reach, 4.0))
+        tree.add("bn", seed, slow, total=400, history=_mse(400, 8.0))
+    evidence = tree.evidence(tmp_path)
+    assessment = CLAIMS["input_scaling"].assess(evidence)
+    data = training_split(DatasetSpec.model_validate(TWO_SCALE))
+    variance = conditioning(*data).target_variance
+    value = variance * (4.0 / variance) ** 0.9
+    text = " ".join(assessment.sentences)
+    assert f"Target val_loss {value:.3g} = {variance:.3g} × (plateau 4 / {variance:.3g})^0.9 " \
+           "(log scale) of bn" in text  # fmt: skip
+    assert "each arm's plateau taken at its best rate (raw 1e-05, bn 0.0001)" in text
+    assert f"the target is an R² of {1 - value / variance:.4f}" in text
+    assert "known to within 50 steps" in text
+    (found,) = assessment.findings
+    assert found.verdict == verdict
+    if bn_reach == 50:  # BN hit at the first evaluation: in (0, 50], the ratio open above
+        target = derive(evidence).target
+        assert target is not None and target.value == pytest.approx(value)
+        assert fastest(evidence, "bn", target)[0].hit == Hit(50, 0, 400)
+        assert found.interval.high == float("inf") and found.interval.low > 1.0

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from bnbench.claims.registry import CLAIMS
 from tests.support.claims_tree import SEEDS, Tree
 
@@ -95,3 +98,71 @@ def test_an_interval_censored_speedup_is_tested_and_adjusted_with_the_family():
     assert len(found.values) == 6
     p = finding_p_value(found)
     assert p is not None and abs(p - 1 / 32) < 1e-12
+
+
+def test_slope_ends_span_every_slope_the_evaluation_intervals_allow():
+    """log2 steps against log2 depth at depths 2 and 8: weights -1/2 and +1/2."""
+    import math
+
+    from bnbench.analysis.targets import Hit
+    from bnbench.claims.measures import slope_ends
+
+    low, high = slope_ends([(2, Hit(100, 80, 800)), (8, Hit(400, 380, 800))])
+    assert low == pytest.approx(0.5 * math.log2(380 / 100))  # shallow late, deep early
+    assert high == pytest.approx(0.5 * math.log2(400 / 80))
+    first = slope_ends([(2, Hit(20, 0, 800)), (8, Hit(40, 20, 800))])  # shallow in (0, 20]
+    assert first == (0.0, math.inf)
+    censored = slope_ends([(2, Hit(100, 80, 800)), (8, Hit(None, 800, 800))])  # deep > 800
+    assert censored[0] == pytest.approx(0.5 * math.log2(800 / 100)) and censored[1] == math.inf
+    # the middle of a symmetric grid has weight 0: its censoring opens nothing
+    middle = slope_ends([(2, Hit(100, 100, 800)), (4, Hit(None, 800, 800)),
+                         (8, Hit(400, 400, 800))])  # fmt: skip
+    assert middle == pytest.approx((1.0, 1.0))
+    assert slope_ends([(2, Hit(100, 80, 800))]) == (-math.inf, math.inf)
+
+
+def test_depth_treats_a_hit_at_the_first_evaluation_as_an_interval(tmp_path: Path):
+    """BN reaches the target at the first evaluation at depth 2 (in (0, 20]) and by step 40 or
+    60 at depth 8: at the hitting steps its slope is 0.5-0.8, below no BN's ~1, but a time in
+    (0, 20] allows any steeper slope, so "BN removes the penalty" cannot be decided."""
+    from bnbench.claims.evidence import load_evidence
+
+    depth = "model.blocks.0.repeat"
+    tree = Tree("depth", ["no_bn", "bn"], {depth: [2, 8]})
+    for seed in SEEDS:
+        times = (("no_bn", 100, 400 + 20 * seed), ("bn", 20, 40 + 20 * (seed % 2)))
+        for arm, shallow, deep in times:
+            for x, steps in ((2, shallow), (8, deep)):
+                tree.add(arm, seed, {depth: x}, steps=steps, total=800, target=True)
+    evidence = load_evidence(_with_histories(tree, tmp_path, every=20, total=800))
+    assessment = CLAIMS["depth"].assess(evidence)
+    without, removes = assessment.findings
+    assert without.verdict == "supported"  # no BN's hits are mid-curve: both ends finite
+    assert 0.5 * np.log2(380 / 100) <= without.interval.low < 1.0 < without.interval.high < 1.5
+    at_hits = [v.value for v in removes.values if v.bound == "exact"]
+    assert at_hits == []  # every seed's difference is open below: BN's slope open above
+    assert removes.interval.low == -np.inf and removes.verdict == "inconclusive"
+    assert removes.interval.estimate is not None and removes.interval.estimate > 0.2
+    assert any("within 20 steps" in s and "slope's interval" in s for s in assessment.sentences)
+
+
+def test_input_scaling_treats_a_hit_at_the_first_evaluation_as_an_interval(tmp_path: Path):
+    """BN at its fastest rate hits at the first evaluation (step 50: in (0, 50]), raw inputs
+    at step 400 (in (350, 400]): a ratio of 8 at the hitting steps, anywhere from 7 to ∞."""
+    from bnbench.claims.evidence import load_evidence
+
+    rate = "training.learning_rate"
+    tree = Tree("input_scaling", ["raw", "bn"], {rate: [1e-5, 1e-4]})
+    for seed in SEEDS:
+        tree.add("raw", seed, {rate: 1e-5}, steps=400, total=2000, target=True)
+        tree.add("raw", seed, {rate: 1e-4}, status="diverged", test=None, total=2000,
+                 target=True)  # fmt: skip
+        tree.add("bn", seed, {rate: 1e-4}, steps=50, total=2000, target=True)
+        tree.add("bn", seed, {rate: 1e-5}, steps=300, total=2000, target=True)
+    evidence = load_evidence(_with_histories(tree, tmp_path, every=50, total=2000))
+    assessment = CLAIMS["input_scaling"].assess(evidence)
+    (found,) = assessment.findings
+    assert found.interval.estimate is not None and abs(found.interval.estimate - 8.0) < 1e-9
+    assert found.interval.high == float("inf") and found.verdict == "supported"
+    assert [round(float(np.exp(v.value)), 9) for v in found.values] == [7.0] * len(SEEDS)
+    assert any("within 50 steps" in s for s in assessment.sentences)

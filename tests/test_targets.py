@@ -11,6 +11,7 @@ from bnbench.analysis.targets import (
     Curve,
     Hit,
     RelativeTarget,
+    best_setting,
     curves,
     hits,
     plateau,
@@ -126,6 +127,64 @@ def test_loss_target_needs_a_baseline_above_the_plateau():
         relative_target({"a": {0: _curve(2.0, 1.0)}}, "val_loss", 0.9)
     with pytest.raises(ValueError, match="no arms"):
         relative_target({}, "val_accuracy", 0.9)
+
+
+# An MSE that falls over orders of magnitude, from Var(y) = 1e4: "fast" reaches its plateau of 1
+# by step 60, "slow" creeps to 10 by step 100.
+MSE = {"fast": {0: _curve(900.0, 15.0, 1.0, 1.0, 1.0)},
+       "slow": {0: _curve(1000.0, 500.0, 100.0, 25.0, 10.0)}}  # fmt: skip
+
+
+def test_log_scale_target_is_a_fraction_of_the_way_in_log_loss():
+    target = relative_target(MSE, "val_loss", 0.9, baseline=1e4, scale="log")
+    assert target.arm == "slow" and target.plateau == pytest.approx(10.0)
+    # 1e4 × (10 / 1e4) ** 0.9: 90% of the three decades down, 1 − R² = (1e-3) ** 0.9
+    assert target.value == pytest.approx(10 ** (4 - 0.9 * 3)) and target.scale == "log"
+    assert target.describe().startswith(
+        "target val_loss 20 = 1e+04 × (plateau 10 / 1e+04)^0.9 (log scale) of slow"
+    )
+    log_hits = hits(MSE["slow"], target) | {1: steps_to_target(MSE["fast"][0], target)}
+    assert {s: (h.previous, h.step) for s, h in log_hits.items()} == {0: (80, 100), 1: (20, 40)}
+
+
+def test_a_linear_fraction_of_a_loss_spanning_decades_is_reached_at_once():
+    """90% of the linear way from 1e4 to 10 is an MSE of ~1,000: both arms pass it at their
+    first evaluation, so steps to it cannot tell them apart; on the log scale 40 against 100."""
+    linear = relative_target(MSE, "val_loss", 0.9, baseline=1e4)
+    assert linear.value == pytest.approx(1e4 + 0.9 * (10 - 1e4)) and linear.scale == "linear"
+    assert [steps_to_target(MSE[arm][0], linear).step for arm in ("fast", "slow")] == [20, 20]
+    logged = relative_target(MSE, "val_loss", 0.9, baseline=1e4, scale="log")
+    assert [steps_to_target(MSE[arm][0], logged).step for arm in ("fast", "slow")] == [40, 100]
+
+
+@pytest.mark.parametrize(
+    ("baseline", "arms", "message"),
+    [
+        (0.0, MSE, "a log-scale target needs a positive baseline, got 0.0"),
+        (-1.0, MSE, "a log-scale target needs a positive baseline, got -1.0"),
+        (1e4, {"a": {0: _curve(5.0, 0.0)}}, "needs a positive plateau, got 0 of a"),
+        (1e4, {"a": {0: _curve(2e4, 3e4)}}, "the plateau 2e+04 of a is not below the baseline"),
+    ],
+    ids=["zero-baseline", "negative-baseline", "zero-plateau", "nothing-learned"],
+)
+def test_log_scale_target_refuses_what_it_cannot_take_a_log_of(baseline, arms, message):
+    with pytest.raises(ValueError) as err:
+        relative_target(arms, "val_loss", 0.9, baseline=baseline, scale="log")
+    assert message in str(err.value)
+
+
+def test_best_setting_is_where_the_plateau_is_best():
+    rates = {1e-5: {0: _curve(9.0, 4.0), 1: _curve(8.0, 6.0)},  # plateau 5
+             1e-4: {0: _curve(3.0, NAN), 1: _curve(2.0, 1.0)},  # plateau 2: a diverged run's
+             1e-3: {0: _curve(NAN, NAN), 1: _curve(NAN)}}  # best before it blew up counts
+    assert best_setting(rates, higher_is_better=False) == 1e-4
+    assert best_setting(rates, higher_is_better=True) == 1e-5  # an accuracy: the highest
+    tie = {"a": {0: _curve(0.5)}, "b": {0: _curve(0.5)}}
+    assert best_setting(tie, higher_is_better=True) == "a"  # the first in order
+    with pytest.raises(ValueError, match="no setting has a run with a finite value"):
+        best_setting({1e-3: rates[1e-3]}, higher_is_better=False)
+    with pytest.raises(ValueError, match="last must be at least 1 evaluation, got 0"):
+        best_setting(rates, higher_is_better=False, rule="last", last=0)
 
 
 # --- steps to the target ------------------------------------------------------------------------

@@ -16,9 +16,9 @@ Pure functions of histories: nothing here trains, reads files or imports Keras.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,10 @@ from bnbench.analysis.paired import TimeToTarget
 from bnbench.config.registries import lower_is_better
 
 PlateauRule = Literal["best", "last"]
+# Where the fraction is measured: on the metric itself, or on its logarithm (a loss that falls
+# over orders of magnitude, where 90% of the linear way from 1e5 to 10 is reached at once).
+TargetScale = Literal["linear", "log"]
+Key = TypeVar("Key", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -101,13 +105,53 @@ def plateau(
     return float(np.mean(levels))
 
 
+def best_setting(
+    settings: Mapping[Key, Mapping[int, Curve]],
+    *,
+    higher_is_better: bool,
+    rule: PlateauRule = "best",
+    last: int = 3,
+) -> Key:
+    """The setting (e.g. a learning rate of a grid) at which an arm's plateau is best.
+
+    An arm run at several settings, each taken at its best (as a claim that measures every arm
+    at its fastest rate does), reaches this plateau and no better one: a target fixed from it is
+    one the arm can reach. Settings with no finite value are skipped; on a tie the first one in
+    `settings`' order wins.
+
+    Args:
+        settings: Setting -> seed -> curve of one arm's runs there.
+        higher_is_better: Which way the curves' metric improves.
+        rule: "best" or "last" (see `plateau`).
+        last: Evaluations the "last" rule averages.
+
+    Raises:
+        ValueError: no setting has a run with a finite value, or `last` < 1.
+    """
+    if last < 1:
+        raise ValueError(f"last must be at least 1 evaluation, got {last!r}")
+    levels = {}
+    for key, runs in settings.items():
+        try:
+            levels[key] = plateau(runs, higher_is_better=higher_is_better, rule=rule, last=last)
+        except ValueError:
+            continue  # every run of this setting diverged at once: not a plateau
+    if not levels:
+        raise ValueError("no setting has a run with a finite value to take a plateau from")
+    pick = max if higher_is_better else min
+    return pick(levels, key=lambda key: levels[key])
+
+
 @dataclass(frozen=True)
 class RelativeTarget:
     """A target fixed from one arm's plateau, the same for every arm.
 
     value = baseline + fraction × (plateau − baseline): with baseline 0 a plain fraction of the
     plateau; with the chance accuracy (or, for a loss, the loss at the start) the fraction of
-    the way from knowing nothing to the plateau.
+    the way from knowing nothing to the plateau. On the log scale the way is measured in
+    log(metric): value = baseline × (plateau / baseline) ** fraction, e.g. for an MSE from Var(y)
+    (the loss of predicting the mean) to the plateau, 1 − R² of the target is
+    (1 − R² of the plateau) ** fraction.
 
     Attributes:
         metric: The history column, e.g. "val_accuracy".
@@ -120,6 +164,7 @@ class RelativeTarget:
         runs: Runs the plateau averages.
         resolution: Steps between evaluations (the widest gap in the histories): a step to the
             target is known to within this.
+        scale: "linear" or "log": on which scale `fraction` measures the way.
     """
 
     metric: str
@@ -131,6 +176,7 @@ class RelativeTarget:
     how: str
     runs: int
     resolution: int
+    scale: TargetScale = "linear"
 
     @property
     def higher_is_better(self) -> bool:
@@ -142,10 +188,13 @@ class RelativeTarget:
 
     def describe(self) -> str:
         """E.g. "target val_accuracy 0.828 = 0.9 × plateau 0.92 of no_bn (mean over 3 runs of
-        the best val_accuracy), checked every 20 steps"."""
+        the best val_accuracy), checked every 20 steps"; on the log scale "target val_loss 20 =
+        1e+04 × (plateau 10 / 1e+04)^0.9 (log scale) of …"."""
         level, base = f"{self.plateau:.3g}", f"{self.baseline:.3g}"
         rule = f"{self.fraction:g} × plateau {level}"
-        if self.baseline != 0.0:
+        if self.scale == "log":
+            rule = f"{base} × (plateau {level} / {base})^{self.fraction:g} (log scale)"
+        elif self.baseline != 0.0:
             rule = f"{base} + {self.fraction:g} × (plateau {level} − {base})"
         return (
             f"target {self.metric} {self.value:.3g} = {rule} of {self.arm} "
@@ -162,6 +211,7 @@ def relative_target(
     baseline: float = 0.0,
     rule: PlateauRule = "best",
     last: int = 3,
+    scale: TargetScale = "linear",
 ) -> RelativeTarget:
     """The target `fraction` of the way to the plateau of `reference`, or of the slower arm.
 
@@ -177,10 +227,13 @@ def relative_target(
         baseline: Where the fraction counts from (0, chance accuracy, or the starting loss).
         rule: "best" or "last" (see `plateau`).
         last: Evaluations the "last" rule averages.
+        scale: "linear", or "log": the fraction of the way in log(metric), for a loss that
+            spans orders of magnitude (baseline and plateau must then be positive).
 
     Raises:
         ValueError: a fraction outside (0, 1], no arms, an unknown reference, an arm without a
-            finite value, or a plateau no better than the baseline (nothing was learned).
+            finite value, a plateau no better than the baseline (nothing was learned), or on
+            the log scale a baseline or plateau that is not positive.
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
@@ -188,6 +241,8 @@ def relative_target(
         raise ValueError("no arms to derive a target from")
     if reference is not None and reference not in arms:
         raise ValueError(f"unknown reference arm {reference!r}; arms: {', '.join(arms)}")
+    if scale == "log" and not baseline > 0.0:
+        raise ValueError(f"a log-scale target needs a positive baseline, got {baseline!r}")
     higher = not lower_is_better(metric)
     levels = {name: plateau(runs, higher_is_better=higher, rule=rule, last=last)
               for name, runs in arms.items()}  # fmt: skip
@@ -200,11 +255,17 @@ def relative_target(
             f"the plateau {level:.4g} of {arm} is not {side} the baseline {baseline:.4g}: "
             "nothing was learned, so no target can be derived from it"
         )
+    if scale == "log" and not level > 0.0:
+        raise ValueError(f"a log-scale target needs a positive plateau, got {level:.4g} of {arm}")
     how = f"best {metric}" if rule == "best" else f"mean of the last {last} evaluations"
     counted = sum(any(map(math.isfinite, c.values)) for c in arms[arm].values())
+    if scale == "log":
+        value = math.exp(math.log(baseline) + fraction * (math.log(level) - math.log(baseline)))
+    else:
+        value = baseline + fraction * (level - baseline)
     return RelativeTarget(
         metric=metric,
-        value=baseline + fraction * (level - baseline),
+        value=value,
         fraction=fraction,
         plateau=level,
         baseline=baseline,
@@ -212,6 +273,7 @@ def relative_target(
         how=f"mean over {counted} run{'s' if counted != 1 else ''} of the {how}",
         runs=counted,
         resolution=_resolution(arms),
+        scale=scale,
     )
 
 

@@ -8,7 +8,7 @@ figures show the same numbers the rules read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +19,8 @@ from bnbench.claims.evidence import Cell, Evidence
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from bnbench.analysis.paired import TimeToTarget
 
 
 def figure(columns: int, title: str, width: float = 4.6) -> tuple[Figure, list[Axes]]:
@@ -86,14 +88,23 @@ def _log_ticks(ax: Axes, xs: Sequence[Any], base: int) -> None:
 
 
 def times_by_x(
-    ax: Axes, evidence: Evidence, key: str, xs: Sequence[Any], arms: Sequence[str], log_x: bool
+    ax: Axes,
+    evidence: Evidence,
+    key: str,
+    xs: Sequence[Any],
+    arms: Sequence[str],
+    log_x: bool,
+    times_at: Callable[[str, Any], Mapping[int, TimeToTarget]] | None = None,
 ) -> None:
-    """Steps to target per seed against the grid `key`; censored runs as open up-triangles."""
+    """Steps to target per seed against the grid `key`; censored runs as open up-triangles.
+
+    `times_at(arm, x)` gives the steps to the target the rule timed (a relative one); default:
+    the runs' own recorded target."""
     palette = colours(evidence)
     for arm in arms:
         means = []
         for x in xs:
-            times = evidence.times(arm, {key: x})
+            times = evidence.times(arm, {key: x}) if times_at is None else times_at(arm, x)
             exact = [t.time for t in times.values() if not t.censored and t.time is not None]
             bounds = [t.time for t in times.values() if t.censored and t.time is not None]
             ax.plot([float(x)] * len(exact), exact, ".", color=palette[arm], alpha=0.5)

@@ -245,11 +245,26 @@ def resolution(*found: Mapping[int, Hit]) -> int | None:
     return max(widths) if widths else None
 
 
+def resolution_sentence(*found: Mapping[int, Hit], of: str = "speedup") -> str | None:
+    """The sentence that states how finely the hits are known (None without any hit); `of`
+    names the statistic whose interval spans both ends of each hit."""
+    steps = resolution(*found)
+    if steps is None:
+        return None
+    return (f"The target is checked at evaluation points, so a hit is known to within {steps} "
+            f"steps (previous point, hit]; the {of}'s interval spans both ends.")  # fmt: skip
+
+
 def _ends(hit: Hit) -> tuple[float, float]:
     """(low, high) of the steps the run took: (previous, step], or (last step, ∞) if censored."""
     if hit.step is None:
         return float(hit.last_step), math.inf
     return float(hit.previous), float(hit.step)
+
+
+def _log(ratio: float) -> float:
+    """ln of a ratio of steps, -inf at 0 (an open lower end), inf at inf."""
+    return math.log(ratio) if ratio > 0 else -math.inf
 
 
 def speedup_finding(
@@ -258,39 +273,102 @@ def speedup_finding(
     """Reference / arm steps to target against 1, with each seed's ratio interval-censored.
 
     Seed by seed the ratio lies in (reference low / arm high, reference high / arm low); a seed
-    where both runs never reached the target says nothing. The interval's lower end is that of
-    the seeds' lower ends (an open one, a lower end of 0, enters as an upper bound at the upper
-    end), its upper end that of the upper ends, and never inside the interval at the hitting
-    steps: it holds whichever true times lie inside the evaluation intervals. The estimate is
-    the geometric mean at the hitting steps.
+    where both runs never reached the target says nothing. The interval is `censored_finding`'s
+    over those seeds' ends; the estimate is the geometric mean at the hitting steps.
     """
-    lows, highs = [], []
+    ends = {}
     for seed in sorted(arm.keys() & reference.keys()):
         if arm[seed].censored and reference[seed].censored:
             continue
         (r_low, r_high), (a_low, a_high) = _ends(reference[seed]), _ends(arm[seed])
         low = r_low / a_high if a_high > 0 else math.inf
         high = r_high / a_low if a_low > 0 else math.inf
-        if low > 0 and math.isfinite(low):
-            lows.append(Value(seed, math.log(low)))
-        elif math.isfinite(high):
-            lows.append(Value(seed, math.log(high), "upper"))
-        if math.isfinite(high):
-            highs.append(Value(seed, math.log(high)))
-        elif low > 0 and math.isfinite(low):
-            highs.append(Value(seed, math.log(low), "lower"))
+        ends[seed] = (_log(low), _log(high))
     at_hits = log_speedups(
         {s: h.time_to_target() for s, h in arm.items()},
         {s: h.time_to_target() for s, h in reference.items()},
     )
+    return censored_finding(label, statistic, ends, at_hits, 1.0, "above", digits=2, scale="exp")
+
+
+def slope_ends(points: Sequence[tuple[float, Hit]]) -> tuple[float, float]:
+    """(low, high) of one seed's least-squares slope of log2(steps to target) against log2(x),
+    over every time its hits allow.
+
+    The slope is linear in the log2 times, with weight (u − ū) / Σ(u − ū)² on each (u = log2 x):
+    it is lowest with each positively weighted time at its interval's lower end and each
+    negatively weighted one at its upper end, and highest the other way round. A hit at the
+    first evaluation (in (0, step]) opens one end, as does a run that never got there (its time
+    lies in (last step, ∞)); fewer than two distinct x leave both open.
+    """
+    usable = [(math.log2(x), hit) for x, hit in points if x > 0]
+    us = np.array([u for u, _ in usable], dtype=float)
+    if len(usable) < 2 or np.ptp(us) == 0:
+        return -math.inf, math.inf
+    weights = [float(w) for w in (us - us.mean()) / np.sum((us - us.mean()) ** 2)]
+    low = high = 0.0
+    for weight, (_, hit) in zip(weights, usable, strict=True):
+        if weight == 0:
+            continue  # the middle of a symmetric grid: its time does not move the slope
+        start, end = _ends(hit)
+        y_low = math.log2(start) if start > 0 else -math.inf
+        y_high = math.log2(end) if math.isfinite(end) else math.inf
+        low += weight * (y_low if weight > 0 else y_high)
+        high += weight * (y_high if weight > 0 else y_low)
+    return low, high
+
+
+def censored_finding(
+    label: str,
+    statistic: str,
+    ends: Mapping[int, tuple[float, float]],
+    at_hits: Sequence[Value],
+    threshold: float,
+    side: Side,
+    *,
+    digits: int = 2,
+    scale: Scale | None = None,
+) -> Finding:
+    """A finding on a statistic each seed knows only within an interval, as steps to a target
+    checked at evaluation points are (`speedup_finding`, depth's slopes).
+
+    The interval's lower end is that of the seeds' lower ends (an open one enters as an upper
+    bound at its upper end), its upper end that of the upper ends, and never inside the
+    interval at the hitting steps (`at_hits`, which gives the estimate): it holds whichever true
+    times lie inside the evaluation intervals.
+
+    Args:
+        label: Which finding of the claim this is.
+        statistic: The statistic's name, on the scale shown.
+        ends: Seed -> (low, high) of its value (on the log scale when `scale` is given); an
+            infinite end is open; a seed with both open is left out.
+        at_hits: Per-seed values at the hitting steps.
+        threshold: The declared threshold on the scale shown.
+        side: Where the claim puts the statistic relative to the threshold.
+        digits: Decimals shown.
+        scale: Show exp (ln scale values) or 10** (log10 values) of the interval.
+    """
+    lows, highs = [], []
+    for seed, (low, high) in sorted(ends.items()):
+        if math.isfinite(low):
+            lows.append(Value(seed, low))
+        elif math.isfinite(high):
+            lows.append(Value(seed, high, "upper"))
+        if math.isfinite(high):
+            highs.append(Value(seed, high))
+        elif math.isfinite(low):
+            highs.append(Value(seed, low, "lower"))
     middle, below, above = interval(at_hits), interval(lows), interval(highs)
     bounds = tuple(dict.fromkeys([*below.bounds, *above.bounds, *middle.bounds]))
     # Never narrower than the interval at the hitting steps (one completion of the data): the
     # ends' intervals may be computed by another method (ties make a statistic grid-valued).
     low, high = min(below.low, middle.low), max(above.high, middle.high)
-    found = replace(middle, low=low, high=high, bounds=bounds).mapped("exp")
-    verdict = decide(found, 1.0, "above")
-    # The seeds' lower ends are what the test, Holm and the halves read: the conservative side
-    # of each seed's interval-censored ratio, so the family's p-value never flatters it.
-    return Finding(label, statistic, found, 1.0, rule_text(1.0, "above"), verdict, 2,
-                   values=tuple(lows), side="above", scale="exp")  # fmt: skip
+    found = replace(middle, low=low, high=high, bounds=bounds)
+    if scale is not None:
+        found = found.mapped(scale)
+    verdict = decide(found, threshold, side)
+    # The seeds' conservative ends are what the test, Holm and the halves read (the lower ends
+    # for a claim above the threshold), so the family's p-value never flatters the finding.
+    values = lows if side == "above" else highs
+    return Finding(label, statistic, found, threshold, rule_text(threshold, side), verdict,
+                   digits, values=tuple(values), side=side, scale=scale)  # fmt: skip

@@ -1,9 +1,10 @@
 """Hand-built claim results trees for the claims tests, written through the run-directory contract.
 
-`Tree` collects runs (arm, grid cell, seed, final numbers, target step, diagnostics rows) and
-writes them as an ablation results tree that `bnbench.claims.evidence.load_evidence` reads: no
-training, no Keras. Each claim's scenario builder below writes a tree whose data carry a chosen
-effect, so a test can set the effect and check the verdict.
+`Tree` collects runs (arm, grid cell, seed, final numbers, target step, diagnostics rows, and
+optionally a history) and writes them as an ablation results tree that
+`bnbench.claims.evidence.load_evidence` reads: no training, no Keras. Each claim's scenario
+builder below writes a tree whose data carry a chosen effect, so a test can set the effect and
+check the verdict.
 """
 
 from __future__ import annotations
@@ -37,17 +38,21 @@ class Tree:
     arms: list[str]
     grid: dict[str, list[Any]] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    # Added to every run's config.yaml (e.g. a dataset section for a rule that reads the data).
+    config: dict[str, Any] = field(default_factory=dict)
 
     def add(self, arm: str, seed: int, cell: dict[str, Any] | None = None, *,
             status: str = "completed", test: float | None = 0.9, val: float | None = None,
             steps: int | None = None, total: int = 400, target: bool = False,
             final: dict[str, float] | None = None,
-            diagnostics: dict[str, list[list[Any]]] | None = None) -> None:  # fmt: skip
-        """Record one run; `test`/`val` are accuracies, `steps` its steps to the target."""
+            diagnostics: dict[str, list[list[Any]]] | None = None,
+            history: dict[str, list[float]] | None = None) -> None:  # fmt: skip
+        """Record one run; `test`/`val` are accuracies, `steps` its steps to the target;
+        `history` is its history.csv by column ("step" and the recorded quantities)."""
         self.runs.append(dict(arm=arm, seed=seed, cell=cell or {}, status=status, test=test,
                               val=test if val is None else val, steps=steps, total=total,
                               target=target, final=final or {},
-                              diagnostics=diagnostics or {}))  # fmt: skip
+                              diagnostics=diagnostics or {}, history=history))  # fmt: skip
 
     def write(self, root: Path) -> Path:
         """Write the tree under `root/<name>/` and its runs.csv; returns the folder."""
@@ -70,7 +75,12 @@ class Tree:
         path = run_path(folder, run_id)
         rundir.write_entry(path, {"arm": run["arm"], "grid": cell, "seed": run["seed"],
                                   "cell": label})  # fmt: skip
-        write_yaml(path / rundir.CONFIG, {"name": run["arm"], "seed": run["seed"]})
+        write_yaml(path / rundir.CONFIG, {"name": run["arm"], "seed": run["seed"], **self.config})
+        if run["history"] is not None:
+            columns = list(run["history"])
+            rows = [dict(zip(columns, values, strict=True))
+                    for values in zip(*run["history"].values(), strict=True)]  # fmt: skip
+            write_csv(path / rundir.HISTORY, rows, columns)
         final = {}  # `final` given to `add` overrides these
         if run["test"] is not None and run["status"] == "completed":
             final |= {"test_loss": 1 - run["test"], "test_accuracy": run["test"]}

@@ -14,7 +14,14 @@ import numpy as np
 from bnbench.claims.claim import Assessment, Claim, Reduction
 from bnbench.claims.drawing import curves, figure
 from bnbench.claims.evidence import Evidence
-from bnbench.claims.measures import fmt, hits, reached, resolution, speedup_finding, target_words
+from bnbench.claims.measures import (
+    fmt,
+    hits,
+    reached,
+    resolution_sentence,
+    speedup_finding,
+    target_words,
+)
 from bnbench.claims.relative import absolute, relative_times
 
 if TYPE_CHECKING:
@@ -46,12 +53,8 @@ def assess(evidence: Evidence) -> Assessment:
             f"With BN evaluated with {words} statistics, {reached(times)}, after {mean_steps} "
             f"steps on average (seeds that reached it)."
         )
-    steps = resolution(reference_hits, *every_hits)
-    if steps is not None:
-        sentences.append(
-            f"The target is checked at evaluation points, so a hit is known to within {steps} "
-            "steps (previous point, hit]; the speedup's interval spans both ends."
-        )
+    if (note := resolution_sentence(reference_hits, *every_hits)) is not None:
+        sentences.append(note)
     return Assessment(findings, sentences)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bnbench.ablate.executor import RunTask, WorkerReply
+from bnbench.ablate.executor import RunLost, RunTask, WorkerReply
 from bnbench.config.ablation import PlannedRun
 from bnbench.errors import SpecError
 from bnbench.results import rundir
@@ -202,14 +202,18 @@ def group_task(unit: Unit, tasks: list[RunTask]) -> RunTask:
 
 
 def run_group(task: RunTask, events: Any) -> list[WorkerReply]:
-    """Train a group task's runs as one vectorized group, in a worker; never raises.
+    """Train a group task's runs as one vectorized group, in a worker; never raises but
+    `RunLost` (a full disk, as `worker.run_one`).
 
-    A failure is recorded on every run of the group that has not finished (they share one
-    program); `events` (a queue or None) receives each run's 'phase' and 'step' events.
+    A failure of one seed's own results is recorded on that seed alone, the others go on; a
+    failure of what the seeds share is recorded on every run not finished, as a
+    `GroupProgramError` naming the seeds (`bnbench.train.vectorized`). `events` (a queue or
+    None) receives each run's 'phase' and 'step' events.
     """
     from bnbench.ablate.parent_watch import LeaseGuard
     from bnbench.config.schema import RunSpec
-    from bnbench.train.vectorized import train_group
+    from bnbench.results.files import out_of_space
+    from bnbench.train.vectorized import GroupProgramError, train_group
 
     paths = [Path(member.run_dir) for member in task.group]
     # As `worker.run_one`: a run whose lease was taken over (its launcher died) is not ours.
@@ -237,16 +241,21 @@ def run_group(task: RunTask, events: Any) -> list[WorkerReply]:
         specs = [RunSpec.model_validate(member.spec) for member in task.group]
         results = train_group(specs, paths, save_model=task.save_model, phase=phase,
                               progress=[hook(member.run_id) for member in task.group])  # fmt: skip
-        return [(m.run_id, r.status, None) for m, r in zip(task.group, results, strict=True)]
+        return [(m.run_id, r.status, r.summary.error) for m, r in zip(task.group, results,
+                                                                       strict=True)]  # fmt: skip
     except Exception as err:  # recorded by train_group where it could; the grid carries on
-        message = f"{type(err).__name__}: {err}"
+        if isinstance(err, OSError) and out_of_space(err):  # left incomplete, as run_one does
+            raise RunLost(f"no space left to write {err.filename or paths[0]}",
+                          fatal=True) from None  # fmt: skip
+        seeds = [int(member.spec["seed"]) for member in task.group]
+        shared = err if isinstance(err, GroupProgramError) else GroupProgramError(seeds, err)
         replies: list[WorkerReply] = []
         for member, path in zip(task.group, paths, strict=True):
             state = rundir.run_state(path)
-            if rundir.is_done(state):
-                replies.append((member.run_id, state, None))
-                continue
-            if state != "failed":  # it failed before training started
-                rundir.record_failure(path, err, brief=True)
-            replies.append((member.run_id, "failed", message))
+            if state != "failed" and not rundir.is_done(state):  # it failed before training
+                rundir.record_failure(path, shared, brief=True)
+                state = "failed"
+            summary = rundir.read_summary(path) if state == "failed" else None
+            error = (summary.error if summary else None) or f"GroupProgramError: {shared}"
+            replies.append((member.run_id, state, error if state == "failed" else None))
         return replies

@@ -319,12 +319,12 @@ def _execute(todo: list[PlannedRun], engine: Executor, leases: Leases, outcome: 
             with engine.group(backend, len(group)):
                 stopped = launcher.run(group)
             for run in stopped:  # their workers are gone: nothing can finish them now
-                _leave_incomplete(run_path(results_dir, run.run_id))
+                state = rundir.run_state(run_path(results_dir, run.run_id))
+                if state == rundir.UNFINISHED:
+                    rundir.mark_interrupted(run_path(results_dir, run.run_id))
+                if state in (rundir.MISSING, rundir.UNFINISHED):
+                    outcome.stopped_midway.append(run.run_id)
+                else:  # it finished as it was stopped (a group's seeds finish one by one)
+                    outcome.statuses[run.run_id] = state
                 leases.release(run.run_id)
-            outcome.stopped_midway += [run.run_id for run in stopped]
         outcome.interrupted = ctrl_c.presses > 0
-
-
-def _leave_incomplete(run_dir: Path) -> None:
-    if rundir.run_state(run_dir) == rundir.UNFINISHED:  # it may have finished as it was stopped
-        rundir.mark_interrupted(run_dir)

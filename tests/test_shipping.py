@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from bnbench.ablate.shipping import Piece, mark_away, pack, unpack
+from bnbench.ablate.shipping import Piece, RunPiece, mark_away, pack, pack_runs, unpack, unpack_runs
 from bnbench.errors import SpecError
 from bnbench.results import rundir
 from tests.support.specs import files_under
 
 
-def _run(folder: Path) -> Path:
+def _run(folder: Path, name: str = "abc123") -> Path:
     """A run directory as training leaves it, with a 'model' of a few hundred bytes."""
-    run = folder / "abc123"
+    run = folder / name
     rundir.begin(run, {"name": "tiny", "seed": 0})
     (run / rundir.HISTORY).write_text("step,train_loss\n0,2.3\n4,1.9\n")
     (run / rundir.MODEL).write_bytes(os.urandom(1000))
@@ -105,3 +105,56 @@ def test_pieces_that_no_run_directory_holds_are_refused_and_nothing_is_written(
         unpack(iter(pieces), target)
     assert files_under(tmp_path) == []
     assert os.listdir(target.parent) == []
+
+
+# --- a vectorized group of seeds: several runs in one stream ------------------------------------
+
+
+def _group(folder: Path) -> list[Path]:
+    return [_run(folder, name) for name in ("seed0", "seed1", "seed2")]
+
+
+def test_a_groups_runs_arrive_each_in_its_own_directory(tmp_path):
+    runs = _group(tmp_path / "worker")
+    places = {run.name: tmp_path / "results" / "runs" / run.name for run in runs}
+    for place in places.values():
+        mark_away(place)
+    pieces = list(pack_runs(runs, 64))
+    assert [run_id for run_id, _, _ in pieces] == sorted(run_id for run_id, _, _ in pieces)
+    unpack_runs(iter(pieces), places)
+    for run in runs:
+        assert _contents(places[run.name]) == _contents(run)
+        assert rundir.run_state(places[run.name]) == "completed"
+    assert sorted(os.listdir(tmp_path / "results" / "runs")) == ["seed0", "seed1", "seed2"]
+
+
+def test_a_group_stream_cut_off_keeps_the_runs_written_and_leaves_the_rest_incomplete(tmp_path):
+    runs = _group(tmp_path / "worker")
+    places = {run.name: tmp_path / "results" / "runs" / run.name for run in runs}
+    for place in places.values():
+        mark_away(place)
+    pieces = list(pack_runs(runs, 64))
+    second = [i for i, (run_id, _, _) in enumerate(pieces) if run_id == "seed1"]
+
+    def cut_off() -> Iterator[RunPiece]:
+        yield from pieces[: second[len(second) // 2]]  # midway through the second run
+        raise ConnectionError("the worker's node was lost")
+
+    with pytest.raises(ConnectionError, match="node was lost"):
+        unpack_runs(cut_off(), places)
+    states = {name: rundir.run_state(place) for name, place in places.items()}
+    assert states == {"seed0": "completed", "seed1": "incomplete", "seed2": "incomplete"}
+    assert sorted(os.listdir(tmp_path / "results" / "runs")) == ["seed0", "seed1", "seed2"]
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    (["seed0", "stranger"], "run 'stranger' is not one of this task's runs"),
+    (["seed0", "seed1", "seed0"], "run 'seed0' is not one of this task's runs, or came in two"),
+])  # fmt: skip
+def test_a_group_stream_naming_another_run_is_refused(tmp_path, names, message):
+    run = _run(tmp_path / "worker")
+    pieces = [(name, piece, chunk) for name in names for piece, chunk in pack(run)]
+    places = {name: tmp_path / "results" / "runs" / name for name in ("seed0", "seed1")}
+    with pytest.raises(SpecError, match=message):
+        unpack_runs(iter(pieces), places)
+    assert not (tmp_path / "results" / "runs" / "stranger").exists()

@@ -1,10 +1,11 @@
 """Executors: where and when the runs of an ablation train (STYLE habit 17).
 
-A run is always `bnbench.ablate.worker.run_one`, writing the same run directory; an executor
-only decides where (worker processes here, a Ray cluster, SLURM jobs) and when (`slots` runs at
-once). Its interface: submit a run and get a `Future` of its outcome, cancel the runs in
-flight, close. An engine's own experiment machinery (trial folders, retries, result stores) is
-not used: a run whose worker is lost is left incomplete, and bnbench's resume is the retry.
+A unit of work is always `bnbench.ablate.worker.run_task`: one run (`run_one`) or a vectorized
+group of seeds (`groups.run_group`), writing the same run directories; an executor only decides
+where (worker processes here, a Ray cluster, SLURM jobs) and when (`slots` units at once). Its
+interface: submit a unit and get a `Future` of its outcome, cancel the units in flight, close.
+An engine's own experiment machinery (trial folders, retries, result stores) is not used: a run
+whose worker is lost is left incomplete, and bnbench's resume is the retry.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class Executor(ABC):
 
     @abstractmethod
     def submit(self, task: RunTask) -> Future[WorkerReply]:
-        """Start training `task`; the future gives its `WorkerReply` or raises `RunLost`."""
+        """Start training `task`; the future gives its `WorkerReply` (a list of them for a
+        group's task) or raises `RunLost`."""
 
     def submit_many(self, tasks: list[RunTask]) -> list[Future[WorkerReply]]:
         """Start several runs at once (a SLURM job array); by default one by one."""

@@ -80,8 +80,10 @@ class Launcher:
             if self.ctrl_c.presses and not running:
                 break
             self._launch(waiting, running)
+            # Runs, not units: a group of seeds is one unit of several runs.
+            in_flight = sum(len(runs) for runs in running.values())
             if self.ctrl_c.presses >= 2:
-                self._emit("stopping", {"running": len(running), "now": True})
+                self._emit("stopping", {"running": in_flight, "now": True})
                 self.executor.cancel()
                 return [run for runs in running.values() for run in runs]
             done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -89,9 +91,10 @@ class Launcher:
                 self._emit(kind, payload)
             for future in done:
                 self._record(future, running)
-            if self.ctrl_c.presses == 1 and 0 < len(running) != announced:
-                announced = len(running)
-                self._emit("stopping", {"running": len(running), "now": False})
+            in_flight = sum(len(runs) for runs in running.values())
+            if self.ctrl_c.presses == 1 and 0 < in_flight != announced:
+                announced = in_flight
+                self._emit("stopping", {"running": in_flight, "now": False})
             if not running and not waiting and not self.ctrl_c.presses:
                 waiting.extend(Unit((run,), "a group of one seed")
                                for run in self._releasable_elsewhere(group))  # fmt: skip

@@ -1,4 +1,5 @@
-"""The Ray executor: each run is a task of Ray core on a cluster (Ray Tune is not used).
+"""The Ray executor: each unit of work (a run, or a vectorized group of seeds) is a task of Ray
+core on a cluster (Ray Tune is not used).
 
 `--address` joins a running cluster (`auto`, or the head's `host:port`); without it a Ray
 instance is started on this machine. A task asks for `--cpus-per-run` CPUs and
@@ -10,9 +11,10 @@ never retried by Ray (`max_retries=0`): a run whose worker dies is left incomple
 same `bnbench ablate` command is the retry.
 
 The nodes need not share a filesystem with this driver: a task trains into node-local scratch
-and streams its finished run directory back through Ray's object store in chunks
-(`worker.run_shipped`), and a thread here writes it into the results tree whole or not at all
-(`shipping.unpack`). Leases stay here; progress events come back through a small relay actor.
+and streams its finished run directory (every seed's, for a group) back through Ray's object
+store in chunks (`worker.run_shipped`), and a thread here writes each run into the results tree
+whole or not at all (`shipping.unpack_runs`). Leases stay here; progress events come back
+through a small relay actor.
 Each task's runtime environment carries this driver's `bnbench` package (`py_modules`), so
 every node runs the same code; its dependencies (Keras and the backend) must be installed.
 """
@@ -38,7 +40,7 @@ from bnbench.ablate.executor import (
     missing_engine,
 )
 from bnbench.ablate.interrupts import sigint_blocked
-from bnbench.ablate.shipping import mark_away, unpack
+from bnbench.ablate.shipping import mark_away, unpack_runs
 from bnbench.ablate.worker import run_shipped
 from bnbench.errors import SpecError
 
@@ -158,7 +160,8 @@ class RayExecutor(Executor):
             runtime_env={"env_vars": env}, num_returns="streaming",
             _generator_backpressure_num_objects=CHUNKS_AHEAD,
         )  # fmt: skip
-        mark_away(Path(task.run_dir))  # incomplete until its files arrive, if they ever do
+        for member in task.group or (task,):  # incomplete until its files arrive, if ever
+            mark_away(Path(member.run_dir))
         pieces = remote.remote(task, self._cpus, True, self._relay)  # pinned to its own cores
         future: Future[WorkerReply] = Future()
         future.set_running_or_notify_cancel()
@@ -169,13 +172,14 @@ class RayExecutor(Executor):
         return future
 
     def _receive(self, task: RunTask, pieces: Any, future: Future[WorkerReply]) -> None:
-        """Wait for `task`'s reply, write its run directory, then settle `future`."""
+        """Wait for `task`'s reply, write its run directories, then settle `future`."""
+        places = {member.run_id: Path(member.run_dir) for member in task.group or (task,)}
         try:
             first = next(pieces, None)
             if first is None:
                 raise RunLost("its Ray task sent nothing back")
-            reply: WorkerReply = self._ray.get(first)
-            unpack((self._ray.get(piece) for piece in pieces), Path(task.run_dir))
+            reply: WorkerReply = self._ray.get(first)  # a list for a group
+            unpack_runs((self._ray.get(piece) for piece in pieces), places)
         except BaseException as error:  # a lost worker or node, a cancel, a shutdown
             future.set_exception(error if isinstance(error, RunLost) else _lost(error))
         else:

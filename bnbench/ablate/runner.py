@@ -27,7 +27,7 @@ from typing import Any
 
 from bnbench.ablate import extend
 from bnbench.ablate.executor import SLURM_DIR, Executor, ExecutorOptions, open_executor
-from bnbench.ablate.groups import DEFAULT_GROUP_SIZE, Unit, check_group_size, units
+from bnbench.ablate.groups import DEFAULT_GROUP_SIZE, check_group_size, units
 from bnbench.ablate.interrupts import counting_ctrl_c
 from bnbench.ablate.launch import Launcher, Listener, Outcome
 from bnbench.ablate.leases import LEASES_DIR, Leases
@@ -119,8 +119,8 @@ def run_ablation(
         listener: receives progress events.
         executor: where runs train (default: worker processes here).
         group_size: the most seeds of one arm and cell trained as one vectorized group on
-            JAX (`bnbench.ablate.groups`); 1 trains every run alone. The local executor only:
-            Ray and SLURM train every run alone.
+            JAX (`bnbench.ablate.groups`), one unit of work for every executor (one worker
+            process, Ray task or SLURM job); 1 trains every run alone.
 
     Raises:
         SpecError: the directory is a file, or holds something else or a different ablation
@@ -149,7 +149,7 @@ def run_ablation(
             files.remove_old_temp_files(folder, STALE_TEMP_S)
         with Leases(results_dir, options.name) as leases:
             _execute(todo, engine, leases, outcome, results_dir, save_model, retry_failed,
-                     listener, group_size if options.name == "local" else None)  # fmt: skip
+                     listener, group_size)  # fmt: skip
             others = leases.others({run.run_id for run in ablation.runs})
             outcome.elsewhere = {run_id: lease.holder for run_id, lease in others.items()}
     finally:
@@ -304,9 +304,8 @@ def _unfinished(selected: list[PlannedRun], results_dir: Path, retry_failed: boo
 
 def _execute(todo: list[PlannedRun], engine: Executor, leases: Leases, outcome: Outcome,
              results_dir: Path, save_model: bool, retry_failed: bool,
-             listener: Listener | None, group_size: int | None) -> None:  # fmt: skip
-    """Train `todo`, one backend after another; `group_size` None: every run alone (Ray and
-    SLURM keep one run per unit of work)."""
+             listener: Listener | None, group_size: int) -> None:  # fmt: skip
+    """Train `todo`, one backend after another, in units of work of up to `group_size` seeds."""
     if not todo:
         return
     with counting_ctrl_c() as ctrl_c:
@@ -314,19 +313,18 @@ def _execute(todo: list[PlannedRun], engine: Executor, leases: Leases, outcome: 
                             retry_failed)  # fmt: skip
         for backend in sorted({run.spec.backend for run in todo}):
             runs = [run for run in todo if run.spec.backend == backend]
-            group = (units(runs, group_size, engine.slots) if group_size is not None else
-                     [Unit((run,), "this executor trains one run per unit") for run in runs])
+            group = units(runs, group_size, engine.slots)
             if ctrl_c.presses:
                 break
             with engine.group(backend, len(group)):
                 stopped = launcher.run(group)
             for run in stopped:  # their workers are gone: nothing can finish them now
-                _leave_incomplete(run_path(results_dir, run.run_id))
+                state = rundir.run_state(run_path(results_dir, run.run_id))
+                if state == rundir.UNFINISHED:
+                    rundir.mark_interrupted(run_path(results_dir, run.run_id))
+                if state in (rundir.MISSING, rundir.UNFINISHED):
+                    outcome.stopped_midway.append(run.run_id)
+                else:  # it finished as it was stopped (a group's seeds finish one by one)
+                    outcome.statuses[run.run_id] = state
                 leases.release(run.run_id)
-            outcome.stopped_midway += [run.run_id for run in stopped]
         outcome.interrupted = ctrl_c.presses > 0
-
-
-def _leave_incomplete(run_dir: Path) -> None:
-    if rundir.run_state(run_dir) == rundir.UNFINISHED:  # it may have finished as it was stopped
-        rundir.mark_interrupted(run_dir)

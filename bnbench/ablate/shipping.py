@@ -8,6 +8,10 @@ the run appears whole or not at all, as a local run does: until then its folder 
 incomplete marker (`mark_away`), and a stream cut off midway (the worker, its node or the
 connection lost) leaves it so, for the same command to retry. Neither side holds more than one
 chunk of a file in memory, so a saved model of any size streams through.
+
+A vectorized group of seeds (one Ray task) ships all its runs in one stream (`pack_runs`), each
+piece tagged with its run's id; the driver writes each run as its pieces end (`unpack_runs`),
+so a stream cut off midway leaves the runs already written whole and the rest incomplete.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import groupby
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -27,6 +32,8 @@ from bnbench.results import files, rundir
 CHUNK_BYTES = 4 * 2**20
 # (path relative to the run directory, in POSIX form; the next chunk of that file)
 Piece = tuple[str, bytes]
+# (run id, path relative to that run's directory, the next chunk): a piece of one of several runs
+RunPiece = tuple[str, str, bytes]
 # Folders are made readable and searchable wherever files are readable (umask respected).
 _DIR_MODE = files.MODE | ((files.MODE >> 2) & 0o111)
 
@@ -43,6 +50,36 @@ def pack(run_dir: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Piece]:
             yield name, chunk
             while chunk := handle.read(chunk_bytes):
                 yield name, chunk
+
+
+def pack_runs(run_dirs: Sequence[Path], chunk_bytes: int = CHUNK_BYTES) -> Iterator[RunPiece]:
+    """The files of several run directories as one stream, run after run, each piece tagged
+    with its run's id (the directory's name)."""
+    for run_dir in run_dirs:
+        for name, chunk in pack(run_dir, chunk_bytes):
+            yield run_dir.name, name, chunk
+
+
+def unpack_runs(pieces: Iterable[RunPiece], run_dirs: Mapping[str, Path]) -> None:
+    """Write `pack_runs`' stream: each run's pieces as its directory (`unpack`), whole or not
+    at all, as soon as the next run's pieces begin.
+
+    Args:
+        pieces: The stream.
+        run_dirs: Where each run id the stream may name is written.
+
+    Raises:
+        SpecError: a piece names a run not in `run_dirs`, or one run's pieces come in two
+            stretches; the runs written before it stay written.
+        Exception: whatever reading `pieces` raises; the runs written before it stay written.
+    """
+    written: set[str] = set()
+    for run_id, run_pieces in groupby(pieces, key=lambda piece: piece[0]):
+        if run_id not in run_dirs or run_id in written:
+            raise SpecError(f"shipped runs: run {run_id!r} is not one of this task's runs, or "
+                            "came in two parts")  # fmt: skip
+        unpack(((name, chunk) for _, name, chunk in run_pieces), run_dirs[run_id])
+        written.add(run_id)
 
 
 def mark_away(run_dir: Path) -> None:

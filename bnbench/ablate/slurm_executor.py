@@ -1,6 +1,7 @@
-"""The SLURM executor: each run is a SLURM job, submitted through submitit.
+"""The SLURM executor: each unit of work (a run, or a vectorized group of seeds) is a SLURM job,
+submitted through submitit.
 
-Runs launched together go in as one job array. A job asks for `--cpus-per-run` cores and
+Units launched together go in as one job array. A job asks for `--cpus-per-run` cores and
 `--gpus-per-run` GPUs on `--partition` for `--time` minutes, plus any `--slurm-option
 key=value`; submitit keeps its job scripts, pickles and logs in `<results>/.slurm/`, hidden in
 the results tree. A job is not requeued when SLURM preempts it or its time runs out (submitit
@@ -190,7 +191,7 @@ def _preempted(signum: int, frame: FrameType | None) -> None:
                     "cancelled); the run is left incomplete")  # fmt: skip
 
 
-def run_job(task: RunTask, threads: int) -> WorkerReply:
+def run_job(task: RunTask, threads: int) -> WorkerReply | list[WorkerReply]:
     """The function a SLURM job runs: `worker.run_remote`, leaving the run incomplete when the
     job is stopped. SLURM warns with SIGUSR2 (submitit's own handler would requeue the job, to
     start the run over) and stops with SIGTERM (which submitit's handler ignores).

@@ -50,7 +50,7 @@ def init_worker(backend: str, threads: int, events: Any, slots: Any) -> None:
     _EVENTS = events
 
 
-def run_remote(task: RunTask, threads: int, pin: bool = False) -> WorkerReply:
+def run_remote(task: RunTask, threads: int, pin: bool = False) -> WorkerReply | list[WorkerReply]:
     """Train `task` in a process of a remote executor (a Ray worker, a SLURM job).
 
     The process is set up as `init_worker` sets up a local one: math libraries capped at
@@ -67,7 +67,7 @@ def run_remote(task: RunTask, threads: int, pin: bool = False) -> WorkerReply:
         limit_threads(threads)
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     activate(task.backend)
-    return run_task(task)  # type: ignore[return-value]  # a group's task gives a list
+    return run_task(task)
 
 
 _HELD: list[IO[str]] = []  # the lock file of this worker's cores, held for the process's life
@@ -158,21 +158,26 @@ _STEP_EVERY_S = 0.2
 
 def run_shipped(task: RunTask, threads: int, pin: bool, relay: Any) -> Iterator[Any]:
     """Train `task` (set up as `run_remote`) in node-local scratch, then yield its reply and
-    the run directory's files as `shipping.pack` pieces, for the driver to write.
+    the files of its run directory, or of each of a group's, as `shipping.pack_runs` pieces,
+    for the driver to write.
 
     The worker never touches the results tree, so it needs no filesystem shared with the
     driver. Progress events go to `relay` (an actor of the driver's with a `put` method).
     """
-    from bnbench.ablate.shipping import pack
+    from bnbench.ablate.shipping import pack_runs
 
     _remove_dead_scratch()
     global _EVENTS
     _EVENTS = _Forward(relay)
     scratch = tempfile.mkdtemp(prefix=f"{_SCRATCH}{os.getpid()}-")
     try:
-        local = dataclasses.replace(task, run_dir=str(Path(scratch) / task.run_id))
+        local = dataclasses.replace(
+            task, run_dir=str(Path(scratch) / task.run_id),
+            group=tuple(dataclasses.replace(member, run_dir=str(Path(scratch) / member.run_id))
+                        for member in task.group),
+        )  # fmt: skip
         yield run_remote(local, threads, pin)
-        yield from pack(Path(local.run_dir))
+        yield from pack_runs([Path(member.run_dir) for member in local.group or (local,)])
     finally:
         _EVENTS = None
         shutil.rmtree(scratch, ignore_errors=True)
@@ -185,18 +190,21 @@ def _remove_dead_scratch() -> None:
         if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
+
 class _Forward:
-    """`run_one`'s event queue for a Ray worker: events to the driver's relay actor, a run's
-    steps at most every `_STEP_EVERY_S` seconds (and always its last)."""
+    """`run_one`'s event queue for a Ray worker: events to the driver's relay actor, each run's
+    steps at most every `_STEP_EVERY_S` seconds (and always its last): the seeds of a group
+    report one after another, so each run has its own clock."""
 
     def __init__(self, relay: Any) -> None:
         self._relay = relay
-        self._last = 0.0
+        self._last: dict[str, float] = {}
 
     def put(self, event: tuple[str, dict[str, Any]]) -> None:
         kind, payload = event
         if kind == "step" and payload["step"] < payload["total"]:
-            if time.monotonic() - self._last < _STEP_EVERY_S:
+            run_id = payload["run_id"]
+            if time.monotonic() - self._last.get(run_id, 0.0) < _STEP_EVERY_S:
                 return
-            self._last = time.monotonic()
+            self._last[run_id] = time.monotonic()
         self._relay.put.remote(event)  # fire and forget: a lost event only delays the display

@@ -94,7 +94,7 @@ def plan(
     The runtime is estimated from the timings of finished runs in --out (matched by backend,
     model, data and batch size), or with --estimate from a short probe run."""
     from bnbench.ablate.estimate import describe_estimate, estimate_runtime
-    from bnbench.ablate.groups import describe_units, unit_of
+    from bnbench.ablate.groups import describe_units, group_memories, unit_of
     from bnbench.ablate.local_executor import available_cores
     from bnbench.ablate.runner import check_out_folder, destination_refusal, plan_table
     from bnbench.config.ablation import load_ablation, selection_warning
@@ -119,14 +119,15 @@ def plan(
     for column in ("#", "arm", "grid cell", "seed", "backend", "group", "run id", "state"):
         table.add_column(column, **_fit(column))
     workers = jobs or available_cores()
-    group_of = unit_of(ablation.runs, group_size, workers)
+    memories = group_memories(ablation.runs, group_size, workers)
+    group_of = unit_of(ablation.runs, group_size, workers, memories)
     for row in rows:
         label = (escape(row["arm"]), escape(row["cell"] or "-"), str(row["seed"]))
         run_id = escape(row["run_id"])
         table.add_row(str(row["index"]), *label, row["backend"], group_of[row["run_id"]],
                       run_id, row["state"])  # fmt: skip
     show(table, console)
-    for line in describe_units(ablation.runs, group_size, workers):
+    for line in describe_units(ablation.runs, group_size, workers, memories):
         console.print(line, markup=False, highlight=False)
     if out is None:
         console.print("give --out DIR to see which of these runs are already finished there")

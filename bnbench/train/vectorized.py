@@ -9,13 +9,21 @@ with the same files, columns and summary fields as a run trained alone; the summ
 
 What is not vectorized makes the whole group train seed by seed (`fallback_reason`): another
 backend, diagnostics, recalibrated BN statistics, the shift evaluation.
+
+A failure is recorded where it belongs. An error while recording, evaluating the divergence of,
+or writing one seed's results (its history, model, summary) is that seed's: it is recorded as
+that seed's failure, the seed stops updating (masked, as a diverged one), and the others go on.
+An error of what the seeds share (preparing the group, the compiled program, an evaluation of
+every seed at once) fails every seed not finished yet, with a `GroupProgramError` that names the
+seeds that shared the program.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +31,7 @@ from bnbench.config.backend_policy import choose_backend
 from bnbench.config.identity import config_hash
 from bnbench.config.schema import RunSpec
 from bnbench.results import rundir
+from bnbench.results.files import out_of_space
 from bnbench.train.loop import RunResult, _as_trained, _Loop, _save_model
 from bnbench.train.monitor import ProgressHook
 from bnbench.train.prepare import PhaseHook, prepare
@@ -54,6 +63,21 @@ def fallback_reason(specs: Sequence[RunSpec]) -> str | None:
     return None
 
 
+class GroupProgramError(RuntimeError):
+    """What a vectorized group of seeds shares failed, so each seed not finished failed with it.
+
+    Args:
+        seeds: The seeds of the group (every one shared the program).
+        error: The error of the shared program.
+    """
+
+    def __init__(self, seeds: Sequence[int], error: BaseException) -> None:
+        listed = ", ".join(str(seed) for seed in seeds)
+        super().__init__(f"the program shared by a vectorized group of {len(seeds)} seeds "
+                         f"(seeds {listed}) failed: {type(error).__name__}: {error}")  # fmt: skip
+        self.seeds = tuple(seeds)
+
+
 def _without_seed(spec: RunSpec) -> dict[str, object]:
     data = spec.model_dump(mode="json")
     data.pop("seed")
@@ -78,14 +102,17 @@ def train_group(
         phase: called as each set-up phase of the first run begins.
 
     Returns:
-        One result per run, in order; each 'completed' or 'diverged'.
+        One result per run, in order; each 'completed', 'diverged', or 'failed' (an error of
+        that seed's own results, recorded in its directory; the others went on).
 
     Raises:
         ValueError: the runs cannot train as one group (`fallback_reason`).
         SpecError: a spec cannot be trained; nothing is written then.
         KeyboardInterrupt: re-raised after marking every unfinished directory incomplete.
-        Exception: an error of the group's program, recorded on every unfinished run (they
-            share the program), then re-raised.
+        OSError: the disk or quota is full (`files.out_of_space`); the unfinished directories
+            are left incomplete, to be trained again, never recorded as failed.
+        GroupProgramError: what the seeds share failed (from the error); recorded on every
+            unfinished run, naming the seeds.
     """
     reason = fallback_reason(specs)
     if reason is not None:
@@ -99,27 +126,33 @@ def train_group(
         loop = _Loop(prep, run_dir, config_hash(resolved), hook, True)
         loop.vectorized, loop.vectorized_reason = True, f"group of {len(specs)} seeds"
         loops.append(loop)
-    results: list[RunResult] = []
+    results: dict[int, RunResult] = {}  # by seed position, as each seed finishes
     try:
-        _Group(loops).run(save_model, results)
-        return results
+        _Group(loops, results).run(save_model)
+        return [results[i] for i in range(len(loops))]
     except KeyboardInterrupt:
-        for loop in loops[len(results):]:
-            rundir.mark_interrupted(loop.run_dir)
+        for i, loop in enumerate(loops):
+            if i not in results:
+                rundir.mark_interrupted(loop.run_dir)
         raise
     except Exception as err:
-        for loop in loops[len(results):]:
-            rundir.record_failure(loop.run_dir, err, loop.summary())
-        raise
+        if out_of_space(err):  # not the runs' fault: left incomplete, as `train` leaves one
+            raise
+        shared = GroupProgramError([spec.seed for spec in specs], err)
+        for i, loop in enumerate(loops):
+            if i not in results:
+                rundir.record_failure(loop.run_dir, shared, loop.summary())
+        raise shared from err
 
 
 class _Group:
     """The loop of `train`, once for every seed: each `_Loop` keeps its own seed's record."""
 
-    def __init__(self, loops: list[_Loop]) -> None:
+    def __init__(self, loops: list[_Loop], results: dict[int, RunResult]) -> None:
         from bnbench.train.vectorized_step import GroupEngine
 
         self.loops = loops
+        self.results = results  # each seed's, once it has finished or failed
         first = loops[0].prep
         self.schedule, self.data = first.schedule, first.data
         self.names = ["loss", *first.metric_names]
@@ -132,8 +165,9 @@ class _Group:
                                   wrapper)  # fmt: skip
         self.seeds = len(loops)
 
-    def run(self, save_model: bool, results: list[RunResult]) -> None:
-        """Train every seed to its end (or divergence); append each seed's result."""
+    def run(self, save_model: bool) -> None:
+        """Train every seed to its end (or divergence, or its own failure); record each seed's
+        result in `results`."""
         plan, data, loops, engine = self.schedule, self.data, self.loops, self.engine
         start = time.perf_counter()
         first = np.stack([loop.prep.order[: plan.batch_size] for loop in loops])
@@ -158,10 +192,26 @@ class _Group:
                 values = self._split(data.x_val, data.y_val, "val")
                 self._share("evaluation", start)
                 for i in map(int, np.flatnonzero(alive)):
-                    alive[i] = self._record(loops[i], stop, values[i])
+                    alive[i] = bool(self._alone(i, self._record, loops[i], stop, values[i]))
             if not alive.any():
                 break
-        self._finish(save_model, results)
+        self._finish(save_model)
+
+    def _alone(self, i: int, work: Callable[..., object], *args: Any) -> object:
+        """Do `work(*args)`, which concerns seed `i` alone; an error there is that seed's
+        failure: recorded in its directory and its results, and None is returned (the seed
+        stops)."""
+        try:
+            return work(*args)
+        except Exception as err:
+            if out_of_space(err):  # the disk's, not the seed's: every seed stops
+                raise
+            loop = self.loops[i]
+            rundir.record_failure(loop.run_dir, err, loop.summary())
+            summary = rundir.read_summary(loop.run_dir)
+            assert summary is not None  # just written
+            self.results[i] = RunResult(loop.run_dir, summary, loop.history)
+            return None
 
     def _fitted(self, start: float, step: int, stop: int) -> None:
         """Each seed's share of the chunk's time (the group's time over its seeds)."""
@@ -212,28 +262,35 @@ class _Group:
         return [{f"{prefix}_{view}{name}": float(result[name][i]) for view, result in views.items()
                  for name in self.names} for i in range(self.seeds)]  # fmt: skip
 
-    def _finish(self, save_model: bool, results: list[RunResult]) -> None:
-        """Test every seed that did not diverge, save, and write each summary."""
+    def _finish(self, save_model: bool) -> None:
+        """Test every seed that did not diverge or fail, save, and write each summary."""
         start = time.perf_counter()
-        diverged = [loop.monitor.diverged_at is not None for loop in self.loops]
-        tests = self._split(self.data.x_test, self.data.y_test, "test") if not all(diverged) \
+        tested = [i not in self.results and loop.monitor.diverged_at is None
+                  for i, loop in enumerate(self.loops)]  # fmt: skip
+        tests = self._split(self.data.x_test, self.data.y_test, "test") if any(tested) \
             else [{}] * self.seeds  # fmt: skip
         self._share("evaluation", start)
-        for i, loop in enumerate(self.loops):
-            run = loop.prep
-            final = {} if diverged[i] else tests[i]
-            if loop.history:
-                last = loop.history[-1].values
-                final.update({k: float(v) for k, v in last.items() if k.startswith("val_")})
-            else:
-                rundir.write_history(loop.run_dir, [], run.metric_names, loop.views)
-            if loop.progress is not None:
-                last_loss = loop.history[-1].values["train_loss"] if loop.history else None
-                loop.progress(loop.monitor.step, run.schedule.total_steps, last_loss)
-            with loop._timed("writing"):
-                if save_model and not diverged[i]:
-                    self.engine.assign(i, run.model)
-                    _save_model(run.model, loop.run_dir / rundir.MODEL)
-            summary = loop.summary("diverged" if diverged[i] else "completed", final)
-            rundir.finish(loop.run_dir, summary)
-            results.append(RunResult(loop.run_dir, summary, loop.history))
+        for i in range(self.seeds):
+            if i not in self.results:
+                self._alone(i, self._write, i, tests[i] if tested[i] else None, save_model)
+
+    def _write(self, i: int, test: dict[str, float] | None, save_model: bool) -> None:
+        """Write seed `i`'s model and summary; `test` None: it diverged (nothing tested)."""
+        loop = self.loops[i]
+        run = loop.prep
+        final = {} if test is None else dict(test)
+        if loop.history:
+            last = loop.history[-1].values
+            final.update({k: float(v) for k, v in last.items() if k.startswith("val_")})
+        else:
+            rundir.write_history(loop.run_dir, [], run.metric_names, loop.views)
+        if loop.progress is not None:
+            last_loss = loop.history[-1].values["train_loss"] if loop.history else None
+            loop.progress(loop.monitor.step, run.schedule.total_steps, last_loss)
+        with loop._timed("writing"):
+            if save_model and test is not None:
+                self.engine.assign(i, run.model)
+                _save_model(run.model, loop.run_dir / rundir.MODEL)
+        summary = loop.summary("completed" if test is not None else "diverged", final)
+        rundir.finish(loop.run_dir, summary)
+        self.results[i] = RunResult(loop.run_dir, summary, loop.history)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -48,10 +49,65 @@ def test_no_effect_is_inconclusive_at_max_seeds_and_a_decision_is_kept():
     assert not looks.open("c") and looks.seeds("c") == list(range(8))
 
 
-def test_the_level_holds_for_the_family_of_the_first_look():
+def test_the_family_is_fixed_at_the_first_look_and_starts_at_bonferroni():
     looks = Looks(max_seeds=12, step=6)
     look(looks, "c", list(range(6)), [_finding([0.1] * 6)], family=25)
-    assert looks.level == pytest.approx(1 - 0.05 / 25)
+    look(looks, "d", list(range(6)), [_finding([0.1] * 6)], family=1)  # ignored: fixed
+    assert looks.hypotheses == 50  # two sides of 25 findings
+    # Nothing rejected: each side at 0.05 / 50, a finding at 1 - 0.05 / 25, as Bonferroni.
+    assert looks.claims["c"]["findings"]["gain"]["level"] == pytest.approx(0.05 / 50)
+
+
+def _named(label: str, values: list[float]):
+    return finding(label, "gain", [Value(s, v) for s, v in enumerate(values)], 0.0, "above")
+
+
+def test_a_rejection_raises_the_others_level_at_every_look_so_far():
+    """Holm's step-down: claim b, done at M with 9 of 10 seeds above, is inconclusive at
+    0.05 / 6 (which needs 10 of 10); when claim a's two findings are decided, b's own look
+    is tested again at 0.05 / 4, which needs 9: b is supported without another seed."""
+    looks = Looks(max_seeds=10, step=5)
+    look(looks, "a", list(range(5)), [_named("x", [1.0] * 5), _named("y", [1.0] * 5)], family=3)
+    look(looks, "b", list(range(10)), [_named("", [1.0] * 9 + [-1.0])], family=3)
+    b = looks.claims["b"]["findings"][""]
+    assert b["decision"] == "inconclusive" and b["critical"] == 10 and not looks.open("b")
+    assert looks.open("a") and looks.seeds("a") == list(range(10))
+    look(looks, "a", list(range(10)), [_named("x", [1.0] * 10), _named("y", [1.0] * 10)],
+         family=3)  # fmt: skip
+    assert [f["decision"] for f in looks.claims["a"]["findings"].values()] == ["supported"] * 2
+    assert b["decision"] == "supported" and b["looks"] == [10] and b["above"] == [9]
+    assert not looks.open("a") and not looks.open("b")
+
+
+def test_the_decisions_of_look_are_the_step_down_on_random_findings():
+    """`look` and `settle` on hand-made findings decide as `step_down` does on their counts."""
+    from bnbench.analysis.sequential import ever_crossed, step_down
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        effects = rng.choice([0.0, 0.5, 2.0], size=4)
+        data = rng.normal(size=(4, 12)) + effects[:, None]
+        looks = Looks(max_seeds=12, step=6)
+        for n in (6, 12):
+            for claim in ("p", "q"):
+                rows = data[:2] if claim == "p" else data[2:]
+                if looks.open(claim):
+                    look(looks, claim, list(range(n)),
+                         [_named(str(i), list(row[:n])) for i, row in enumerate(rows)], 4)
+        levels = [0.05 / m for m in range(1, 9)]
+        crossed = np.zeros((8, 8), dtype=bool)
+        for i, row in enumerate(data):
+            claim, label = ("p" if i < 2 else "q"), str(i % 2)
+            seen = looks.claims[claim]["findings"][label]["looks"]
+            for j, side in enumerate((row > 0, row < 0)):
+                at = np.array([side[:n].sum() for n in seen])
+                crossed[:, 2 * i + j] = ever_crossed(at, seen, 12, levels)
+        expected = step_down(crossed)
+        for i in range(4):
+            state = looks.claims["p" if i < 2 else "q"]["findings"][str(i % 2)]
+            want = ("supported" if expected[2 * i] else "not supported" if expected[2 * i + 1]
+                    else "inconclusive")  # fmt: skip
+            assert state["decision"] == want
 
 
 def test_looks_resume_from_the_file_and_refuse_another_max_seeds(tmp_path: Path):
@@ -109,3 +165,16 @@ def test_until_decided_adds_seeds_in_rounds_records_looks_and_resumes(tmp_path: 
     second = runner.invoke(app, command)  # decided: nothing to run, the report again
     assert second.exit_code == 0, second.output
     assert {r.name: (r / rundir.SUMMARY).stat().st_mtime_ns for r in runs} == kept
+
+
+def test_looks_of_an_earlier_bnbench_are_refused_and_reported_as_bonferroni(tmp_path: Path):
+    from bnbench.claims.adaptive import sequential_record
+
+    earlier = {"max_seeds": 12, "step": 6, "level": 1 - 0.05 / 25, "claims": {}}
+    (tmp_path / "looks.json").write_text(json.dumps(earlier), encoding="utf-8")
+    with pytest.raises(SpecError, match="written by an earlier bnbench"):
+        load_looks(tmp_path, 12, 6)
+    record = sequential_record(tmp_path)
+    assert record is not None and record["correction"] == "bonferroni"
+    assert record["hypotheses"] == 50
+

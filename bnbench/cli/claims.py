@@ -301,11 +301,13 @@ def _transfer(folders: list[Path], html: bool) -> None:
 
 
 def _write_report(out: Path, html: bool, configs: Path) -> None:
-    from bnbench.claims.render import rows
+    from bnbench.claims.adaptive import sequential_record
+    from bnbench.claims.render import rows, sequential_text
     from bnbench.claims.report import write_claims_report
 
     reports, paths = write_claims_report(out, html=html, configs=configs)
-    table = Table(title="claims")
+    sequential = sequential_record(out)
+    table = Table(title="claims", caption=sequential_text(sequential) or None)
     table.add_column("claim", no_wrap=True)
     for column in ("finding", "verdict", "statistic [CI]", "p (raw → Holm)", "stability", "n"):
         table.add_column(column, overflow="fold")

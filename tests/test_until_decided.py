@@ -5,6 +5,9 @@ real claims run."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,7 @@ from bnbench.claims.verdicts import Value
 from bnbench.cli import app
 from bnbench.errors import SpecError
 from bnbench.results import rundir
-from tests.support.specs import TINY_SPEC
+from tests.support.specs import TINY_SPEC, files_under
 
 runner = CliRunner()
 
@@ -178,3 +181,90 @@ def test_looks_of_an_earlier_bnbench_are_refused_and_reported_as_bonferroni(tmp_
     assert record is not None and record["correction"] == "bonferroni"
     assert record["hypotheses"] == 50
 
+
+def _npz(path: Path) -> Path:
+    """A few dozen samples of 8 features and 3 classes, as a user's .npz (36 to train after
+    the 10% held out: whole ghost batches of 4)."""
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.random((40, 8), dtype=np.float32), y_train=np.arange(40) % 3,
+             x_test=rng.random((24, 8), dtype=np.float32), y_test=np.arange(24) % 3)  # fmt: skip
+    return path
+
+
+def _tiny_ghost_batch(configs: Path) -> Path:
+    """The ghost_batch claim on TINY_SPEC, 4 steps a run (2 on the npz, scaled by rule)."""
+    configs.mkdir()
+    (configs / "tiny.yaml").write_text(yaml.safe_dump(TINY_SPEC), encoding="utf-8")
+    ablation = {"name": "ghost_batch", "base": "tiny.yaml",
+                "overrides": {"training.steps": 4, "training.eval_every": 4},
+                "arms": {"bn": {"model.norm.kind": "batch"},
+                         "ghost_bn": {"model.norm.kind": "batch",
+                                      "model.norm.virtual_batch_size": 4}},
+                "seeds": [0, 1]}  # fmt: skip
+    (configs / "ghost_batch.yaml").write_text(yaml.safe_dump(ablation), encoding="utf-8")
+    return configs
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dataset", "digits", "--max-seeds", "1"], "--max-seeds must be at least the"),
+    (["--dataset-path", "x.npz"], "--dataset-path goes with --dataset npz"),
+    (["--dataset", "digits", "--base", "spec.yaml"], "not both"),
+    (["--dataset", "npz", "--dataset-path", "missing.npz"], "no such file"),
+])  # fmt: skip
+def test_bad_retargeted_until_decided_exits_2_in_one_line_and_writes_nothing(
+        tmp_path: Path, args: list[str], message: str):  # fmt: skip
+    out = tmp_path / "claims"
+    result = runner.invoke(app, ["claims", "run", "--out", str(out), "--only", "ghost_batch",
+                                 "--quick", "--seeds", "2", "--until-decided", *args])  # fmt: skip
+    assert result.exit_code == 2 and message in result.stderr
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    assert files_under(out) == []
+
+
+@pytest.mark.slow
+def test_until_decided_on_a_retargeted_dataset_adds_rounds_and_resumes_after_a_kill(
+        tmp_path: Path):  # fmt: skip
+    """--until-decided with --dataset npz: round 1 on seeds 0-1, then the process is killed
+    (SIGKILL) just after round 2 extended the claim's folder to seeds 0-3; the same command
+    resumes round 2 alone, looks.json records both looks, retarget.json keeps the skipped
+    claim, and a third run retrains nothing."""
+    configs, out = _tiny_ghost_batch(tmp_path / "configs"), tmp_path / "claims"
+    command = ["claims", "run", "--out", str(out), "--only", "ghost_batch,input_scaling",
+               "--configs", str(configs), "--dataset", "npz", "--dataset-path",
+               str(_npz(tmp_path / "mine.npz")), "--jobs", "1", "--quiet", "--seeds", "2",
+               "--until-decided", "--max-seeds", "4"]  # fmt: skip
+    killed = subprocess.run([sys.executable, "-m", "tests.support.kill_at",
+                             "bnbench.claims.plan:extend_folder", "2", *command],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    folder = out / "ghost_batch"
+    assert yaml.safe_load((folder / "ablation.yaml").read_text())["seeds"] == [0, 1, 2, 3]
+    first = {r.name: (r / rundir.SUMMARY).stat().st_mtime_ns
+             for r in (folder / "runs").iterdir() if rundir.run_state(r) == "completed"}
+    assert len(first) == 4  # round 1: 2 arms x seeds 0-1
+    retargeted = json.loads((out / "retarget.json").read_text(encoding="utf-8"))
+
+    resumed = runner.invoke(app, command)
+    assert resumed.exit_code == 0, resumed.output
+    assert "skipped input_scaling" in " ".join(resumed.stdout.split())
+    runs = sorted((folder / "runs").iterdir())
+    assert len(runs) == 8 and all(rundir.run_state(r) == "completed" for r in runs)
+    assert {r.name: (r / rundir.SUMMARY).stat().st_mtime_ns
+            for r in runs if r.name in first} == first  # round 1 was not retrained
+    configs_seen = [yaml.safe_load((r / "config.yaml").read_text()) for r in runs]
+    assert {c["dataset"]["name"] for c in configs_seen} == {"npz"}
+    recorded = json.loads((out / "looks.json").read_text(encoding="utf-8"))
+    state = recorded["claims"]["ghost_batch"]["findings"][""]
+    assert state["looks"] == [2, 4] and len(state["above"]) == 2
+    assert json.loads((out / "retarget.json").read_text(encoding="utf-8")) == retargeted
+    assert "input_scaling" in retargeted["skipped"]
+    report = json.loads((out / "claims.json").read_text(encoding="utf-8"))
+    assert report["retarget"]["skipped"] == retargeted["skipped"]
+    assert report["sequential"]["correction"] == "holm step-down"
+    assert report["claims"][0]["findings"][0]["looks"]["looks"] == [2, 4]
+    assert "Holm's step-down over group-sequential" in (out / "claims.md").read_text("utf-8")
+
+    kept = {r.name: (r / rundir.SUMMARY).stat().st_mtime_ns for r in runs}
+    again = runner.invoke(app, command)  # decided or at M: nothing to run, the report again
+    assert again.exit_code == 0, again.output
+    assert {r.name: (r / rundir.SUMMARY).stat().st_mtime_ns for r in runs} == kept

@@ -4,6 +4,8 @@ editing the runs to contradict a claim flips its verdict."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,6 +192,18 @@ def test_committed_claims_json_has_no_zero_width_interval_and_its_family_columns
                 assert found["rules_out"]["text"]
             if found["verdict"] in ("supported", "not supported"):
                 assert found["settled"]  # halves that disagree are marked (unstable)
+
+
+def test_report_prints_its_table_on_stdout_through_a_pipe(tmp_path: Path):
+    """`bnbench claims report DIR | cat`: the table is the command's output (stdout, as
+    markdown through a pipe); stderr is for progress and notes, and has none here."""
+    out = tmp_path / "claims"
+    SCENARIOS["ghost_batch"](FOR).write(out)
+    done = subprocess.run([sys.executable, "-m", "bnbench", "claims", "report", str(out)],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "| claim | finding | verdict |" in done.stdout and "| ghost_batch |" in done.stdout
+    assert done.stderr == ""
 
 
 def test_report_of_an_until_decided_run_names_its_correction(tmp_path: Path):

@@ -157,3 +157,27 @@ def test_opt_in_mnist_variants_load(path: Path):
         load_claim(claim, False, path.parent).runs
     )
     assert f"--configs configs/claims/mnist --only {path.stem} " in path.read_text("utf-8")
+
+
+def test_the_resume_command_repeats_every_option_given():
+    """What `claims run` prints after Ctrl-C parses back to the very same options, each of
+    them (the old hand-built line dropped --configs, --no-report and --quiet)."""
+    import shlex
+
+    import typer
+
+    from bnbench.cli.claims import same_command
+
+    command = typer.main.get_command(app).commands["claims"].commands["run"]
+    given = ["--out", "my claims", "--jobs", "2", "--only", "ghost_batch,depth", "--quick",
+             "--seeds", "0-3,9", "--until-decided", "--max-seeds", "12", "--no-report",
+             "--estimate", "--configs", "cfg", "-q", "--dataset", "npz", "--dataset-path",
+             "mine.npz", "--base", "spec.yaml"]  # fmt: skip
+    ctx = command.make_context("run", list(given))
+    printed = same_command(ctx)
+    words = shlex.split(printed)
+    assert words[:3] == ["bnbench", "claims", "run"]
+    assert command.make_context("run", words[3:]).params == ctx.params
+    options = [p for p in command.params if p.param_type_name == "option"]
+    assert all(set(p.opts + p.secondary_opts) & set(words) for p in options)  # none forgotten
+    assert same_command(command.make_context("run", ["--out", "o"])) == "bnbench claims run --out o"

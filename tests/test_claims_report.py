@@ -4,6 +4,8 @@ editing the runs to contradict a claim flips its verdict."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,3 +192,39 @@ def test_committed_claims_json_has_no_zero_width_interval_and_its_family_columns
                 assert found["rules_out"]["text"]
             if found["verdict"] in ("supported", "not supported"):
                 assert found["settled"]  # halves that disagree are marked (unstable)
+
+
+def test_report_prints_its_table_on_stdout_through_a_pipe(tmp_path: Path):
+    """`bnbench claims report DIR | cat`: the table is the command's output (stdout, as
+    markdown through a pipe); stderr is for progress and notes, and has none here."""
+    out = tmp_path / "claims"
+    SCENARIOS["ghost_batch"](FOR).write(out)
+    done = subprocess.run([sys.executable, "-m", "bnbench", "claims", "report", str(out)],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "| claim | finding | verdict |" in done.stdout and "| ghost_batch |" in done.stdout
+    assert done.stderr == ""
+
+
+def test_report_of_an_until_decided_run_names_its_correction(tmp_path: Path):
+    """With looks.json, the table's caption, claims.md and claims.json name the step-down that
+    decided the findings with looks, and the finding's verdict is the sequential decision."""
+    from bnbench.claims.adaptive import Looks, look, save_looks
+    from bnbench.claims.evidence import load_evidence
+    from bnbench.claims.registry import CLAIMS
+
+    out = tmp_path / "claims"
+    folder = SCENARIOS["ghost_batch"](FOR).write(out)
+    findings = CLAIMS["ghost_batch"].assess(load_evidence(folder)).findings
+    looks = Looks(max_seeds=12, step=6)
+    look(looks, "ghost_batch", list(range(6)), findings, family=len(findings))
+    save_looks(out, looks)
+    result = runner.invoke(app, ["claims", "report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Holm's step-down over group-sequential sign tests" in " ".join(result.stdout.split())
+    data = json.loads((out / "claims.json").read_text(encoding="utf-8"))
+    assert data["sequential"]["correction"] == "holm step-down"
+    assert data["sequential"]["hypotheses"] == 2 * len(findings)
+    # 6 of 6 seeds at the first look of 12 cannot stop (O'Brien-Fleming): not yet decided.
+    assert [f["verdict"] for f in _claim(out, "ghost_batch")["findings"]] == ["inconclusive"]
+    assert "Holm's step-down" in (out / "claims.md").read_text(encoding="utf-8")

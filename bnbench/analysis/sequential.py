@@ -10,10 +10,29 @@ probabilities are exact binomial sums, so the control holds at every n, for grid
 (ties with the threshold count for neither side) and for censored ones (a lower bound counts as
 above only when it is above, which a true value then is too). Looks need not be planned: each
 boundary depends only on the looks made so far.
+
+Many findings at once (`ever_crossed`, `step_down`): each finding is two one-sided hypotheses
+(its count above the threshold, its count below), each with the boundary above. Holm's
+step-down carries over to group-sequential tests as the closed test it is short for (Maurer &
+Bretz 2013, "Multiple testing in group sequential trials using graphical approaches"; Ye, Li,
+Liu & Yao 2013, "A group sequential Holm procedure with multiple primary endpoints"): an
+intersection of m hypotheses is rejected when one of them has crossed its boundary at level
+alpha / m at some look, which under that intersection happens with probability at most
+m x alpha / m (Bonferroni, each boundary holding over all looks on its own), and a hypothesis
+is rejected when every intersection containing it is. So a hypothesis rejected lets the others
+be tested at alpha / (m - 1) with their spending functions re-applied at every look so far.
+`step_down` computes the closure exactly rather than by the usual shortcut, because exact
+binomial boundaries are not always monotone in alpha, which the shortcut needs (looks every 2
+seeds to M = 20: the last look needs 17 of 20 at 0.05 / 7 but 16 at 0.05 / 8, the higher level
+having spent more at earlier looks). Looking at fewer looks than planned (a finding stopped
+once decided, a claim at M) only removes crossings, and the closure only grows with them, so
+stopping keeps the error bound; tests/test_inference_sequential.py simulates the family under
+global and partial nulls.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -132,3 +151,66 @@ def counts(data: np.ndarray, codes: np.ndarray, threshold: float) -> tuple[np.nd
     above = np.sum((data > threshold) & (codes >= 0), axis=1)
     below = np.sum((data < threshold) & (codes <= 0), axis=1)
     return above, below
+
+
+@functools.lru_cache(maxsize=256)
+def boundary_table(looks: tuple[int, ...], max_seeds: int, alphas: tuple[float, ...],
+                   spending: Spending = "obrien_fleming") -> np.ndarray:  # fmt: skip
+    """`boundaries` at each level in `alphas`: row i, column k is look k's critical count at
+    one-sided level alphas[i] (pure; cached, as every round recomputes the same rows)."""
+    table = np.array([boundaries(looks, max_seeds, alpha, spending) for alpha in alphas])
+    table.setflags(write=False)
+    return table
+
+
+def ever_crossed(
+    counts_at_looks: np.ndarray,
+    looks: Sequence[int],
+    max_seeds: int,
+    alphas: Sequence[float],
+    spending: Spending = "obrien_fleming",
+) -> np.ndarray:
+    """Whether a side's count has reached its boundary at some look, at each level.
+
+    Args:
+        counts_at_looks: (..., len(looks)) seeds on the side at each look (`counts`).
+        looks, max_seeds, spending: As `boundaries`.
+        alphas: One-sided levels, each spent over all the looks.
+
+    Returns:
+        (..., len(alphas)) booleans.
+    """
+    table = boundary_table(tuple(looks), max_seeds, tuple(alphas), spending)
+    crossed: np.ndarray = np.any(np.asarray(counts_at_looks)[..., None, :] >= table, axis=-1)
+    return crossed
+
+
+def holm_levels(alpha: float, hypotheses: int) -> list[float]:
+    """The ladder of one-sided levels of the step-down: alpha / m for m = 1..hypotheses."""
+    return [alpha / m for m in range(1, hypotheses + 1)]
+
+
+def step_down(crossed: np.ndarray) -> np.ndarray:
+    """Holm's step-down over N group-sequential tests, as the closed test it is short for.
+
+    Hypothesis h is rejected when, for every m, either h has crossed at level alpha / m or more
+    than N - m hypotheses have (then no m-sized intersection holding h lacks a crossing).
+
+    Args:
+        crossed: (..., N, N) booleans: [..., m - 1, h] is whether hypothesis h has crossed its
+            boundary at level alpha / m at some look (`ever_crossed` over `holm_levels`).
+
+    Returns:
+        (..., N) booleans: rejected, with family-wise error at most alpha over all looks.
+
+    Raises:
+        ValueError: the last two axes differ.
+    """
+    crossed = np.asarray(crossed, dtype=bool)
+    n = crossed.shape[-1]
+    if crossed.shape[-2] != n:
+        raise ValueError(f"crossed needs one row per level and hypothesis (N x N); got "
+                         f"{crossed.shape}")  # fmt: skip
+    enough = crossed.sum(axis=-1) > n - np.arange(1, n + 1)  # (..., levels)
+    rejected: np.ndarray = np.all(crossed | enough[..., None], axis=-2)
+    return rejected

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from bnbench.claims.render import ClaimReport, header, p_text, rows, statistic_text
+from bnbench.claims.render import (
+    ClaimReport,
+    header,
+    p_text,
+    rows,
+    sequential_text,
+    statistic_text,
+)
 
 _STYLE = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -16,8 +25,10 @@ _STYLE = (
 )
 
 
-def render_html(reports: list[ClaimReport], out: Path) -> str:
-    """The page: the verdict table, then each claim's findings, sentences and figure."""
+def render_html(reports: list[ClaimReport], out: Path,
+                sequential: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+    """The page: the verdict table, then each claim's findings, sentences and figure
+    (`sequential`: as `bnbench.claims.render.markdown`'s)."""
     e = html.escape
     head = ["claim", "finding", "verdict", "statistic [CI]", "method", "p (raw → Holm)",
             "stability", "inconclusive:", "n seeds", "budget"]
@@ -35,7 +46,9 @@ def render_html(reports: list[ClaimReport], out: Path) -> str:
         body.append(f"<tr>{cells}</tr>")
     parts = [f"<!doctype html><meta charset='utf-8'><title>bnbench claims</title><style>{_STYLE}"
              "</style><h1>Claims about batch normalization, tested</h1>",
-             f"<p>{e(header(reports))}</p><table>{''.join(body)}</table>"]  # fmt: skip
+             f"<p>{e(header(reports))}</p>",
+             f"<p>{e(sequential_text(sequential))}</p>" if sequential else "",
+             f"<table>{''.join(body)}</table>"]  # fmt: skip
     for report in reports:
         claim = report.claim
         parts.append(f"<h2>{e(claim.id)}: {e(claim.statement)}</h2><p>Source: {e(claim.source)}. "

@@ -6,8 +6,9 @@ Shared by claims.md, claims.html and the terminal table, so they never disagree 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bnbench.claims.claim import Assessment, Claim, Finding
 from bnbench.claims.plan import Mode
@@ -92,12 +93,29 @@ def header(reports: list[ClaimReport]) -> str:
     )
 
 
-def markdown(reports: list[ClaimReport]) -> str:
-    """claims.md: the verdict table, then a section per claim."""
+def sequential_text(record: Mapping[str, Any] | None) -> str:
+    """The paragraph on `claims run --until-decided` (`bnbench.claims.adaptive`): how the
+    findings with looks were decided; "" for a run without."""
+    if record is None:
+        return ""
+    return (
+        f"Adaptive seeding (--until-decided, up to {record['max_seeds']} seeds): a finding with "
+        f"looks is decided by {record['correction_text']}, over {record['hypotheses']} "
+        f"one-sided hypotheses (2 per finding), family-wise error {record['alpha']:g} over all "
+        "findings and looks. That decision replaces its interval's verdict and the Holm "
+        "adjustment of its p-value: an interval of data gathered until it cleared is not a 95% "
+        "interval."
+    )
+
+
+def markdown(reports: list[ClaimReport], sequential: Mapping[str, Any] | None = None) -> str:
+    """claims.md: the verdict table, then a section per claim (`sequential`: the record of
+    `--until-decided`, `bnbench.claims.adaptive.sequential_record`)."""
     lines = [
         "# Claims about batch normalization, tested",
         "",
         header(reports),
+        *(["", sequential_text(sequential)] if sequential else []),
         "",
         "| claim | finding | verdict | statistic [CI] | method | p (raw → Holm) | stability "
         "| inconclusive: | n seeds | budget |",

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bnbench.claims.adaptive import sequential_decisions
+from bnbench.claims.adaptive import sequential_decisions, sequential_record
 from bnbench.claims.claim import Assessment, Finding
 from bnbench.claims.evidence import load_evidence
 from bnbench.claims.judging import ALPHA, CORRECTION, Judgement, correction_text, judge
@@ -115,9 +115,11 @@ def write_claims_report(
     reports = assess_claims(out, configs)
     paths = [out / MARKDOWN, out / JSON]
     retargeted = read_record(out)  # a `claims run --dataset/--base`: how, and what was skipped
-    atomic_write_text(paths[0], markdown(reports) + record_markdown(retargeted))
+    sequential = sequential_record(out)  # `claims run --until-decided`: how it decided
+    atomic_write_text(paths[0], markdown(reports, sequential) + record_markdown(retargeted))
     seeds = sorted({s for r in reports for s in r.seeds})
     extra = {} if retargeted is None else {"retarget": retargeted}
+    extra |= {} if sequential is None else {"sequential": sequential}
     write_json(paths[1], {"correction": CORRECTION, "correction_text": correction_text(),
                           "alpha": ALPHA, "seeds": seeds,
                           "claims": [_record(r) for r in reports], **extra})  # fmt: skip
@@ -125,7 +127,7 @@ def write_claims_report(
         from bnbench.claims.html import render_html
 
         paths.append(out / HTML)
-        atomic_write_text(paths[-1], render_html(reports, out))
+        atomic_write_text(paths[-1], render_html(reports, out, sequential))
     return reports, paths
 
 

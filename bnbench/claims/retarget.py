@@ -254,20 +254,27 @@ def _data(spec: dict[str, Any], overrides: dict[str, Any]) -> DatasetSpec:
 
 
 def plan_retargeted(claims: list[Claim], out: Path, quick: bool, onto: Onto,
-                    configs: Path = CONFIGS, seeds: list[int] | None = None
+                    configs: Path = CONFIGS, seeds: list[int] | None = None, *,
+                    extend: bool = False, sizes: dict[str, int] | None = None
                     ) -> tuple[list[Retargeted], list[Skipped]]:  # fmt: skip
     """Retarget every claim and check its folder before anything runs (reads only).
+
+    Args:
+        claims, out, quick, onto, configs, seeds: As `retarget`, into `OUT/<id>/`.
+        extend: As `bnbench.claims.plan.plan_claims`'s: a folder holding the same ablation
+            with fewer seeds, or more (a later round of `--until-decided`), is accepted.
+        sizes: Training-set sizes already read (`retarget`), kept across calls.
 
     Raises:
         SpecError: as `retarget`; `out` a file or an ablation's tree; a claim folder that
             holds another ablation (another dataset or budget of the claim).
     """
-    from bnbench.claims.plan import check_claims_out
+    from bnbench.claims.plan import check_claims_out, extends
     from bnbench.results.layout import ABLATION
     from bnbench.results.tree_files import read_ablation
 
     check_claims_out(out)
-    sizes: dict[str, int] = {}
+    sizes = {} if sizes is None else sizes
     done = [retarget(claim, quick, onto, configs, sizes, seeds) for claim in claims]
     planned = [r for r in done if isinstance(r, Retargeted)]
     for entry in planned:
@@ -275,7 +282,11 @@ def plan_retargeted(claims: list[Claim], out: Path, quick: bool, onto: Onto,
         if folder.exists() and not folder.is_dir():
             raise SpecError(f"{folder}: exists and is not a folder")
         stored = read_ablation(folder) if (folder / ABLATION).exists() else None
-        if stored is not None and stored.data != entry.ablation.resolved:
+        resolved = entry.ablation.resolved
+        if extend and stored is not None and (extends(stored.data, resolved)
+                                              or extends(resolved, stored.data)):
+            continue  # a round of --until-decided, or a later one already under way
+        if stored is not None and stored.data != resolved:
             raise SpecError(
                 f"{folder}: holds another ablation of claim {entry.claim.id!r} (other data, "
                 "network or budget); choose another --out (or delete the folder to start over)"

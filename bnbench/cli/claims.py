@@ -29,6 +29,7 @@ from bnbench.errors import SpecError, user_errors
 if TYPE_CHECKING:
     from bnbench.ablate.runner import Listener, Outcome
     from bnbench.claims.claim import Claim
+    from bnbench.claims.retarget import Onto
     from bnbench.config.ablation import Ablation
 
 claims_app = typer.Typer(
@@ -74,6 +75,7 @@ def list_claims(
 @claims_app.command("run")
 @user_errors
 def run(
+    ctx: typer.Context,
     out: Annotated[
         Path, typer.Option(help="Results directory; each claim goes to `OUT/CLAIM_ID/`.")
     ],
@@ -130,14 +132,17 @@ def run(
     if until_decided and max_seeds < (len(chosen) if chosen else 2):
         raise SpecError(f"--max-seeds must be at least the {len(chosen or [])} seeds to start "
                         f"with (and 2), got {max_seeds}")  # fmt: skip
+    replan: Callable[..., Planned]
     if dataset is not None or base is not None or dataset_path is not None:
-        if until_decided:
-            raise SpecError("--until-decided runs the shipped claims; it does not combine with "
-                            "--dataset or --base yet: give --seeds instead")
-        planned = _plan_retargeted(select(only), out, quick, folder, dataset, dataset_path, base,
-                                   chosen, write=not estimate)  # fmt: skip
+        claims = select(only)
+        onto = _onto(dataset, dataset_path, base)
+        planned = _plan_retargeted(claims, out, quick, folder, onto, chosen,
+                                   extend=until_decided, write=not estimate)  # fmt: skip
+        replan = functools.partial(_replan_retargeted, out=out, quick=quick, configs=folder,
+                                   onto=onto, sizes={})  # fmt: skip
     else:
         planned = plan_claims(select(only), out, quick, folder, chosen, extend=until_decided)
+        replan = functools.partial(plan_claims, out=out, quick=quick, configs=folder, extend=True)
     total = sum(len(ablation.runs) for _, ablation in planned)
     budget = "quick" if quick else "full"
     used = sorted({seed_text(a.resolved["seeds"]) for _, a in planned})
@@ -148,21 +153,11 @@ def run(
         return
     display = functools.partial(_display, quiet=quiet, jobs=jobs)
     if until_decided:
-        outcome = run_until_decided(planned, out, jobs, display, max_seeds,
-                                    functools.partial(plan_claims, out=out, quick=quick,
-                                                      configs=folder, extend=True))  # fmt: skip
+        outcome = run_until_decided(planned, out, jobs, display, max_seeds, replan)
     else:
         outcome = run_claims(planned, out, jobs, display)
     if outcome.interrupted:
-        words = ["bnbench", "claims", "run", "--out", str(out), "--jobs", str(jobs)]
-        words += (["--only", only] if only else []) + (["--quick"] if quick else [])
-        for flag, given in (("--dataset", dataset), ("--dataset-path", dataset_path),
-                            ("--base", base)):  # fmt: skip
-            words += [flag, str(given)] if given is not None else []
-        words += ["--seeds", seeds] if seeds else []
-        words += ["--until-decided", "--max-seeds", str(max_seeds)] if until_decided else []
-        command = shlex.join(words)
-        err_console.print(f"interrupted; to resume, run the same command: {command}",
+        err_console.print(f"interrupted; to resume, run the same command: {same_command(ctx)}",
                           highlight=False, soft_wrap=True)  # fmt: skip
         raise typer.Exit(130)
     if report:
@@ -174,22 +169,26 @@ def run(
         raise typer.Exit(1)
 
 
-def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path,
-                     dataset: str | None, dataset_path: Path | None, base: Path | None,
-                     seeds: list[int] | None = None, write: bool = True
-                     ) -> list[tuple[Claim, Ablation]]:  # fmt: skip
-    """Retarget the claims onto --dataset or --base, print the skipped ones with their reasons
-    and keep the derivation in OUT/retarget.json (written only once all is checked, and only
-    with `write`)."""
-    from bnbench.claims.retarget import (
-        RECORD,
-        onto_base,
-        onto_dataset,
-        plan_retargeted,
-        read_record,
-        record,
-    )
-    from bnbench.results.files import write_json
+def same_command(ctx: typer.Context) -> str:
+    """The `bnbench claims run` command line that repeats this one: every option whose parsed
+    value is not its default, so a resume command never loses a flag added later."""
+    words = ["bnbench", "claims", "run"]
+    for param in ctx.command.params:
+        if param.param_type_name != "option" or param.name is None:
+            continue
+        value = ctx.params[param.name]
+        if value is None or value == param.default:
+            continue
+        if isinstance(value, bool):  # a flag: --quick, or --no-report for a default-on one
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            words += [param.opts[0], str(value)]
+    return shlex.join(words)
+
+
+def _onto(dataset: str | None, dataset_path: Path | None, base: Path | None) -> Onto:
+    """What --dataset (--dataset-path) or --base retarget the claims onto, checked."""
+    from bnbench.claims.retarget import onto_base, onto_dataset
 
     if dataset is not None and base is not None:
         raise SpecError("give --dataset or --base, not both (--base brings its own data)")
@@ -197,10 +196,20 @@ def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path,
         if dataset_path is not None:
             raise SpecError("--dataset-path goes with --dataset npz")
         assert base is not None
-        onto = onto_base(base)
-    else:
-        onto = onto_dataset(dataset, dataset_path)
-    planned, skipped = plan_retargeted(claims, out, quick, onto, configs, seeds)
+        return onto_base(base)
+    return onto_dataset(dataset, dataset_path)
+
+
+def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path, onto: Onto,
+                     seeds: list[int] | None = None, *, extend: bool = False,
+                     write: bool = True) -> Planned:  # fmt: skip
+    """Retarget the claims onto --dataset or --base, print the skipped ones with their reasons
+    and keep the derivation in OUT/retarget.json (written only once all is checked, and only
+    with `write`); `extend` as `plan_claims`'s, for --until-decided."""
+    from bnbench.claims.retarget import RECORD, plan_retargeted, read_record, record
+    from bnbench.results.files import write_json
+
+    planned, skipped = plan_retargeted(claims, out, quick, onto, configs, seeds, extend=extend)
     for entry in planned:
         console.print(f"[bold]{entry.claim.id}[/] {onto.label}: " + "; ".join(entry.notes),
                       highlight=False)  # fmt: skip
@@ -261,6 +270,18 @@ def _print_estimate(planned: list[tuple[Claim, Ablation]], out: Path, jobs: int,
                   highlight=False)  # fmt: skip
 
 
+def _replan_retargeted(claims: list[Claim], *, seeds: list[int], out: Path, quick: bool,
+                       configs: Path, onto: Onto, sizes: dict[str, int]) -> Planned:  # fmt: skip
+    """A round of --until-decided on retargeted claims: the claims (planned, not skipped, in the
+    first round, whose derivation OUT/retarget.json already keeps) with this round's seeds;
+    `sizes` keeps the training-set sizes read across rounds."""
+    from bnbench.claims.retarget import plan_retargeted
+
+    planned, _ = plan_retargeted(claims, out, quick, onto, configs, seeds, extend=True,
+                                 sizes=sizes)  # fmt: skip
+    return [(entry.claim, entry.ablation) for entry in planned]
+
+
 @claims_app.command("report")
 @user_errors
 def report_command(
@@ -301,11 +322,13 @@ def _transfer(folders: list[Path], html: bool) -> None:
 
 
 def _write_report(out: Path, html: bool, configs: Path) -> None:
-    from bnbench.claims.render import rows
+    from bnbench.claims.adaptive import sequential_record
+    from bnbench.claims.render import rows, sequential_text
     from bnbench.claims.report import write_claims_report
 
     reports, paths = write_claims_report(out, html=html, configs=configs)
-    table = Table(title="claims")
+    sequential = sequential_record(out)
+    table = Table(title="claims", caption=sequential_text(sequential) or None)
     table.add_column("claim", no_wrap=True)
     for column in ("finding", "verdict", "statistic [CI]", "p (raw → Holm)", "stability", "n"):
         table.add_column(column, overflow="fold")

@@ -48,6 +48,17 @@ def test_dataset_replaces_the_data_scales_the_budget_and_drops_the_absolute_targ
     assert run.model.activation == "sigmoid"  # the shipped network stays with --dataset
 
 
+def test_a_claim_budgeted_in_epochs_is_evaluated_as_often_per_pass_as_shipped(keras_home):
+    # small_batch_examples keeps its 2 epochs; evaluated every shipped 20 steps, 54,000 MNIST
+    # examples at batch 2 would be 2,700 evaluations a run (estimated at 13 h for the suite).
+    write_mnist(keras_home, 2600, 20)  # 2,340 training examples: 1.81x digits' 1,293
+    done = retarget(CLAIMS["small_batch_examples"], True, onto_dataset("mnist", None))
+    assert isinstance(done, Retargeted)
+    assert {run.spec.training.epochs for run in done.ablation.runs} == {2}
+    assert {run.spec.training.eval_every for run in done.ablation.runs} == {36}  # 20 x 1.81
+    assert "evaluated every 36 steps (the shipped 20 steps over its 1,293" in done.notes[0]
+
+
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
 def test_claims_run_on_a_keras_dataset_end_to_end(keras_home, tmp_path, dataset):
     if dataset == "mnist":

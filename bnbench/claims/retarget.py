@@ -223,7 +223,18 @@ def _scale_budget(shipped: dict[str, Any], base: dict[str, Any], overrides: dict
         epochs = overrides.get("training.epochs", shipped["training"].get("epochs"))
         base.setdefault("training", {}).pop("steps", None)
         overrides.setdefault("training.epochs", epochs)
-        return [f"{epochs:g} epochs, as shipped (a length in passes already follows the data)"]
+        words = f"{epochs:g} epochs, as shipped (a length in passes already follows the data)"
+        # Evaluated as often per pass as shipped: on 40x the examples, every 40x the steps
+        # (evaluating every shipped 20 steps on MNIST would make 2,700 evaluations a run).
+        every = overrides.get("training.eval_every", shipped["training"].get("eval_every"))
+        if every is None:
+            return [words]
+        before = _size(_data(shipped, overrides), sizes)
+        after = _size(_data(base, overrides), sizes)
+        scaled = max(1, round(int(every) * after / before))
+        overrides["training.eval_every"] = scaled
+        return [f"{words}, evaluated every {scaled:,} steps (the shipped {every} steps over its "
+                f"{before:,} training examples, scaled to {after:,})"]  # fmt: skip
     evaluations = max(1, round(steps / int(overrides.get("training.eval_every", steps))))
     batch = int(overrides.get("training.batch_size", shipped["training"]["batch_size"]))
     before = _size(_data(shipped, overrides), sizes)

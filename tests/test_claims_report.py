@@ -271,3 +271,15 @@ def test_an_unknown_correction_exits_2_and_writes_nothing(tmp_path: Path):
     assert result.exit_code == 2
     assert "is not one of" in " ".join(result.stderr.split())
     assert files_under(out) == before
+
+
+def test_a_withdrawn_finding_names_the_correction_that_withdrew_it():
+    from bnbench.analysis.power import RulesOut
+    from bnbench.claims.judging import Judgement
+
+    ruled = RulesOut(above=-0.01, below=0.05, underpowered=False)  # the interval is one-sided
+    for correction, name in (("holm", "Holm"), ("bh", "Benjamini-Hochberg")):
+        judged = Judgement("inconclusive", "supported", 0.01, 0.08, "t", None, ruled, 0.02,
+                           correction=correction)  # fmt: skip
+        assert judged.absence() == (f"its 95% interval excludes the threshold, but not after "
+                                    f"{name} (adjusted p 0.080)")  # fmt: skip

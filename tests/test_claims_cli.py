@@ -47,6 +47,7 @@ def test_list_table():
         (["--only", "nothing_like_it"], "available: faster_training"),
         (["--only", ","], "names no claim"),
         (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--correction", "sidak"], "is not one of"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, args, message):
@@ -171,8 +172,8 @@ def test_the_resume_command_repeats_every_option_given():
     command = typer.main.get_command(app).commands["claims"].commands["run"]
     given = ["--out", "my claims", "--jobs", "2", "--only", "ghost_batch,depth", "--quick",
              "--seeds", "0-3,9", "--until-decided", "--max-seeds", "12", "--no-report",
-             "--estimate", "--configs", "cfg", "-q", "--dataset", "npz", "--dataset-path",
-             "mine.npz", "--base", "spec.yaml"]  # fmt: skip
+             "--estimate", "--configs", "cfg", "--correction", "bh", "-q", "--dataset", "npz",
+             "--dataset-path", "mine.npz", "--base", "spec.yaml"]  # fmt: skip
     ctx = command.make_context("run", list(given))
     printed = same_command(ctx)
     words = shlex.split(printed)

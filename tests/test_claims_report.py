@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from bnbench.claims.report import write_claims_report
@@ -228,3 +230,56 @@ def test_report_of_an_until_decided_run_names_its_correction(tmp_path: Path):
     # 6 of 6 seeds at the first look of 12 cannot stop (O'Brien-Fleming): not yet decided.
     assert [f["verdict"] for f in _claim(out, "ghost_batch")["findings"]] == ["inconclusive"]
     assert "Holm's step-down" in (out / "claims.md").read_text(encoding="utf-8")
+
+
+def test_correction_is_a_choice_recorded_and_kept_on_re_render(tmp_path: Path):
+    out = tmp_path / "claims"
+    for claim_id in ("placement", "depth"):  # 4 findings: Holm and BH adjust them differently
+        SCENARIOS[claim_id](FOR).write(out)
+
+    def report(*args: str) -> tuple[dict, str]:
+        result = runner.invoke(app, ["claims", "report", str(out), *args])
+        assert result.exit_code == 0, result.output
+        assert "p (raw → " in result.stdout
+        data = json.loads((out / "claims.json").read_text(encoding="utf-8"))
+        return data, (out / "claims.md").read_text(encoding="utf-8")
+
+    data, text = report()  # the default
+    assert data["correction"] == "holm" and "p (raw → Holm)" in text
+    assert "adjusted by Holm (family-wise error)" in text and "Benjamini" not in text
+    holm = [f["p_adjusted"] for c in data["claims"] for f in c["findings"]]
+
+    for args in (["--correction", "bh"], []):  # then re-rendered without the flag: kept
+        data, text = report(*args)
+        assert data["correction"] == "bh"
+        assert data["correction_text"] == "Benjamini-Hochberg (false discovery rate)"
+        assert "p (raw → Benjamini-Hochberg)" in text and "Holm" not in text
+        found = [f for c in data["claims"] for f in c["findings"]]
+        expected = stats.false_discovery_control([f["p_value"] for f in found], method="bh")
+        assert [f["p_adjusted"] for f in found] == pytest.approx(list(expected), rel=1e-9)
+        assert [f["p_adjusted"] for f in found] != pytest.approx(holm, rel=1e-3)
+
+    data, _ = report("--correction", "holm")  # the flag overrides the recorded choice
+    assert data["correction"] == "holm"
+
+
+def test_an_unknown_correction_exits_2_and_writes_nothing(tmp_path: Path):
+    out = tmp_path / "claims"
+    SCENARIOS["ghost_batch"](FOR).write(out)
+    before = files_under(out)
+    result = runner.invoke(app, ["claims", "report", str(out), "--correction", "sidak"])
+    assert result.exit_code == 2
+    assert "is not one of" in " ".join(result.stderr.split())
+    assert files_under(out) == before
+
+
+def test_a_withdrawn_finding_names_the_correction_that_withdrew_it():
+    from bnbench.analysis.power import RulesOut
+    from bnbench.claims.judging import Judgement
+
+    ruled = RulesOut(above=-0.01, below=0.05, underpowered=False)  # the interval is one-sided
+    for correction, name in (("holm", "Holm"), ("bh", "Benjamini-Hochberg")):
+        judged = Judgement("inconclusive", "supported", 0.01, 0.08, "t", None, ruled, 0.02,
+                           correction=correction)  # fmt: skip
+        assert judged.absence() == (f"its 95% interval excludes the threshold, but not after "
+                                    f"{name} (adjusted p 0.080)")  # fmt: skip

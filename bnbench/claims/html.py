@@ -6,16 +6,20 @@ import base64
 import html
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bnbench.claims.render import (
     ClaimReport,
     header,
+    p_column,
     p_text,
     rows,
     sequential_text,
     statistic_text,
 )
+
+if TYPE_CHECKING:
+    from bnbench.analysis.multiplicity import Correction
 
 _STYLE = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -26,11 +30,12 @@ _STYLE = (
 
 
 def render_html(reports: list[ClaimReport], out: Path,
-                sequential: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+                sequential: Mapping[str, Any] | None = None,
+                correction: Correction = "holm") -> str:  # fmt: skip
     """The page: the verdict table, then each claim's findings, sentences and figure
-    (`sequential`: as `bnbench.claims.render.markdown`'s)."""
+    (`sequential`, `correction`: as `bnbench.claims.render.markdown`'s)."""
     e = html.escape
-    head = ["claim", "finding", "verdict", "statistic [CI]", "method", "p (raw → Holm)",
+    head = ["claim", "finding", "verdict", "statistic [CI]", "method", p_column(correction),
             "stability", "inconclusive:", "n seeds", "budget"]
     keys = ["claim", "finding", "verdict", "statistic", "method", "p", "stability",
             "rules_out", "n", "budget"]
@@ -46,8 +51,8 @@ def render_html(reports: list[ClaimReport], out: Path,
         body.append(f"<tr>{cells}</tr>")
     parts = [f"<!doctype html><meta charset='utf-8'><title>bnbench claims</title><style>{_STYLE}"
              "</style><h1>Claims about batch normalization, tested</h1>",
-             f"<p>{e(header(reports))}</p>",
-             f"<p>{e(sequential_text(sequential))}</p>" if sequential else "",
+             f"<p>{e(header(reports, correction))}</p>",
+             f"<p>{e(sequential_text(sequential, correction))}</p>" if sequential else "",
              f"<table>{''.join(body)}</table>"]  # fmt: skip
     for report in reports:
         claim = report.claim

@@ -5,9 +5,10 @@ Each claim's rule (`bnbench.claims.verdicts`) decides its findings one by one at
 holds ~25 findings, so here, across all of them:
 
 * every finding gets a p-value of the test its interval came from (t, exact sign-flip or sign
-  test, `bnbench.analysis.inference`; TOST for equivalence findings), adjusted by Holm's method
-  over the report (`bnbench.analysis.multiplicity`); a decided finding whose adjusted p-value is
-  not below 5% is inconclusive, so the family-wise error is at most 5%;
+  test, `bnbench.analysis.inference`; TOST for equivalence findings), adjusted over the report
+  (`bnbench.analysis.multiplicity`) by Holm's method (the default) or Benjamini-Hochberg; a
+  decided finding whose adjusted p-value is not below 5% is inconclusive, so the family-wise
+  error (Holm) or the false discovery rate (Benjamini-Hochberg) is at most 5%;
 * the rule is re-applied to disjoint halves of the seeds (`bnbench.analysis.replication`): a
   decided finding whose halves do not both reach its verdict is printed "(unstable)", never as
   settled;
@@ -34,7 +35,10 @@ from bnbench.claims.claim import Claim, Finding
 from bnbench.claims.verdicts import Value, Verdict, decide, equivalence, interval
 
 ALPHA = 1 - CONFIDENCE
-CORRECTION: Correction = "holm"  # named "Holm" in the report
+# Holm by default: a claim printed as decided is then wrong with probability at most 5% in the
+# whole report, not just 5% of the decided ones on average (Benjamini-Hochberg, `--correction bh`).
+CORRECTION: Correction = "holm"
+NAMES: dict[Correction, str] = {"holm": "Holm", "bh": "Benjamini-Hochberg"}  # in the report
 METHODS = {"continuous": "t", "grid": "exact sign-flip", "censored": "sign test"}
 
 
@@ -47,7 +51,7 @@ class Judgement:
             " (unstable)" when its halves disagree.
         rule_verdict: The claim's rule alone, before the correction.
         p_value: The raw p-value (None: the test has none, e.g. fewer than 2 seeds).
-        p_adjusted: Holm-adjusted over the report's findings.
+        p_adjusted: Adjusted over the report's findings by `correction`.
         method: The interval's and test's method, e.g. "t", "TOST (exact sign-flip)".
         replication: The rule on halves of the seeds (None with fewer than 2 seeds).
         rules_out: For an inconclusive finding, what its interval excludes on each side.
@@ -55,6 +59,7 @@ class Judgement:
         looks: With `--until-decided`, the finding's sequential record (seeds at each look,
             its decision), which then replaces the interval's verdict: the interval of data
             gathered until it cleared is not a 95% interval.
+        correction: The multiplicity correction of `p_adjusted`.
     """
 
     verdict: str
@@ -66,6 +71,7 @@ class Judgement:
     rules_out: RulesOut | None
     effect: float
     looks: dict[str, Any] | None = None
+    correction: Correction = CORRECTION
 
     @property
     def stability(self) -> str:
@@ -82,7 +88,8 @@ class Judgement:
             return ""
         if found.above < 0 or found.below < 0:  # the interval lies on one side
             fixed = "" if self.p_adjusted is None else f" (adjusted p {self.p_adjusted:.3f})"
-            return f"its 95% interval excludes the threshold, but not after Holm{fixed}"
+            return ("its 95% interval excludes the threshold, but not after "
+                    f"{NAMES[self.correction]}{fixed}")
         ruled = [f"{name} the threshold larger than {value:.{digits}f}"
                  for name, value in (("above", found.above), ("below", found.below))
                  if math.isfinite(value)]  # fmt: skip
@@ -106,7 +113,7 @@ def judge(findings: Sequence[tuple[Claim, Finding]], correction: Correction = CO
     adjusted = adjust(raws, correction)
     triples = zip(findings, raws, adjusted, strict=True)
     records = sequential or {}
-    return [_judge(claim, found, raw, fixed, records.get((claim.id, found.label)))
+    return [_judge(claim, found, raw, fixed, records.get((claim.id, found.label)), correction)
             for (claim, found), raw, fixed in triples]  # fmt: skip
 
 
@@ -116,7 +123,7 @@ def correction_text(correction: Correction = CORRECTION) -> str:
 
 
 def _judge(claim: Claim, found: Finding, raw: float | None, fixed: float | None,
-           looks: dict[str, Any] | None) -> Judgement:  # fmt: skip
+           looks: dict[str, Any] | None, correction: Correction) -> Judgement:  # fmt: skip
     verdict = found.verdict
     # The correction can only withdraw a decision; TOST's p-value backs "supported" only.
     corrected = verdict == "supported" or (verdict == "not supported" and found.side is not None)
@@ -141,7 +148,7 @@ def _judge(claim: Claim, found: Finding, raw: float | None, fixed: float | None,
     method = METHODS[found.interval.kind]
     method = method if found.side is not None else f"TOST ({method})"
     return Judgement(printed, found.verdict, raw, fixed, method, replication, ruled, effect,
-                     looks)  # fmt: skip
+                     looks, correction)  # fmt: skip
 
 
 def finding_p_value(found: Finding) -> float | None:

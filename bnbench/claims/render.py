@@ -15,6 +15,7 @@ from bnbench.claims.plan import Mode
 from bnbench.claims.verdicts import MIN_SEEDS
 
 if TYPE_CHECKING:
+    from bnbench.analysis.multiplicity import Correction
     from bnbench.claims.judging import Judgement
 
 
@@ -50,6 +51,13 @@ def p_text(judgement: Judgement) -> str:
     return f"{raw} → {fixed:.3f}" if fixed is not None else raw
 
 
+def p_column(correction: Correction = "holm") -> str:
+    """The p column's name, e.g. "p (raw → Holm)"."""
+    from bnbench.claims.judging import NAMES
+
+    return f"p (raw → {NAMES[correction]})"
+
+
 def rows(reports: list[ClaimReport]) -> list[dict[str, str]]:
     """The verdict table: one row per finding."""
     out = []
@@ -69,7 +77,7 @@ def rows(reports: list[ClaimReport]) -> list[dict[str, str]]:
     return out
 
 
-def header(reports: list[ClaimReport]) -> str:
+def header(reports: list[ClaimReport], correction: Correction = "holm") -> str:
     """The paragraph above the table: how verdicts are reached, the correction, the seeds."""
     from bnbench.claims.judging import correction_text
     from bnbench.claims.plan import seed_text
@@ -82,7 +90,7 @@ def header(reports: list[ClaimReport]) -> str:
         "ones, the sign test for censored ones) and is held against a threshold declared in "
         f"code before any run (`bnbench/claims/`). Fewer than {MIN_SEEDS} seeds with a value: "
         "inconclusive. ≥ / ≤: some runs never reached the target, so the value is a bound. "
-        f"Multiplicity: p-values are adjusted by {correction_text()} over the "
+        f"Multiplicity: p-values are adjusted by {correction_text(correction)} over the "
         f"{sum(len(r.judgements) for r in reports)} findings of this report (p: raw → "
         "adjusted); a decided finding whose adjusted p is not below 0.05 is inconclusive. "
         "Stability: the rule re-applied to disjoint halves of the seeds (alternate seeds); a "
@@ -93,31 +101,37 @@ def header(reports: list[ClaimReport]) -> str:
     )
 
 
-def sequential_text(record: Mapping[str, Any] | None) -> str:
+def sequential_text(record: Mapping[str, Any] | None, correction: Correction = "holm"
+                    ) -> str:  # fmt: skip
     """The paragraph on `claims run --until-decided` (`bnbench.claims.adaptive`): how the
-    findings with looks were decided; "" for a run without."""
+    findings with looks were decided, in place of the report's `correction`; "" for a run
+    without."""
+    from bnbench.claims.judging import NAMES
     if record is None:
         return ""
     return (
         f"Adaptive seeding (--until-decided, up to {record['max_seeds']} seeds): a finding with "
         f"looks is decided by {record['correction_text']}, over {record['hypotheses']} "
         f"one-sided hypotheses (2 per finding), family-wise error {record['alpha']:g} over all "
-        "findings and looks. That decision replaces its interval's verdict and the Holm "
-        "adjustment of its p-value: an interval of data gathered until it cleared is not a 95% "
-        "interval."
+        f"findings and looks. That decision replaces its interval's verdict and the "
+        f"{NAMES[correction]} adjustment of its p-value: an interval of data gathered until it "
+        "cleared is not a 95% interval."
     )
 
 
-def markdown(reports: list[ClaimReport], sequential: Mapping[str, Any] | None = None) -> str:
+def markdown(reports: list[ClaimReport], sequential: Mapping[str, Any] | None = None,
+             correction: Correction = "holm") -> str:  # fmt: skip
     """claims.md: the verdict table, then a section per claim (`sequential`: the record of
-    `--until-decided`, `bnbench.claims.adaptive.sequential_record`)."""
+    `--until-decided`, `bnbench.claims.adaptive.sequential_record`; `correction`: the one
+    the p-values were adjusted by)."""
     lines = [
         "# Claims about batch normalization, tested",
         "",
-        header(reports),
-        *(["", sequential_text(sequential)] if sequential else []),
+        header(reports, correction),
+        *(["", sequential_text(sequential, correction)] if sequential else []),
         "",
-        "| claim | finding | verdict | statistic [CI] | method | p (raw → Holm) | stability "
+        f"| claim | finding | verdict | statistic [CI] | method | {p_column(correction)} "
+        "| stability "
         "| inconclusive: | n seeds | budget |",
         "|---|---|---|--:|---|--:|---|---|--:|---|",
     ]

@@ -8,11 +8,13 @@ only those. It never trains; re-running it after editing or adding runs re-rende
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bnbench.analysis.multiplicity import CORRECTIONS, Correction
 from bnbench.claims.adaptive import sequential_decisions, sequential_record
 from bnbench.claims.claim import Assessment, Finding
 from bnbench.claims.evidence import load_evidence
@@ -29,8 +31,10 @@ FIGURES = "figures"
 MARKDOWN, JSON, HTML = "claims.md", "claims.json", "claims.html"
 
 
-def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
-    """Assess every claim with a folder in `out`, in registry order, and draw its figure.
+def assess_claims(out: Path, configs: Path = CONFIGS, correction: Correction = CORRECTION
+                  ) -> list[ClaimReport]:  # fmt: skip
+    """Assess every claim with a folder in `out`, in registry order, and draw its figure;
+    the findings' p-values are adjusted by `correction`.
 
     Raises:
         SpecError: `out` does not exist, is a file, an ablation's tree or one claim's folder,
@@ -65,15 +69,15 @@ def assess_claims(out: Path, configs: Path = CONFIGS) -> list[ClaimReport]:
         save_figure(claim.draw(evidence), out / figure, "png")
         reports.append(ClaimReport(claim, mode, assessment, evidence.budget(), figure,
                                    seeds=seeds))  # fmt: skip
-    return judged(reports, sequential_decisions(out))
+    return judged(reports, sequential_decisions(out), correction)
 
 
 def judged(reports: list[ClaimReport],
-           sequential: dict[tuple[str, str], dict[str, Any]] | None = None
-           ) -> list[ClaimReport]:  # fmt: skip
+           sequential: dict[tuple[str, str], dict[str, Any]] | None = None,
+           correction: Correction = CORRECTION) -> list[ClaimReport]:  # fmt: skip
     """The reports with every finding judged in one family (`bnbench.claims.judging`)."""
     family = [(r.claim, f) for r in reports for f in r.assessment.findings]
-    judgements = iter(judge(family, sequential=sequential))
+    judgements = iter(judge(family, correction, sequential))
     return [replace(r, judgements=tuple(next(judgements) for _ in r.assessment.findings))
             for r in reports]  # fmt: skip
 
@@ -100,9 +104,16 @@ def _not_claims(out: Path) -> str:
 
 
 def write_claims_report(
-    out: Path, html: bool = False, configs: Path = CONFIGS
+    out: Path, html: bool = False, configs: Path = CONFIGS, correction: Correction | None = None
 ) -> tuple[list[ClaimReport], list[Path]]:
     """Assess the claims in `out` and write claims.md, claims.json (and claims.html).
+
+    Args:
+        out: The claims results folder.
+        html: Also write claims.html.
+        configs: The folder of the claims' ablations.
+        correction: The multiplicity correction; None: the one recorded in `out`'s
+            claims.json (a re-render keeps the choice), else Holm.
 
     Returns:
         The claims' reports and the paths written.
@@ -112,23 +123,35 @@ def write_claims_report(
     """
     from bnbench.claims.retarget import read_record, record_markdown
 
-    reports = assess_claims(out, configs)
+    correction = correction or recorded_correction(out)
+    reports = assess_claims(out, configs, correction)
     paths = [out / MARKDOWN, out / JSON]
     retargeted = read_record(out)  # a `claims run --dataset/--base`: how, and what was skipped
     sequential = sequential_record(out)  # `claims run --until-decided`: how it decided
-    atomic_write_text(paths[0], markdown(reports, sequential) + record_markdown(retargeted))
+    text = markdown(reports, sequential, correction) + record_markdown(retargeted)
+    atomic_write_text(paths[0], text)
     seeds = sorted({s for r in reports for s in r.seeds})
     extra = {} if retargeted is None else {"retarget": retargeted}
     extra |= {} if sequential is None else {"sequential": sequential}
-    write_json(paths[1], {"correction": CORRECTION, "correction_text": correction_text(),
+    write_json(paths[1], {"correction": correction, "correction_text": correction_text(correction),
                           "alpha": ALPHA, "seeds": seeds,
                           "claims": [_record(r) for r in reports], **extra})  # fmt: skip
     if html:
         from bnbench.claims.html import render_html
 
         paths.append(out / HTML)
-        atomic_write_text(paths[-1], render_html(reports, out, sequential))
+        atomic_write_text(paths[-1], render_html(reports, out, sequential, correction))
     return reports, paths
+
+
+def recorded_correction(out: Path) -> Correction:
+    """The correction recorded in `out`'s claims.json; Holm without one (or an unreadable one:
+    the report about to be written replaces it)."""
+    try:
+        recorded = json.loads((out / JSON).read_text(encoding="utf-8")).get("correction")
+    except (OSError, ValueError, AttributeError):
+        return CORRECTION
+    return next((known for known in CORRECTIONS if known == recorded), CORRECTION)
 
 
 def _record(report: ClaimReport) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import shlex
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -28,6 +29,7 @@ from bnbench.errors import SpecError, user_errors
 
 if TYPE_CHECKING:
     from bnbench.ablate.runner import Listener, Outcome
+    from bnbench.analysis.multiplicity import Correction
     from bnbench.claims.claim import Claim
     from bnbench.claims.retarget import Onto
     from bnbench.config.ablation import Ablation
@@ -47,6 +49,26 @@ ConfigsOption = Annotated[
     typer.Option(
         help="Folder of your own claim ablations, `CLAIM_ID.yaml` each (default: the ones "
         "shipped in the package, bnbench/claims/catalog)."
+    ),
+]
+
+
+class CorrectionChoice(str, Enum):
+    """The claims report's multiplicity correction (`bnbench.analysis.multiplicity`)."""
+
+    holm = "holm"
+    bh = "bh"
+
+
+_CORRECTION: dict[CorrectionChoice, Correction] = {CorrectionChoice.holm: "holm",
+                                                   CorrectionChoice.bh: "bh"}  # fmt: skip
+
+CorrectionOption = Annotated[
+    CorrectionChoice | None,
+    typer.Option(
+        help="Multiplicity correction over the report's findings: holm (family-wise error "
+        "5%) or bh (Benjamini-Hochberg, false discovery rate 5%; fewer decisions flip between "
+        "seed sets). Default: the one recorded in OUT/claims.json, else holm."
     ),
 ]
 
@@ -100,6 +122,7 @@ def run(
         "--estimate", help="Estimate the runtime instead (a short probe run per network and "
         "data, in a temporary folder); trains and writes nothing.")] = False,
     configs: ConfigsOption = None,
+    correction: CorrectionOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
     dataset: Annotated[
         str | None,
@@ -161,7 +184,7 @@ def run(
                           highlight=False, soft_wrap=True)  # fmt: skip
         raise typer.Exit(130)
     if report:
-        _write_report(out, html=False, configs=folder)
+        _write_report(out, html=False, configs=folder, correction=correction)
     if outcome.failed:
         for claim_id, runs in outcome.failed.items():
             err_console.print(f"[red]{claim_id}: {len(runs)} run(s) failed[/] "
@@ -181,8 +204,8 @@ def same_command(ctx: typer.Context) -> str:
             continue
         if isinstance(value, bool):  # a flag: --quick, or --no-report for a default-on one
             words.append(param.opts[0] if value else param.secondary_opts[0])
-        else:
-            words += [param.opts[0], str(value)]
+        else:  # a choice (`str, Enum`) by its value: str() would give its class name too
+            words += [param.opts[0], str(value.value if isinstance(value, Enum) else value)]
     return shlex.join(words)
 
 
@@ -291,6 +314,7 @@ def report_command(
     ],
     html: Annotated[bool, typer.Option(help="Also write claims.html (self-contained).")] = False,
     configs: ConfigsOption = None,
+    correction: CorrectionOption = None,
 ) -> None:
     """Assess every claim in RESULTS_DIR from its runs alone: claims.md, claims.json, a figure
     per claim in figures/ (and claims.html). Given two or more folders (e.g. the same claims on
@@ -301,7 +325,7 @@ def report_command(
     if len(results_dir) > 1:
         _transfer(results_dir, html)
         return
-    _write_report(results_dir[0], html=html, configs=configs or CONFIGS)
+    _write_report(results_dir[0], html=html, configs=configs or CONFIGS, correction=correction)
 
 
 def _transfer(folders: list[Path], html: bool) -> None:
@@ -321,16 +345,18 @@ def _transfer(folders: list[Path], html: bool) -> None:
     show(table, console)
 
 
-def _write_report(out: Path, html: bool, configs: Path) -> None:
+def _write_report(out: Path, html: bool, configs: Path,
+                  correction: CorrectionChoice | None = None) -> None:  # fmt: skip
     from bnbench.claims.adaptive import sequential_record
-    from bnbench.claims.render import rows, sequential_text
-    from bnbench.claims.report import write_claims_report
+    from bnbench.claims.render import p_column, rows, sequential_text
+    from bnbench.claims.report import recorded_correction, write_claims_report
 
-    reports, paths = write_claims_report(out, html=html, configs=configs)
+    used = recorded_correction(out) if correction is None else _CORRECTION[correction]
+    reports, paths = write_claims_report(out, html=html, configs=configs, correction=used)
     sequential = sequential_record(out)
-    table = Table(title="claims", caption=sequential_text(sequential) or None)
+    table = Table(title="claims", caption=sequential_text(sequential, used) or None)
     table.add_column("claim", no_wrap=True)
-    for column in ("finding", "verdict", "statistic [CI]", "p (raw → Holm)", "stability", "n"):
+    for column in ("finding", "verdict", "statistic [CI]", p_column(used), "stability", "n"):
         table.add_column(column, overflow="fold")
     colour = {"supported": "green", "not supported": "red", "inconclusive": "yellow"}
     for row in rows(reports):

@@ -11,7 +11,8 @@ claim whose probed run has the same backend, network, data and batch size
 (`ProbeCache`). The estimate assumes every run trains on its own (the per-seed path): seeds
 that train as one vectorized group take less.
 
-Nothing here writes: the probes train in temporary folders.
+Nothing here writes: the probes train in temporary folders. The ablation machinery is imported
+only when an estimate is made, so that listing and reporting claims never load it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bnbench.ablate.estimate import Costs, Estimate, architecture_key, estimate_runtime, probe_costs
-
 if TYPE_CHECKING:
+    from bnbench.ablate.estimate import Costs, Estimate
     from bnbench.claims.claim import Claim
     from bnbench.config.ablation import Ablation, PlannedRun
 
-Probe = Callable[["PlannedRun", int], Costs]
+Probe = Callable[["PlannedRun", int], "Costs"]
 
 
 @dataclass
@@ -35,19 +35,21 @@ class ProbeCache:
     """Probes shared between claims: one per backend, network, data and batch size.
 
     Attributes:
-        probe: How to probe one run for some steps (default `probe_costs`).
+        probe: How to probe one run for some steps (None: `probe_costs`).
         found: Architecture key -> the costs its probe measured.
         probes: How many probes actually ran.
     """
 
-    probe: Probe = probe_costs
+    probe: Probe | None = None
     found: dict[str, Costs] = field(default_factory=dict)
     probes: int = 0
 
     def __call__(self, run: PlannedRun, steps: int) -> Costs:
+        from bnbench.ablate.estimate import architecture_key, probe_costs
+
         key = architecture_key(run.spec.model_dump(mode="json"))
         if key not in self.found:
-            self.found[key] = self.probe(run, steps)
+            self.found[key] = (self.probe or probe_costs)(run, steps)
             self.probes += 1
         return self.found[key]
 
@@ -80,6 +82,8 @@ def estimate_claims(
     Raises:
         SpecError: a probe run failed.
     """
+    from bnbench.ablate.estimate import estimate_runtime
+
     shared = probe if probe is not None else ProbeCache()
     found = []
     for claim, ablation in planned:

@@ -312,14 +312,19 @@ def report_command(
         list[Path],
         typer.Argument(help="A claims results directory; two or more: the transfer table."),
     ],
-    html: Annotated[bool, typer.Option(help="Also write claims.html (self-contained).")] = False,
+    html: Annotated[
+        bool,
+        typer.Option(help="Also write claims.html (self-contained); one an earlier --html "
+                     "wrote is always re-rendered."),
+    ] = False,
     configs: ConfigsOption = None,
     correction: CorrectionOption = None,
 ) -> None:
     """Assess every claim in RESULTS_DIR from its runs alone: claims.md, claims.json, a figure
-    per claim in figures/ (and claims.html). Given two or more folders (e.g. the same claims on
-    two datasets), print one table of each finding's verdict and effect size per folder, from
-    their claims.json, marking where the verdicts agree; nothing is written."""
+    per claim in figures/ (and claims.html, kept current once written). Given two or more
+    folders (e.g. the same claims on two datasets), print one table of each finding's verdict
+    and effect size per folder, from their claims.json, marking where the verdicts agree;
+    nothing is written."""
     from bnbench.claims.plan import CONFIGS
 
     if len(results_dir) > 1:
@@ -349,7 +354,7 @@ def _write_report(out: Path, html: bool, configs: Path,
                   correction: CorrectionChoice | None = None) -> None:  # fmt: skip
     from bnbench.claims.adaptive import sequential_record
     from bnbench.claims.render import p_column, rows, sequential_text
-    from bnbench.claims.report import recorded_correction, write_claims_report
+    from bnbench.claims.report import HTML, recorded_correction, write_claims_report
 
     used = recorded_correction(out) if correction is None else _CORRECTION[correction]
     reports, paths = write_claims_report(out, html=html, configs=configs, correction=used)
@@ -365,6 +370,8 @@ def _write_report(out: Path, html: bool, configs: Path,
                       row["stability"], row["n"])  # fmt: skip
     show(table, console)
     console.print(f"wrote {', '.join(str(p) for p in paths)} and {out / 'figures'}/")
+    if not html and paths[-1].name == HTML:  # an earlier --html wrote it
+        console.print(f"({HTML} re-rendered too, so that it shows these results)")
 
 
 @contextmanager

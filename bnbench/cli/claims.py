@@ -119,8 +119,8 @@ def run(
     max_seeds: Annotated[int, typer.Option(help="With --until-decided: the most seeds.")] = 20,
     report: Annotated[bool, typer.Option(help="Write the claims report at the end.")] = True,
     estimate: Annotated[bool, typer.Option(
-        "--estimate", help="Estimate the runtime instead (a short probe run per network and "
-        "data, in a temporary folder); trains and writes nothing.")] = False,
+        "--estimate", help="Estimate the runtime instead (a short probe per network, data and "
+        "way of training, in a temporary folder); trains and writes nothing.")] = False,
     configs: ConfigsOption = None,
     correction: CorrectionOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
@@ -276,7 +276,7 @@ def _print_estimate(planned: list[tuple[Claim, Ablation]], out: Path, jobs: int,
     show(table, console)
     for entry in found:  # what each estimate was measured from
         for line in describe_estimate(entry.estimate, out / entry.claim_id, probe=True):
-            if not line.lstrip().startswith("(assumes runs at once"):  # said once, below
+            if not line.lstrip().startswith("(from the workers' start"):  # said once, below
                 console.print(f"{entry.claim_id}: {line.strip()}", markup=False,
                               highlight=False)  # fmt: skip
     total = total_seconds(found)
@@ -287,10 +287,9 @@ def _print_estimate(planned: list[tuple[Claim, Ablation]], out: Path, jobs: int,
                   f"--jobs {jobs}" + (f" ({left} runs not estimated)" if left else ""),
                   markup=False, highlight=False)  # fmt: skip
     rounds = "; --until-decided: the first round only" if until_decided else ""
-    console.print("(each run timed as if trained alone, and runs at once as if they did not "
-                  "slow each other down: on fewer free cores than --jobs they do; seeds trained "
-                  f"as one vectorized group take less{rounds})", markup=False,
-                  highlight=False)  # fmt: skip
+    console.print("(each claim from its workers' start to its last run's end; a program's "
+                  "compilation charged once, assuming an empty compilation cache"
+                  f"{rounds})", markup=False, highlight=False)  # fmt: skip
 
 
 def _replan_retargeted(claims: list[Claim], *, seeds: list[int], out: Path, quick: bool,

@@ -15,7 +15,6 @@ from bnbench.claims.estimate import ProbeCache, estimate_claims, total_seconds, 
 from bnbench.claims.plan import plan_claims
 from bnbench.claims.registry import select
 from bnbench.cli import app
-from bnbench.config.ablation import PlannedRun
 from tests.support.specs import TINY_SPEC, files_under
 
 runner = CliRunner()
@@ -38,22 +37,24 @@ def _configs(tmp_path: Path) -> Path:
 
 def test_a_probe_is_shared_by_runs_of_one_network_and_data(tmp_path: Path):
     planned = plan_claims(select("ghost_batch"), tmp_path / "out", False, _configs(tmp_path))
-    calls: list[str] = []
+    calls: list[list[str]] = []
 
-    def probe(run: PlannedRun, steps: int) -> Costs:
-        calls.append(run.run_id)
-        return Costs(fixed_s=1.0, step_ms=10.0, evaluation_s=0.5, startup_s=2.0, source="probe")
+    def probe(units, jobs: int, workers: int) -> list[Costs]:
+        calls.append([unit.runs[0].run_id for unit, _ in units])
+        return [Costs(fixed_s=1.0, step_ms=10.0, evaluation_s=0.5, compile_s=0.5, startup_s=2.0,
+                      source="probe") for _ in units]  # fmt: skip
 
     cache = ProbeCache(probe)
     found = estimate_claims(planned * 2, tmp_path / "out", jobs=1, probe=cache)
-    # An ablation is probed once (its first run); the second claim trains the same network on
-    # the same data, so it reuses that probe.
-    assert cache.probes == len(calls) == 1
+    # An ablation is probed once (its first unit: a run alone, on TensorFlow); the second claim
+    # trains the same network on the same data, so it reuses that probe.
+    assert cache.probes == len(calls) == 1 and len(calls[0]) == 1
     assert [f.runs for f in found] == [4, 4]
     # Each run: 1 s fixed + 6 steps × 10 ms + (2 points + test) × 0.5 s = 2.56 s; 4 runs
-    # one after another at --jobs 1, plus one worker start-up of 2 s.
-    assert found[0].estimate.seconds == pytest.approx(4 * 2.56 + 2.0)
-    assert total_seconds(found) == pytest.approx(2 * (4 * 2.56 + 2.0))
+    # one after another at --jobs 1, plus one worker start-up of 2 s and the compilation of
+    # the two arms' programs (0.5 s each).
+    assert found[0].estimate.seconds == pytest.approx(4 * 2.56 + 2.0 + 2 * 0.5)
+    assert total_seconds(found) == pytest.approx(2 * (4 * 2.56 + 2.0 + 2 * 0.5))
     assert unestimated(found) == 0
     assert not (tmp_path / "out").exists()
 

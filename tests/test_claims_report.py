@@ -49,6 +49,42 @@ def test_flip_hand_edited_results(tmp_path: Path):
     assert (out / "figures" / "ghost_batch.png").is_file()
 
 
+def _fail_the_ghost_runs(folder: Path) -> None:
+    for summary_path in sorted((folder / "runs").glob("ghost_bn-*/" + rundir.SUMMARY)):
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary["final"]["test_accuracy"] -= 0.25  # the ghost runs now score far lower
+        summary_path.write_text(json.dumps(summary), encoding="utf-8")
+
+
+def test_a_claims_html_written_before_is_rerendered_with_the_new_results(tmp_path: Path):
+    """`claims report --html`, then the runs change, then `claims report` without --html: the
+    page an earlier --html wrote shows the new verdict, as claims.md and claims.json do."""
+    out = tmp_path / "claims"
+    folder = SCENARIOS["ghost_batch"](FOR).write(out)
+    result = runner.invoke(app, ["claims", "report", str(out), "--html"])
+    assert result.exit_code == 0, result.output
+    page = out / "claims.html"
+    assert "<b class='supported'>supported</b>" in page.read_text(encoding="utf-8")
+    _fail_the_ghost_runs(folder)
+    result = runner.invoke(app, ["claims", "report", str(out)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert [f["verdict"] for f in _claim(out, "ghost_batch")["findings"]] == ["not supported"]
+    text = page.read_text(encoding="utf-8")
+    assert "<b class='not-supported'>not supported</b>" in text
+    assert "<b class='supported'>" not in text
+    assert "(claims.html re-rendered too, so that it shows these results)" in result.output
+
+
+def test_a_claims_html_bnbench_did_not_write_is_left_alone(tmp_path: Path):
+    out = tmp_path / "claims"
+    SCENARIOS["ghost_batch"](FOR).write(out)
+    (out / "claims.html").write_text("<html>my own notes</html>\n", encoding="utf-8")
+    result = runner.invoke(app, ["claims", "report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "claims.html").read_text(encoding="utf-8") == "<html>my own notes</html>\n"
+    assert "re-rendered" not in result.output
+
+
 def test_report_lists_every_claim_in_the_folder(tmp_path: Path):
     out = tmp_path / "claims"
     for claim_id in ("placement", "depth"):

@@ -165,7 +165,7 @@ def test_a_killed_writers_temporary_file_does_not_make_a_folder_foreign(tmp_path
 def test_reserving_clears_an_incomplete_run_and_refuses_what_it_must(tmp_path):
     out = tmp_path / "run"
     rundir.begin(out, {"name": "x"})
-    with reserve_run_dir(out, {}, overwrite=False) as leased:
+    with reserve_run_dir(out, {"name": "x"}, overwrite=False) as leased:  # its own config
         assert leased == out and os.listdir(out) == [files.LOCK]
     _finished_run(out)
     with pytest.raises(SpecError, match="finished run"), reserve_run_dir(out, {}, overwrite=False):

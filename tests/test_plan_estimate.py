@@ -1,5 +1,6 @@
 """`bnbench plan`'s runtime estimate: from finished runs' timings, or from a short probe run;
-`plan` writes nothing."""
+`plan` writes nothing. One-time costs (a worker's start-up, a program's compilation) are charged
+where they occur, not to every run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bnbench.ablate.estimate import Costs, estimate_runtime, makespan
+from bnbench.ablate.estimate import Costs, Work, describe_estimate, estimate_runtime, makespan
 from bnbench.cli import app
 from bnbench.config.ablation import Ablation, load_ablation
 from bnbench.config.schema import RunSpec
@@ -41,7 +42,13 @@ def ablation(write_spec) -> tuple[Path, Ablation]:
     return path, load_ablation(path)
 
 
-def _finish(results: Path, ablation: Ablation, index: int, step_ms: float) -> None:
+def _finish(
+    results: Path,
+    ablation: Ablation,
+    index: int,
+    step_ms: float,
+    timings: dict[str, float] = TIMINGS,
+) -> None:
     """A finished run of the tree, by hand: its config and a summary with known timings; and
     the tree's ablation.yaml, as `ablate` writes it (plan warns about a tree without one)."""
     import yaml
@@ -54,7 +61,7 @@ def _finish(results: Path, ablation: Ablation, index: int, step_ms: float) -> No
     rundir.begin(run_dir, run.spec.model_dump(mode="json"))
     write_summary(run_dir, {"status": "completed", "backend": run.spec.backend,
                             "total_steps": 8, "steps_per_epoch": 6, "step_time_ms": step_ms,
-                            "timings": TIMINGS})  # fmt: skip
+                            "timings": timings})  # fmt: skip
 
 
 @pytest.fixture
@@ -67,11 +74,23 @@ def tree(tmp_path, ablation) -> Path:
     return results
 
 
-def test_makespan_spreads_runs_longest_first_and_pays_startup_per_slot():
-    assert makespan([3.0, 2.0, 2.0, 1.0], jobs=1) == 8.0
-    assert makespan([3.0, 2.0, 2.0, 1.0], jobs=2) == 4.0  # 3+1 and 2+2
-    assert makespan([3.0, 2.0], jobs=4, startup=5.0) == 8.0  # two slots used
+def test_makespan_hands_units_out_in_order_and_pays_startup_per_worker():
+    assert makespan([Work(3.0), Work(2.0), Work(2.0), Work(1.0)], jobs=1) == 8.0
+    # In plan order to the first free worker: 3 then 1 on one, 2 then 2 on the other.
+    assert makespan([Work(3.0), Work(2.0), Work(2.0), Work(1.0)], jobs=2) == 4.0
+    assert makespan([Work(3.0, startup_s=5.0), Work(2.0, startup_s=5.0)], jobs=4) == 8.0
     assert makespan([], jobs=2) == 0.0
+
+
+def test_makespan_compiles_a_program_once_unless_runs_of_it_start_together():
+    """Three seeds of arm A then three of arm B on two workers: each arm's first two runs start
+    before its program is compiled and both compile; its third loads the compiled program."""
+    a, b = (Work(1.0, compile_s=10.0, program=name, startup_s=5.0) for name in "AB")
+    # A: both workers compile (5-15); A3 at 16. B1 on the second at 16 compiles (to 26), B2 on
+    # the first at 17 too; B3 at 27 finds B compiled: ends at 28.
+    assert makespan([a, a, a, b, b, b], jobs=2) == 28.0
+    # One worker: each program compiled once.
+    assert makespan([a, a, a, b, b, b], jobs=1) == 5.0 + 2 * 10.0 + 6 * 1.0
 
 
 def test_estimate_from_finished_runs_matches_each_arm(ablation, tree):
@@ -142,19 +161,90 @@ def test_without_finished_runs_plan_says_how_to_get_an_estimate(ablation, tmp_pa
     assert not (tmp_path / "none").exists()
 
 
-def test_a_probe_times_one_run_per_backend(ablation):
+def test_a_probe_times_one_unit_per_backend_and_compiles_once_per_program(ablation):
     _, loaded = ablation
-    probed: list[tuple[str, int]] = []
+    probed: list[tuple[list[tuple[tuple[str, ...], int]], int, int]] = []
 
-    def probe(run, steps: int) -> Costs:
-        probed.append((run.run_id, steps))
-        return Costs(fixed_s=2.0, step_ms=50.0, evaluation_s=0.5, startup_s=4.0, source="probe")
+    def probe(units, jobs: int, workers: int) -> list[Costs]:
+        probed.append(([(tuple(r.run_id for r in u.runs), steps) for u, steps in units], jobs,
+                       workers))  # fmt: skip
+        return [Costs(fixed_s=2.0, step_ms=50.0, evaluation_s=0.5, compile_s=1.0, startup_s=4.0,
+                      source="probe")]  # fmt: skip
 
-    estimate = estimate_runtime(loaded, None, jobs=3, probe=True, probe_run=probe)
-    assert probed == [(loaded.runs[0].run_id, 8)]  # the run's own 8 steps: fewer than 40
+    estimate = estimate_runtime(loaded, None, jobs=3, probe=probe)
+    # The run's own 8 steps (fewer than 40), at --jobs 3: three workers at once.
+    assert probed == [([((loaded.runs[0].run_id,), 8)], 3, 3)]
     per_run = 2.0 + 8 * 0.05 + 3 * 0.5
-    assert estimate.seconds == pytest.approx(4.0 + 4 * per_run)  # 12 runs on 3 slots
-    assert estimate_runtime(loaded, None, probe=False).bases == []
+    # 12 runs on 3 workers, 4 each; two programs (no_bn, bn: the learning rates share one),
+    # each compiled by the three workers at once as they start it.
+    assert estimate.seconds == pytest.approx(4.0 + 2 * 1.0 + 4 * per_run)
+    assert estimate_runtime(loaded, None).bases == []
+
+
+def test_a_probe_times_a_vectorized_group_as_one_unit(write_spec):
+    """On JAX the seeds of a cell train as one group: the probe trains such a group, and each
+    group is one unit of work, costing its seeds' shares together."""
+    write_spec({**TINY_SPEC, "backend": "jax"}, "spec.yaml")
+    loaded = load_ablation(write_spec({**ABLATION, "seeds": [0, 1, 2, 3]}, "ablation.yaml"))
+    probed = []
+
+    def probe(units, jobs: int, workers: int) -> list[Costs]:
+        probed.extend(unit for unit, _ in units)
+        return [Costs(fixed_s=0.5, step_ms=10.0, evaluation_s=0.1, compile_s=2.0, startup_s=3.0,
+                      source="probe", grouped=True)]  # fmt: skip
+
+    estimate = estimate_runtime(loaded, None, jobs=2, probe=probe)
+    ((unit,),) = [probed]
+    assert unit.vectorized and len(unit.runs) == 4
+    group = 4 * (0.5 + 8 * 0.010 + 3 * 0.1)  # 4 seeds' shares
+    # 6 groups (2 arms x 3 rates) on 2 workers, 3 each; each arm's program compiled by both.
+    assert estimate.seconds == pytest.approx(3.0 + 2 * 4 * 2.0 + 3 * group)
+    text = " ".join(describe_estimate(estimate, None, probe=True))
+    assert "fixed cost per seed (its share of the group) 0.50 s" in text
+
+
+def test_runs_alone_and_groups_of_one_backend_are_probed_in_one_go(write_spec):
+    """An arm with diagnostics trains run by run, the other in groups: one probe call times a
+    unit of each (its processes start once), and each kind is estimated from its own."""
+    write_spec({**TINY_SPEC, "backend": "jax"}, "spec.yaml")
+    arms = {"no_bn": {"model.norm.kind": "none"},
+            "bn": {"model.norm.kind": "batch", "diagnostics.train_inference_gap": True}}
+    loaded = load_ablation(write_spec({**ABLATION, "arms": arms, "seeds": [0, 1, 2, 3]},
+                                      "ablation.yaml"))  # fmt: skip
+    calls = []
+
+    def probe(units, jobs: int, workers: int) -> list[Costs]:
+        calls.append([(unit.vectorized, len(unit.runs)) for unit, _ in units])
+        return [Costs(fixed_s=1.0, step_ms=0.0, evaluation_s=0.0, compile_s=0.0, startup_s=0.0,
+                      source=f"probe {i}", grouped=unit.vectorized)
+                for i, (unit, _) in enumerate(units)]  # fmt: skip
+
+    estimate = estimate_runtime(loaded, None, jobs=1, probe=probe)
+    assert calls == [[(False, 1), (True, 4)]]
+    assert sorted((costs.source, count) for costs, count in estimate.bases) == [
+        ("probe 0", 12), ("probe 1", 12)]  # fmt: skip
+    assert estimate.seconds == pytest.approx(24 * 1.0)
+
+
+def test_finished_runs_that_compiled_are_told_apart_from_those_that_did_not(ablation, tmp_path):
+    """Runs 0 and 1 of no_bn compiled its program (8 s more of set-up, 0.2 s more on each of
+    their 3 evaluations); runs 2 and 3 loaded it. The remaining no_bn runs cost the latter's
+    time, and the program's compilation is charged once, not to every run."""
+    _, loaded = ablation
+    results = tmp_path / "results"
+    for index, compiled in [(0, 8.0), (1, 8.0), (2, 0.0), (3, 0.0)]:
+        timings = {**TIMINGS, "compile_and_setup": 0.5 + compiled,
+                   "evaluation": 0.3 + 0.6 * (compiled > 0)}  # fmt: skip
+        _finish(results, loaded, index, 10.0, timings)
+    estimate = estimate_runtime(loaded, results, jobs=1)
+    # no_bn's 2 remaining runs, and bn's 6 timed by no_bn's runs (another model).
+    assert sorted(count for _, count in estimate.bases) == [2, 6]
+    for costs, _ in estimate.bases:
+        assert costs.fixed_s == pytest.approx(1.0) and costs.evaluation_s == pytest.approx(0.1)
+        assert costs.compile_s == pytest.approx(8.0 + 3 * 0.2)
+    per_run = 1.0 + 8 * 0.010 + 3 * 0.1
+    # One worker, two programs: each compiled once.
+    assert estimate.seconds == pytest.approx(8 * per_run + 2 * (8.0 + 0.6))
 
 
 def test_plan_refuses_jobs_below_one(ablation):
@@ -175,6 +265,7 @@ def test_estimate_probe_on_a_tiny_grid_prints_a_number(ablation, tmp_path):
     assert found and float(found.group(1)) > 0, text
     assert "a probe of no_bn-" in text and "for 8 steps (tensorflow" in text
     assert re.search(r"step [\d.]+ ms", text) and re.search(r"worker start-up [\d.]+ s", text)
+    assert re.search(r"compilation [\d.]+ s per program", text)
     assert not out.exists()
 
 

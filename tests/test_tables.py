@@ -245,7 +245,7 @@ def test_means_over_fewer_runs_show_their_count_and_fewer_pairs_are_marked(tree)
     assert (row["n_pairs"], row["n_seeds"]) == (1, 3)
     markdown = report.paths["summary.md"].read_text()
     line = next(line for line in markdown.splitlines() if line.startswith("| bn_after ★ | 0.1 |"))
-    assert "(n=2/3)" in line and "| 1/3 |" in line and "+0.1 †" in line
+    assert "(n=2/3)" in line and "| 1/3 |" in line and "+0.100 †" in line
     full = next(line for line in markdown.splitlines() if line.startswith("| bn_after | 0.01 |"))
     assert "(n=" not in full and "†" not in full  # 3 of 3: nothing to flag
     assert "- †: Δ and p from fewer pairs than seeds" in markdown

@@ -39,7 +39,7 @@ def test_report_through_a_pipe_is_markdown(tree):
     code, output = through_pipe("report", str(tree))
     assert code == 0
     assert "| arm | cell | n | runs | mean ± std | to target |" in output
-    assert "| bn_before | learning_rate=0.01 | 3 | 2/0/0/1 | 0.815 ± 0.018 (n=2/3) |" in output
+    assert "| bn_before | learning_rate=0.01 | 3 | 2/0/0/1 | 0.8150 ± 0.0184 (n=2/3) |" in output
 
 
 def test_a_wide_terminal_still_gets_a_table(tree):

@@ -29,6 +29,13 @@ from rich.text import Text
 
 from bnbench.analysis.latex import DEFAULT_COLUMNS, check_columns, label_for, latex_table
 from bnbench.analysis.multiplicity import CORRECTIONS
+from bnbench.analysis.precision import (
+    column_decimals,
+    decimals_for,
+    fixed,
+    p_decimals,
+    p_text,
+)
 from bnbench.analysis.stats import (
     CORRECTION,
     DEFINITIONS,
@@ -244,10 +251,11 @@ def render_table(report: Report) -> Group:
     budget (steps per run) gets a column only when it differs between rows; a note below states
     it otherwise, with every choice that shapes the numbers.
     """
-    rows = [_display(row, report) for row in report.rows]
+    decimals = _decimals(report.rows)
+    rows = [_display(row, report, decimals) for row in report.rows]
     for cells, row in zip(rows, report.rows, strict=True):
         cells["status"] = "/".join(str(row[status]) for status in STATUSES)
-        cells["to_target"] = _to_target(row, with_reached=True)
+        cells["to_target"] = _to_target(row, decimals["to_target"], with_reached=True)
     names = {"arm": report.unit, "cell": "cell"} if report.grid_keys else {"arm": report.unit}
     budgets = {(cells["steps"], cells["examples"]) for cells in rows}
     budget = {"steps": "steps"} if len(budgets) > 1 else {}
@@ -398,29 +406,57 @@ def _headers(report: Report) -> list[tuple[str, str]]:
     return [*columns, ("speedup", "speedup (steps)")]
 
 
-def _display(row: dict[str, Any], report: Report) -> dict[str, str]:
-    """Every summary value of `row` as text; blanks are ""."""
+def _display_rows(report: Report) -> list[dict[str, str]]:
+    """Every row's summary values as text, each numeric column at one number of decimals."""
+    decimals = _decimals(report.rows)
+    return [_display(row, report, decimals) for row in report.rows]
+
+
+def _decimals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """The decimals of each numeric column, the same for all its rows, chosen from the column
+    (`bnbench.analysis.precision`): from its spread where it has one (std, interval)."""
+    halves = [(row["diff_ci_high"] - row["diff_ci_low"]) / 2 for row in rows
+              if row["diff_ci_low"] is not None and row["diff_ci_high"] is not None]  # fmt: skip
+    return {
+        "score": column_decimals([row["final_test_std"] for row in rows],
+                                 [row["final_test_mean"] for row in rows], 4),
+        "to_target": 0,  # whole steps: a fraction of a step is below what seeds resolve
+        "final_val": decimals_for((row["final_val_mean"] for row in rows), 4),
+        "best_val": decimals_for((row["best_val_mean"] for row in rows), 4),
+        "step_time": decimals_for((row["step_time_ms_mean"] for row in rows), 3),
+        "diff": column_decimals(halves, (row["diff_mean"] for row in rows), 3),
+        "p": p_decimals(row["p_value"] for row in rows),
+        "p_adjusted": p_decimals(row["p_adjusted"] for row in rows),
+    }
+
+
+def _display(row: dict[str, Any], report: Report, decimals: dict[str, int]) -> dict[str, str]:
+    """Every summary value of `row` as text, with the `decimals` of each numeric column;
+    blanks are ""."""
     cells = {key: _fmt(row[key], "g") for key in row}
     best = row["best_cell"] and report.grid_keys
     cells["arm"] = f"{row['arm']} {BEST}" if best else row["arm"]
     cells["steps"], cells["examples"] = _fmt(row["steps"], ".0f"), _fmt(row["examples"], ".0f")
-    cells["score"] = _with_n(
-        _pm(row["final_test_mean"], row["final_test_std"], ".4g"), row["final_test_n"], row["n"]
-    )
-    cells["final_val"] = _fmt(row["final_val_mean"], ".4g")
-    cells["best_val"] = _fmt(row["best_val_mean"], ".4g")
-    cells["to_target"] = _to_target(row)
+    score = _pm(row["final_test_mean"], row["final_test_std"], decimals["score"])
+    cells["score"] = _with_n(score, row["final_test_n"], row["n"])
+    cells["final_val"] = fixed(row["final_val_mean"], decimals["final_val"])
+    cells["best_val"] = fixed(row["best_val_mean"], decimals["best_val"])
+    cells["to_target"] = _to_target(row, decimals["to_target"])
     cells["reached"] = "" if row["reached"] is None else f"{row['reached']}/{row['n']}"
-    cells["step_time"] = _fmt(row["step_time_ms_mean"], ".3g")
+    cells["step_time"] = fixed(row["step_time_ms_mean"], decimals["step_time"])
     pairs, seeds = row["n_pairs"], row["n_seeds"]
     cells["pairs"] = "" if pairs is None else f"{pairs}/{seeds}"
     mark = f" {FEWER_PAIRS}" if pairs is not None and pairs < seeds else ""
     diff, low, high = row["diff_mean"], row["diff_ci_low"], row["diff_ci_high"]
-    interval = f" [{low:+.3g}, {high:+.3g}]" if low is not None and high is not None else ""
-    cells["diff"] = "" if diff is None else f"{diff:+.3g}{interval}{mark}"
-    cells["p"] = "" if row["p_value"] is None else f"{row['p_value']:.2g}{mark}"
-    adjusted = row["p_adjusted"]
-    cells["p_adjusted"] = "" if adjusted is None else f"{adjusted:.2g}{mark}"
+    places = decimals["diff"]
+    interval = (f" [{fixed(low, places, sign=True)}, {fixed(high, places, sign=True)}]"
+                if low is not None and high is not None else "")  # fmt: skip
+    cells["diff"] = "" if diff is None else f"{fixed(diff, places, sign=True)}{interval}{mark}"
+    p_value, adjusted = row["p_value"], row["p_adjusted"]
+    cells["p"] = "" if p_value is None else f"{p_text(p_value, decimals['p'])}{mark}"
+    cells["p_adjusted"] = (
+        "" if adjusted is None else f"{p_text(adjusted, decimals['p_adjusted'])}{mark}"
+    )
     cells["speedup"] = _speedup(row)
     # Short keys keep the terminal table narrow; the files keep the full dotted keys.
     short = [(key.rsplit(".", 1)[-1], row[f"grid.{key}"]) for key in report.grid_keys]
@@ -435,19 +471,21 @@ def _with_n(text: str, used: int, runs: int, *notes: str) -> str:
     return " ".join(part for part in (text, f"({', '.join(shown)})" if shown else "") if part)
 
 
-def _to_target(row: dict[str, Any], *, with_reached: bool = False) -> str:
+def _to_target(row: dict[str, Any], decimals: int, *, with_reached: bool = False) -> str:
     """Mean steps to target; "≥ mean" when runs that never reached it count at their last step.
 
     Args:
         row: A summary row.
+        decimals: The column's decimals.
         with_reached: Add "k/m reached" (the terminal, which has no "reached" column).
     """
     mean, n = row["steps_to_target_mean"], row["steps_to_target_n"]
     if n is None:
         return ""  # no target
-    bound = "≥ " + _fmt(mean, ".0f") if row["steps_to_target_censored"] else ""
+    bound = "≥ " + fixed(mean, decimals) if row["steps_to_target_censored"] else ""
     reached = [f"{row['reached']}/{row['n']} reached"] if with_reached else []
-    return _with_n(bound or _pm(mean, row["steps_to_target_std"], ".0f"), n, row["n"], *reached)
+    text = bound or _pm(mean, row["steps_to_target_std"], decimals)
+    return _with_n(text, n, row["n"], *reached)
 
 
 _BOUND_MARKS = {"exact": "", "lower": "≥ ", "upper": "≤ ", "": ""}
@@ -474,8 +512,7 @@ def markdown_summary(report: Report, name: str) -> str:
     lines += [f"- {safe(line)}" for line in _choice_lines(report)] + [""]
     lines.append("| " + " | ".join(safe(header) for _, header in headers) + " |")
     lines.append("|" + "|".join("---" if k == "arm" else "--:" for k, _ in headers) + "|")
-    for row in report.rows:
-        cells = _display(row, report)
+    for cells in _display_rows(report):
         lines.append("| " + " | ".join(safe(cells[k]) for k, _ in headers) + " |")
     lines += ["", *(f"- {key}: {text}" for key, text in report.definitions.items())]
     return "\n".join(lines) + "\n"
@@ -485,7 +522,7 @@ def latex_summary(report: Report, name: str) -> str:
     """summary.tex: the `latex_columns` of every row, with a caption that explains their marks."""
     catalogue = latex_catalogue(report)
     columns = {key: catalogue[key] for key in report.latex_columns}
-    rows = [_display(row, report) for row in report.rows]
+    rows = _display_rows(report)
     text = ["arm", "cell", *(f"grid.{key}" for key in report.grid_keys), "reference"]
     caption = _caption(report, name, columns, rows)
     return latex_table(columns, rows, caption=caption, label=label_for(name), text_columns=text)
@@ -542,10 +579,10 @@ def _fmt(value: Any, spec: str) -> str:
     return str(value)
 
 
-def _pm(mean: float | None, std: float | None, spec: str) -> str:
-    # Two digits for the spread: over a few seeds it is not known any better.
-    spread = "" if std is None else f" ± {std:.2g}" if abs(std) < 100 else f" ± {std:.0f}"
-    return "" if mean is None else _fmt(mean, spec) + spread
+def _pm(mean: float | None, std: float | None, decimals: int) -> str:
+    """"mean ± std", both with the column's `decimals`; "" without a mean."""
+    spread = "" if std is None else f" ± {fixed(std, decimals)}"
+    return "" if mean is None else fixed(mean, decimals) + spread
 
 
 def _mapping(value: Any) -> dict[str, Any]:

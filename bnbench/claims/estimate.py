@@ -2,14 +2,14 @@
 
 Each planned claim is an ablation, so each is estimated as `bnbench plan --estimate` estimates
 one (`bnbench.ablate.estimate.estimate_runtime`): from the timings of runs already finished in
-its folder `OUT/<id>/`, else from a short probe run of its grid in a fresh process. Claims run
-one after another, each with its own workers, so the suite's time is the sum of theirs.
+its folder `OUT/<id>/`, else from a short probe of its units of work (a run alone, a vectorized
+group of seeds) in fresh worker-like processes. Claims run one after another, each with its own
+workers, so the suite's time is the sum of theirs.
 
-A probe costs a process start and a few dozen steps, and many claims train the same network on
+A probe costs process starts and a few dozen steps, and many claims train the same network on
 the same data (the shipped MLP on the chosen dataset); a probe is therefore shared by every
-claim whose probed run has the same backend, network, data and batch size
-(`ProbeCache`). The estimate assumes every run trains on its own (the per-seed path): seeds
-that train as one vectorized group take less.
+claim whose probed unit has the same backend, network, data and batch size and trains alike
+(alone, or in a group of as many seeds) (`ProbeCache`).
 
 Nothing here writes: the probes train in temporary folders. The ablation machinery is imported
 only when an estimate is made, so that listing and reporting claims never load it.
@@ -20,38 +20,49 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bnbench.ablate.estimate import Costs, Estimate
+    from bnbench.ablate.estimate import Costs, Estimate, ProbeUnits
+    from bnbench.ablate.groups import Unit
     from bnbench.claims.claim import Claim
-    from bnbench.config.ablation import Ablation, PlannedRun
-
-Probe = Callable[["PlannedRun", int], "Costs"]
+    from bnbench.config.ablation import Ablation
 
 
 @dataclass
 class ProbeCache:
-    """Probes shared between claims: one per backend, network, data and batch size.
+    """Probes shared between claims: one per backend, network, data and batch size, and way of
+    training (alone, or in a vectorized group of so many seeds).
 
     Attributes:
-        probe: How to probe one run for some steps (None: `probe_costs`).
-        found: Architecture key -> the costs its probe measured.
-        probes: How many probes actually ran.
+        probe: How to probe units of work (None: `bnbench.ablate.probe.probe_costs`).
+        found: Key -> the costs its probe measured.
+        probes: How many units were actually probed.
     """
 
-    probe: Probe | None = None
+    probe: ProbeUnits | None = None
     found: dict[str, Costs] = field(default_factory=dict)
     probes: int = 0
 
-    def __call__(self, run: PlannedRun, steps: int) -> Costs:
-        from bnbench.ablate.estimate import architecture_key, probe_costs
+    def __call__(self, units: Sequence[tuple[Unit, int]], jobs: int,
+                 workers: int) -> list[Costs]:  # fmt: skip
+        from bnbench.ablate.estimate import architecture_key
+        from bnbench.ablate.probe import probe_costs
 
-        key = architecture_key(run.spec.model_dump(mode="json"))
-        if key not in self.found:
-            self.found[key] = (self.probe or probe_costs)(run, steps)
-            self.probes += 1
-        return self.found[key]
+        keys = [_key(unit, architecture_key) for unit, _ in units]
+        missing = [(key, found) for key, found in zip(keys, units, strict=True)
+                   if key not in self.found]  # fmt: skip
+        if missing:
+            probed = (self.probe or probe_costs)([found for _, found in missing], jobs, workers)
+            self.found |= {key: costs for (key, _), costs in zip(missing, probed, strict=True)}
+            self.probes += len(missing)
+        return [self.found[key] for key in keys]
+
+
+def _key(unit: Unit, architecture_key: Callable[[dict[str, Any]], str]) -> str:
+    """What a shared probe is keyed by: the unit's architecture and how it trains."""
+    group = len(unit.runs) if unit.vectorized else 0
+    return f"{architecture_key(unit.runs[0].spec.model_dump(mode='json'))}/{group}"
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,7 @@ def estimate_claims(
     planned: Sequence[tuple[Claim, Ablation]],
     out: Path,
     jobs: int,
-    probe: Probe | None = None,
+    probe: ProbeUnits | None = None,
     on_claim: Callable[[str], None] | None = None,
 ) -> list[ClaimEstimate]:
     """Estimate each planned claim's runtime at `jobs` runs at once, learning from `OUT/<id>/`.
@@ -76,7 +87,8 @@ def estimate_claims(
         planned: The claims and their ablations, as `claims run` planned them.
         out: The claims results directory (it may not exist yet).
         jobs: Runs at once within a claim.
-        probe: How to probe one run (default: a shared `ProbeCache` over `probe_costs`).
+        probe: How to probe units of work (default: a shared `ProbeCache` over
+            `bnbench.ablate.probe.probe_costs`).
         on_claim: Called with each claim's id before it is estimated (for progress).
 
     Raises:
@@ -91,7 +103,7 @@ def estimate_claims(
             on_claim(claim.id)
         folder = out / claim.id
         estimate = estimate_runtime(ablation, folder if folder.is_dir() else None, jobs,
-                                    probe=True, probe_run=shared)  # fmt: skip
+                                    probe=shared)  # fmt: skip
         found.append(ClaimEstimate(claim.id, len(ablation.runs), estimate))
     return found
 

@@ -29,6 +29,19 @@ _STYLE = (
 )
 
 
+# How every claims.html bnbench writes begins; a file that does not is not ours to rewrite.
+SIGNATURE = "<!doctype html><meta charset='utf-8'><title>bnbench claims</title>"
+
+
+def written_by_bnbench(path: Path) -> bool:
+    """Whether `path` is a claims.html that bnbench wrote (a plain file, not a link, that
+    begins with `SIGNATURE`)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    with open(path, "rb") as handle:
+        return handle.read(len(SIGNATURE)) == SIGNATURE.encode("utf-8")
+
+
 def render_html(reports: list[ClaimReport], out: Path,
                 sequential: Mapping[str, Any] | None = None,
                 correction: Correction = "holm") -> str:  # fmt: skip
@@ -49,8 +62,7 @@ def render_html(reports: list[ClaimReport], out: Path,
             for k in keys
         )
         body.append(f"<tr>{cells}</tr>")
-    parts = [f"<!doctype html><meta charset='utf-8'><title>bnbench claims</title><style>{_STYLE}"
-             "</style><h1>Claims about batch normalization, tested</h1>",
+    parts = [f"{SIGNATURE}<style>{_STYLE}</style><h1>Claims about batch normalization, tested</h1>",
              f"<p>{e(header(reports, correction))}</p>",
              f"<p>{e(sequential_text(sequential, correction))}</p>" if sequential else "",
              f"<table>{''.join(body)}</table>"]  # fmt: skip

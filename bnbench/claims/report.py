@@ -2,8 +2,10 @@
 
 `write_claims_report` reads `OUT/<id>/` of every claim that has run (each file of its run
 directories once), applies the claim's verdict rule, draws its figure into
-`OUT/figures/<id>.png` and writes `claims.md` and `claims.json` (and `claims.html` on request):
-only those. It never trains; re-running it after editing or adding runs re-renders everything.
+`OUT/figures/<id>.png` and writes `claims.md` and `claims.json` (and `claims.html` on request,
+or when an earlier request left one: it is kept current, never left describing older results
+than its neighbours): only those. It never trains; re-running it after editing or adding runs
+re-renders everything.
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ def _not_claims(out: Path) -> str:
 def write_claims_report(
     out: Path, html: bool = False, configs: Path = CONFIGS, correction: Correction | None = None
 ) -> tuple[list[ClaimReport], list[Path]]:
-    """Assess the claims in `out` and write claims.md, claims.json (and claims.html).
+    """Assess the claims in `out` and write claims.md, claims.json, and claims.html when
+    `html` or when bnbench wrote one there before (so that it never shows older results).
 
     Args:
         out: The claims results folder.
@@ -121,6 +124,7 @@ def write_claims_report(
     Raises:
         SpecError: as `assess_claims`.
     """
+    from bnbench.claims.html import render_html, written_by_bnbench
     from bnbench.claims.retarget import read_record, record_markdown
 
     correction = correction or recorded_correction(out)
@@ -136,9 +140,7 @@ def write_claims_report(
     write_json(paths[1], {"correction": correction, "correction_text": correction_text(correction),
                           "alpha": ALPHA, "seeds": seeds,
                           "claims": [_record(r) for r in reports], **extra})  # fmt: skip
-    if html:
-        from bnbench.claims.html import render_html
-
+    if html or written_by_bnbench(out / HTML):
         paths.append(out / HTML)
         atomic_write_text(paths[-1], render_html(reports, out, sequential, correction))
     return reports, paths

@@ -119,8 +119,8 @@ def run(
     max_seeds: Annotated[int, typer.Option(help="With --until-decided: the most seeds.")] = 20,
     report: Annotated[bool, typer.Option(help="Write the claims report at the end.")] = True,
     estimate: Annotated[bool, typer.Option(
-        "--estimate", help="Estimate the runtime instead (a short probe run per network and "
-        "data, in a temporary folder); trains and writes nothing.")] = False,
+        "--estimate", help="Estimate the runtime instead (a short probe per network, data and "
+        "way of training, in a temporary folder); trains and writes nothing.")] = False,
     configs: ConfigsOption = None,
     correction: CorrectionOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
@@ -276,7 +276,7 @@ def _print_estimate(planned: list[tuple[Claim, Ablation]], out: Path, jobs: int,
     show(table, console)
     for entry in found:  # what each estimate was measured from
         for line in describe_estimate(entry.estimate, out / entry.claim_id, probe=True):
-            if not line.lstrip().startswith("(assumes runs at once"):  # said once, below
+            if not line.lstrip().startswith("(from the workers' start"):  # said once, below
                 console.print(f"{entry.claim_id}: {line.strip()}", markup=False,
                               highlight=False)  # fmt: skip
     total = total_seconds(found)
@@ -287,10 +287,9 @@ def _print_estimate(planned: list[tuple[Claim, Ablation]], out: Path, jobs: int,
                   f"--jobs {jobs}" + (f" ({left} runs not estimated)" if left else ""),
                   markup=False, highlight=False)  # fmt: skip
     rounds = "; --until-decided: the first round only" if until_decided else ""
-    console.print("(each run timed as if trained alone, and runs at once as if they did not "
-                  "slow each other down: on fewer free cores than --jobs they do; seeds trained "
-                  f"as one vectorized group take less{rounds})", markup=False,
-                  highlight=False)  # fmt: skip
+    console.print("(each claim from its workers' start to its last run's end; a program's "
+                  "compilation charged once, assuming an empty compilation cache"
+                  f"{rounds})", markup=False, highlight=False)  # fmt: skip
 
 
 def _replan_retargeted(claims: list[Claim], *, seeds: list[int], out: Path, quick: bool,
@@ -312,14 +311,19 @@ def report_command(
         list[Path],
         typer.Argument(help="A claims results directory; two or more: the transfer table."),
     ],
-    html: Annotated[bool, typer.Option(help="Also write claims.html (self-contained).")] = False,
+    html: Annotated[
+        bool,
+        typer.Option(help="Also write claims.html (self-contained); one an earlier --html "
+                     "wrote is always re-rendered."),
+    ] = False,
     configs: ConfigsOption = None,
     correction: CorrectionOption = None,
 ) -> None:
     """Assess every claim in RESULTS_DIR from its runs alone: claims.md, claims.json, a figure
-    per claim in figures/ (and claims.html). Given two or more folders (e.g. the same claims on
-    two datasets), print one table of each finding's verdict and effect size per folder, from
-    their claims.json, marking where the verdicts agree; nothing is written."""
+    per claim in figures/ (and claims.html, kept current once written). Given two or more
+    folders (e.g. the same claims on two datasets), print one table of each finding's verdict
+    and effect size per folder, from their claims.json, marking where the verdicts agree;
+    nothing is written."""
     from bnbench.claims.plan import CONFIGS
 
     if len(results_dir) > 1:
@@ -349,7 +353,7 @@ def _write_report(out: Path, html: bool, configs: Path,
                   correction: CorrectionChoice | None = None) -> None:  # fmt: skip
     from bnbench.claims.adaptive import sequential_record
     from bnbench.claims.render import p_column, rows, sequential_text
-    from bnbench.claims.report import recorded_correction, write_claims_report
+    from bnbench.claims.report import HTML, recorded_correction, write_claims_report
 
     used = recorded_correction(out) if correction is None else _CORRECTION[correction]
     reports, paths = write_claims_report(out, html=html, configs=configs, correction=used)
@@ -365,6 +369,8 @@ def _write_report(out: Path, html: bool, configs: Path,
                       row["stability"], row["n"])  # fmt: skip
     show(table, console)
     console.print(f"wrote {', '.join(str(p) for p in paths)} and {out / 'figures'}/")
+    if not html and paths[-1].name == HTML:  # an earlier --html wrote it
+        console.print(f"({HTML} re-rendered too, so that it shows these results)")
 
 
 @contextmanager

@@ -83,8 +83,9 @@ def plan(
         bool,
         typer.Option(
             "--estimate",
-            help="Without finished runs in --out to time, train one run of each backend for "
-            "a few dozen steps (in a temporary folder) to estimate the runtime.",
+            help="Without finished runs in --out to time, train one run (or vectorized group) "
+            "of each backend for a few dozen steps, as ablate's workers would (in a temporary "
+            "folder), to estimate the runtime.",
         ),
     ] = False,
 ) -> None:
@@ -96,6 +97,7 @@ def plan(
     from bnbench.ablate.estimate import describe_estimate, estimate_runtime
     from bnbench.ablate.groups import describe_units, group_memories, unit_of
     from bnbench.ablate.local_executor import available_cores
+    from bnbench.ablate.probe import probe_costs
     from bnbench.ablate.runner import check_out_folder, destination_refusal, plan_table
     from bnbench.config.ablation import load_ablation, selection_warning
     from bnbench.config.budget import budget_warnings
@@ -143,7 +145,8 @@ def plan(
             continue
         console.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
     with console.status("timing a probe run…") if estimate else nullcontext():
-        predicted = estimate_runtime(ablation, usable, workers, probe=estimate)
+        predicted = estimate_runtime(ablation, usable, workers, group_size=group_size,
+                                     probe=probe_costs if estimate else None)
     where = usable if refusal is None else f"{out} (ablate would refuse it)"
     for line in describe_estimate(predicted, where, probe=estimate):
         console.print(line, markup=False, highlight=False)

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from bnbench.ablate.estimate import Costs
-from bnbench.claims.estimate import ProbeCache, estimate_claims, total_seconds, unestimated
+from bnbench.ablate.suite_estimate import ProbeCache, estimate_suite, total_seconds, unestimated
 from bnbench.claims.plan import plan_claims
 from bnbench.claims.registry import select
 from bnbench.cli import app
@@ -45,7 +45,8 @@ def test_a_probe_is_shared_by_runs_of_one_network_and_data(tmp_path: Path):
                       source="probe") for _ in units]  # fmt: skip
 
     cache = ProbeCache(probe)
-    found = estimate_claims(planned * 2, tmp_path / "out", jobs=1, probe=cache)
+    parts = [(claim.id, ablation) for claim, ablation in planned * 2]
+    found = estimate_suite(parts, tmp_path / "out", jobs=1, probe=cache)
     # An ablation is probed once (its first unit: a run alone, on TensorFlow); the second claim
     # trains the same network on the same data, so it reuses that probe.
     assert cache.probes == len(calls) == 1 and len(calls[0]) == 1

@@ -24,7 +24,7 @@ BELOW = {
     "data": BASE | {"config"},
     "model": BASE | {"config"},
     "train": BASE | {"config", "results", "data", "model"},
-    "ablate": BASE | {"config", "results", "train"},
+    "ablate": BASE | {"config", "results", "data", "train"},
     "analysis": BASE | {"config", "results"},
     "demos": BASE | {"config", "data", "analysis"},
     "export": BASE | {"config", "results", "analysis"},

@@ -261,23 +261,24 @@ def _print_estimate(planned: list[tuple[Claim, Ablation]], out: Path, jobs: int,
                     until_decided: bool) -> None:  # fmt: skip
     """`claims run --estimate`: each claim's runs and estimated time, and the suite's."""
     from bnbench.ablate.estimate import describe_estimate, duration
-    from bnbench.claims.estimate import estimate_claims, total_seconds, unestimated
+    from bnbench.ablate.suite_estimate import estimate_suite, total_seconds, unestimated
 
+    parts = [(claim.id, ablation) for claim, ablation in planned]
     with err_console.status("timing probe runs…") as status:
-        found = estimate_claims(planned, out, jobs,
-                                on_claim=lambda cid: status.update(f"estimating {cid}…"))
+        found = estimate_suite(parts, out, jobs,
+                               on_part=lambda cid: status.update(f"estimating {cid}…"))
     table = Table(title=f"estimated runtime at --jobs {jobs}")
     for column in ("claim", "runs", "to train", "estimated"):
         table.add_column(column, overflow="fold")
     for entry in found:
         seconds = entry.estimate.seconds
         shown = "n/a" if seconds is None else duration(seconds)
-        table.add_row(entry.claim_id, str(entry.runs), str(entry.estimate.remaining), shown)
+        table.add_row(entry.name, str(entry.runs), str(entry.estimate.remaining), shown)
     show(table, console)
     for entry in found:  # what each estimate was measured from
-        for line in describe_estimate(entry.estimate, out / entry.claim_id, probe=True):
+        for line in describe_estimate(entry.estimate, out / entry.name, probe=True):
             if not line.lstrip().startswith("(from the workers' start"):  # said once, below
-                console.print(f"{entry.claim_id}: {line.strip()}", markup=False,
+                console.print(f"{entry.name}: {line.strip()}", markup=False,
                               highlight=False)  # fmt: skip
     total = total_seconds(found)
     left = unestimated(found)

@@ -1,18 +1,18 @@
-"""How long a `claims run` will take, before it runs (`bnbench claims run --estimate`).
+"""How long a suite of ablations run one after another will take, before it runs: the runtime
+of `bnbench claims run --estimate`, where each claim is one ablation in `OUT/<claim id>/`.
 
-Each planned claim is an ablation, so each is estimated as `bnbench plan --estimate` estimates
-one (`bnbench.ablate.estimate.estimate_runtime`): from the timings of runs already finished in
-its folder `OUT/<id>/`, else from a short probe of its units of work (a run alone, a vectorized
-group of seeds) in fresh worker-like processes. Claims run one after another, each with its own
-workers, so the suite's time is the sum of theirs.
+Each part is estimated as `bnbench plan --estimate` estimates one ablation
+(`bnbench.ablate.estimate.estimate_runtime`): from the timings of runs already finished in its
+folder `OUT/<name>/`, else from a short probe of its units of work (a run alone, a vectorized
+group of seeds) in fresh worker-like processes. The parts run one after another, each with its
+own workers, so the suite's time is the sum of theirs.
 
-A probe costs process starts and a few dozen steps, and many claims train the same network on
-the same data (the shipped MLP on the chosen dataset); a probe is therefore shared by every
-claim whose probed unit has the same backend, network, data and batch size and trains alike
-(alone, or in a group of as many seeds) (`ProbeCache`).
+A probe costs process starts and a few dozen steps, and many parts train the same network on
+the same data (every claim's shipped MLP on the chosen dataset); a probe is therefore shared by
+every part whose probed unit has the same backend, network, data and batch size and trains
+alike (alone, or in a group of as many seeds) (`ProbeCache`).
 
-Nothing here writes: the probes train in temporary folders. The ablation machinery is imported
-only when an estimate is made, so that listing and reporting claims never load it.
+Nothing here writes: the probes train in temporary folders.
 """
 
 from __future__ import annotations
@@ -22,16 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bnbench.ablate.estimate import architecture_key, estimate_runtime
+
 if TYPE_CHECKING:
     from bnbench.ablate.estimate import Costs, Estimate, ProbeUnits
     from bnbench.ablate.groups import Unit
-    from bnbench.claims.claim import Claim
     from bnbench.config.ablation import Ablation
 
 
 @dataclass
 class ProbeCache:
-    """Probes shared between claims: one per backend, network, data and batch size, and way of
+    """Probes shared between parts: one per backend, network, data and batch size, and way of
     training (alone, or in a vectorized group of so many seeds).
 
     Attributes:
@@ -46,8 +47,7 @@ class ProbeCache:
 
     def __call__(self, units: Sequence[tuple[Unit, int]], jobs: int,
                  workers: int) -> list[Costs]:  # fmt: skip
-        from bnbench.ablate.estimate import architecture_key
-        from bnbench.ablate.probe import probe_costs
+        from bnbench.ablate.probe import probe_costs  # it imports this module's neighbours
 
         keys = [_key(unit, architecture_key) for unit, _ in units]
         missing = [(key, found) for key, found in zip(keys, units, strict=True)
@@ -66,50 +66,49 @@ def _key(unit: Unit, architecture_key: Callable[[dict[str, Any]], str]) -> str:
 
 
 @dataclass(frozen=True)
-class ClaimEstimate:
-    """One claim's estimate: its id, its runs and the estimate of those still to train."""
+class PartEstimate:
+    """One part's estimate: its name, its runs and the estimate of those still to train."""
 
-    claim_id: str
+    name: str
     runs: int
     estimate: Estimate
 
 
-def estimate_claims(
-    planned: Sequence[tuple[Claim, Ablation]],
+def estimate_suite(
+    parts: Sequence[tuple[str, Ablation]],
     out: Path,
     jobs: int,
     probe: ProbeUnits | None = None,
-    on_claim: Callable[[str], None] | None = None,
-) -> list[ClaimEstimate]:
-    """Estimate each planned claim's runtime at `jobs` runs at once, learning from `OUT/<id>/`.
+    on_part: Callable[[str], None] | None = None,
+) -> list[PartEstimate]:
+    """Estimate each part's runtime at `jobs` runs at once, learning from `OUT/<name>/`.
 
     Args:
-        planned: The claims and their ablations, as `claims run` planned them.
-        out: The claims results directory (it may not exist yet).
-        jobs: Runs at once within a claim.
+        parts: (name, ablation) in the order they will run, e.g. the claims `claims run`
+            planned, each named by its id.
+        out: The suite's results directory (it may not exist yet).
+        jobs: Runs at once within a part.
         probe: How to probe units of work (default: a shared `ProbeCache` over
             `bnbench.ablate.probe.probe_costs`).
-        on_claim: Called with each claim's id before it is estimated (for progress).
+        on_part: Called with each part's name before it is estimated (for progress).
 
     Raises:
         SpecError: a probe run failed.
     """
-    from bnbench.ablate.estimate import estimate_runtime
-
     shared = probe if probe is not None else ProbeCache()
     found = []
-    for claim, ablation in planned:
-        if on_claim is not None:
-            on_claim(claim.id)
-        folder = out / claim.id
+    for name, ablation in parts:
+        if on_part is not None:
+            on_part(name)
+        folder = out / name
         estimate = estimate_runtime(ablation, folder if folder.is_dir() else None, jobs,
                                     probe=shared)  # fmt: skip
-        found.append(ClaimEstimate(claim.id, len(ablation.runs), estimate))
+        found.append(PartEstimate(name, len(ablation.runs), estimate))
     return found
 
 
-def total_seconds(estimates: Sequence[ClaimEstimate]) -> float | None:
-    """The suite's estimated seconds (claims run one after another); None when a claim with
+def total_seconds(estimates: Sequence[PartEstimate]) -> float | None:
+    """The suite's estimated seconds (parts run one after another); None when a part with
     runs left to train could not be estimated at all."""
     total = 0.0
     for found in estimates:
@@ -119,6 +118,6 @@ def total_seconds(estimates: Sequence[ClaimEstimate]) -> float | None:
     return total
 
 
-def unestimated(estimates: Sequence[ClaimEstimate]) -> int:
+def unestimated(estimates: Sequence[PartEstimate]) -> int:
     """Runs left to train that no estimate covers (their length or costs are not known)."""
     return sum(e.estimate.remaining - e.estimate.estimated for e in estimates)

@@ -8,7 +8,6 @@ on TensorFlow and only reads the results.
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,19 +20,12 @@ from bnbench.config.ablation import load_ablation
 from bnbench.results import rundir
 from tests.support.grid import write_ablation
 from tests.support.ray_cluster import Node, private_mounts_work, ray_cluster
-from tests.support.specs import TINY_SPEC
+from tests.support.specs import GROUPED_SEEDS, JAX_SPEC
 
 pytestmark = pytest.mark.slow
 
-JAX_SPEC = {**copy.deepcopy(TINY_SPEC), "backend": "jax"}
 # Two cells of three seeds: two groups of three on two workers, whatever the executor.
-SEEDS = {
-    "name": "seeds",
-    "base": "spec.yaml",
-    "overrides": {"training.steps": 4, "training.eval_every": 2},
-    "arms": {"no_bn": {"model.norm.kind": "none"}, "bn": {"model.norm.kind": "batch"}},
-    "seeds": [0, 1, 2],
-}
+SEEDS = GROUPED_SEEDS
 
 
 def _ablate(path: Path, out: Path, *options: str) -> subprocess.CompletedProcess[str]:

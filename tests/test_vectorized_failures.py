@@ -21,7 +21,7 @@ import pytest
 from bnbench.config.ablation import load_ablation
 from bnbench.results import rundir
 from tests.support.grid import write_ablation
-from tests.support.specs import TINY_SPEC
+from tests.support.specs import JAX_SPEC
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,6 @@ if _target:
             raise OSError(errno.EIO, "injected write error", str(args[1]))
     sys.addaudithook(_hook)
 """
-JAX_SPEC = {**copy.deepcopy(TINY_SPEC), "backend": "jax"}
 SEEDS = {
     "name": "seeds",
     "base": "spec.yaml",

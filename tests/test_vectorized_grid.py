@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import subprocess
@@ -19,16 +18,9 @@ from bnbench.config.ablation import load_ablation
 from bnbench.errors import SpecError
 from bnbench.results import rundir
 from tests.support.grid import write_ablation
-from tests.support.specs import TINY_SPEC
+from tests.support.specs import GROUPED_SEEDS, JAX_SPEC, TINY_SPEC
 
-JAX_SPEC = {**copy.deepcopy(TINY_SPEC), "backend": "jax"}
-SEEDS = {
-    "name": "seeds",
-    "base": "spec.yaml",
-    "overrides": {"training.steps": 4, "training.eval_every": 2},
-    "arms": {"no_bn": {"model.norm.kind": "none"}, "bn": {"model.norm.kind": "batch"}},
-    "seeds": [0, 1, 2],
-}
+SEEDS = GROUPED_SEEDS
 
 
 def test_the_seeds_of_one_arm_and_cell_form_a_group_up_to_the_size_cap(tmp_path):

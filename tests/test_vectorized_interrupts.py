@@ -11,7 +11,6 @@ of an uninterrupted run.
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import subprocess
@@ -26,7 +25,7 @@ from bnbench.ablate.runner import run_ablation
 from bnbench.config.ablation import load_ablation
 from bnbench.results import rundir
 from tests.support.grid import write_ablation
-from tests.support.specs import TINY_SPEC
+from tests.support.specs import JAX_SPEC
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")]
@@ -47,7 +46,6 @@ if _at:
             time.sleep(0.05)
     sys.addaudithook(_hook)
 """
-JAX_SPEC = {**copy.deepcopy(TINY_SPEC), "backend": "jax"}
 GRID = {
     "name": "seeds",
     "base": "spec.yaml",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 TINY_SPEC = {
@@ -46,3 +47,15 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 
     data = {"run_id": run_dir.name, **summary}
     rundir.finish(run_dir, rundir.RunSummary.model_validate(data))
+
+
+# TINY_SPEC on JAX, where seeds that differ only in their seed train as one vectorized group.
+JAX_SPEC = {**copy.deepcopy(TINY_SPEC), "backend": "jax"}
+# An ablation of two cells of three seeds on `spec.yaml`: two vectorized groups of three.
+GROUPED_SEEDS = {
+    "name": "seeds",
+    "base": "spec.yaml",
+    "overrides": {"training.steps": 4, "training.eval_every": 2},
+    "arms": {"no_bn": {"model.norm.kind": "none"}, "bn": {"model.norm.kind": "batch"}},
+    "seeds": [0, 1, 2],
+}

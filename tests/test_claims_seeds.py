@@ -85,11 +85,17 @@ def test_a_folder_run_with_other_seeds_is_refused_with_how_to_resume(tmp_path: P
     with pytest.raises(SpecError, match=r"run with seeds 0-2, not 0-5; to resume it, give "
                                         r"--seeds 0-2"):  # fmt: skip
         plan_claims([claim], out, True)
-    # With more seeds after its own, --until-decided may extend it; plain runs may not.
-    planned = plan_claims([claim], out, True, seeds=[0, 1, 2, 3], extend=True)
-    assert planned[0][1].spec.seed_list == [0, 1, 2, 3]
-    with pytest.raises(SpecError):
-        plan_claims([claim], out, True, seeds=[1, 2, 3, 4], extend=True)  # not a prefix
+    # More seeds after its own: --until-decided may extend it, and so may --seeds asking
+    # for them; seeds that do not start with the folder's may not.
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    for extend in (True, False):
+        planned = plan_claims([claim], out, True, seeds=[0, 1, 2, 3], extend=extend)
+        assert planned[0][1].spec.seed_list == [0, 1, 2, 3]
+        with pytest.raises(SpecError, match="to add seeds, a list that starts with those"):
+            plan_claims([claim], out, True, seeds=[1, 2, 3, 4], extend=extend)  # not a prefix
+    with pytest.raises(SpecError, match="not 0-1;"):
+        plan_claims([claim], out, True, seeds=[0, 1])  # fewer: not this folder's pass
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before  # wrote nothing
 
 
 def test_extends_only_adds_seeds_after_the_stored_ones():

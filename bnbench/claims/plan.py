@@ -111,7 +111,9 @@ def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CON
         out: The claims results directory.
         quick: The quick budget.
         configs: The folder of claim ablations.
-        seeds: The seeds instead of the budget's.
+        seeds: The seeds instead of the budget's. A folder run with fewer seeds, its seeds a
+            prefix of these, is accepted: the runs of the added seeds train and the finished
+            ones are kept (`--seeds 0-9` over a pass with seeds 0-5).
         extend: A folder holding the same ablation with fewer seeds (its seeds a prefix of
             `seeds`) or more (after a later round) is accepted: `--until-decided` adds seeds
             round by round, and takes each claim's current seeds from its looks.
@@ -129,6 +131,8 @@ def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CON
         if extend and stored is not None and (extends(stored.data, ablation.resolved)
                                               or extends(ablation.resolved, stored.data)):
             continue  # a round of --until-decided, or a later one already under way
+        if seeds is not None and stored is not None and extends(stored.data, ablation.resolved):
+            continue  # seeds asked for after the folder's own: they are added
         if stored is not None and stored.data != ablation.resolved:
             other = claim_mode(claim, stored, configs)
             budget = "quick" if quick else "full"
@@ -136,8 +140,8 @@ def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CON
                 raise SpecError(
                     f"{folder}: holds claim {claim.id!r} run with seeds "
                     f"{seed_text(stored.seeds)}, not {seed_text(ablation.resolved['seeds'])};"
-                    f" to resume it, give --seeds {seed_text(stored.seeds)}; or choose "
-                    "another --out"
+                    f" to resume it, give --seeds {seed_text(stored.seeds)} (to add seeds,"
+                    " a list that starts with those); or choose another --out"
                 )
             raise SpecError(
                 f"{folder}: holds the {other} budget of claim {claim.id!r}, not the "

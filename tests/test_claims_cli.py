@@ -83,21 +83,20 @@ def test_shipped_claim_files_load_and_explain_themselves(claim_id: str):
     assert len(quick.runs) < len(full.runs) or len(quick.spec.seed_list) >= 3
     assert len(quick.spec.seed_list) >= 6  # an exact test needs 6 seeds to decide at all
     header = (CONFIGS / f"{claim_id}.yaml").read_text(encoding="utf-8").split("\nname:")[0]
-    assert "Seeds: 6 (quick) / 10" in header
+    assert "Seeds: 10 (quick and full" in header
     for part in ("Source:", "Verdict", "Budget:", "Expected", "Runtime:",
                  f"bnbench claims run --only {claim_id} "):  # fmt: skip
         assert part in header, (claim_id, part)
 
 
 def test_quick_budget_stays_small():
-    """The quick pass at 3 seeds took about 5 minutes on 2 cores (`scripts/bench_claims.py`
-    measured 159 runs of 87,204 steps in all); at the 6 seeds the power argument asks for
-    (`bnbench.claims.claim.QUICK_SEEDS`) that is twice as much, and a claim that adds more
-    must cut elsewhere."""
+    """The quick pass at 6 seeds took 5.7 minutes on 2 cores (318 runs); at the 10 seeds its
+    verdicts need to replicate (`bnbench.claims.claim.QUICK_SEEDS`) it is 530 runs of 290,680
+    steps, and a claim that adds more must cut elsewhere."""
     sizes: dict[str, int] = {}
     runs = [run for claim in CLAIMS.values() for run in load_claim(claim, True).runs]
-    assert len(runs) <= 340
-    assert sum(run_length(run.spec, sizes)[0] for run in runs) <= 190_000
+    assert len(runs) <= 540
+    assert sum(run_length(run.spec, sizes)[0] for run in runs) <= 300_000
 
 
 @pytest.mark.slow
@@ -154,7 +153,7 @@ def test_listing_and_reporting_never_load_training_code_or_a_backend():
 def test_opt_in_mnist_variants_load(path: Path):
     """They validate without the data (which is read only when a run starts)."""
     claim = CLAIMS[path.stem]
-    assert len(load_claim(claim, True, path.parent).runs) < len(
+    assert len(load_claim(claim, True, path.parent).runs) <= len(
         load_claim(claim, False, path.parent).runs
     )
     assert f"--configs configs/claims/mnist --only {path.stem} " in path.read_text("utf-8")

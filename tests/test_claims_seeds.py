@@ -66,7 +66,7 @@ def test_seed_text_writes_ranges_that_parse_back():
 
 def test_budgets_default_to_the_power_argument_and_seeds_replace_them():
     claim = CLAIMS["ghost_batch"]
-    assert load_claim(claim, True).spec.seed_list == list(range(QUICK_SEEDS)) == list(range(6))
+    assert load_claim(claim, True).spec.seed_list == list(range(QUICK_SEEDS)) == list(range(10))
     assert load_claim(claim, False).spec.seed_list == list(range(10))
     chosen = load_claim(claim, True, seeds=[100, 101, 102])
     assert chosen.spec.seed_list == [100, 101, 102]
@@ -82,7 +82,7 @@ def test_a_folder_run_with_other_seeds_is_refused_with_how_to_resume(tmp_path: P
     claim = CLAIMS["ghost_batch"]
     out = tmp_path / "claims"
     write_yaml(out / claim.id / "ablation.yaml", load_claim(claim, True, seeds=[0, 1, 2]).resolved)
-    with pytest.raises(SpecError, match=r"run with seeds 0-2, not 0-5; to resume it, give "
+    with pytest.raises(SpecError, match=r"run with seeds 0-2, not 0-9; to resume it, give "
                                         r"--seeds 0-2"):  # fmt: skip
         plan_claims([claim], out, True)
     # More seeds after its own: --until-decided may extend it, and so may --seeds asking

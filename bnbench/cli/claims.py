@@ -111,7 +111,7 @@ def run(
     seeds: Annotated[
         str | None,
         typer.Option(help="A count N (seeds 0..N-1) or a list, `0-9,20` (default: the "
-                     "budget's, 6 quick / 10 full, from a power argument)."),
+                     "budget's, 10, from a power argument)."),
     ] = None,
     until_decided: Annotated[bool, typer.Option(
         help="Add seeds in rounds to the claims with open findings, each stopped by a "

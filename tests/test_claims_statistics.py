@@ -166,3 +166,29 @@ def test_input_scaling_treats_a_hit_at_the_first_evaluation_as_an_interval(tmp_p
     assert found.interval.high == float("inf") and found.verdict == "supported"
     assert [round(float(np.exp(v.value)), 9) for v in found.values] == [7.0] * len(SEEDS)
     assert any("within 50 steps" in s for s in assessment.sentences)
+
+
+def test_stability_of_an_exact_test_is_leave_one_out_when_halves_cannot_decide():
+    """Ten seeds where BN is 4x faster: a sign test of 5 seeds (a half) cannot decide
+    (p = 1/16), so halves would mark every such finding "(unstable)" whatever the data; its
+    stability is leave-one-out (9 seeds, p = 1/256)."""
+    from bnbench.analysis.replication import replicate
+    from bnbench.analysis.targets import Hit
+    from bnbench.claims.judging import judge, rederive, replication_method
+    from bnbench.claims.measures import speedup_finding
+
+    claim = CLAIMS["faster_training"]
+    reference = {seed: Hit(400, 380, 1000) for seed in range(10)}
+    arm = {seed: Hit(100, 80, 1000) for seed in range(10)}
+    clear = speedup_finding("bn", "steps, no BN / BN", arm, reference)
+    judged = judge([(claim, clear)])[0]
+    assert judged.verdict == "supported" and judged.stability == "replicates 10/10 leave-one-out"
+    halves = replicate(list(clear.values), lambda part: rederive(clear, part))
+    assert halves.text() == "replicates 0/2 halves"  # what halves said of 10 agreeing seeds
+    slower = {**arm, 3: Hit(900, 880, 1000)}  # one seed where BN is slower: 9 of 10
+    found = speedup_finding("bn", "steps, no BN / BN", slower, reference)
+    judged = judge([(claim, found)])[0]
+    assert judged.verdict == "supported" and judged.stability == "replicates 10/10 leave-one-out"
+    assert replication_method(12, "censored") == "halves"
+    assert replication_method(10, "continuous") == "halves"
+    assert replication_method(5, "continuous") == "leave_one_out"

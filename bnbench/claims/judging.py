@@ -9,9 +9,10 @@ holds ~25 findings, so here, across all of them:
   (`bnbench.analysis.multiplicity`) by Holm's method (the default) or Benjamini-Hochberg; a
   decided finding whose adjusted p-value is not below 5% is inconclusive, so the family-wise
   error (Holm) or the false discovery rate (Benjamini-Hochberg) is at most 5%;
-* the rule is re-applied to disjoint halves of the seeds (`bnbench.analysis.replication`): a
-  decided finding whose halves do not both reach its verdict is printed "(unstable)", never as
-  settled;
+* the rule is re-applied to disjoint halves of the seeds (`bnbench.analysis.replication`), or
+  to the seeds less one each time where a half is too small for the finding's test to decide
+  (`replication_method`): a decided finding whose parts do not all reach its verdict is printed
+  "(unstable)", never as settled;
 * an inconclusive finding says what its interval rules out on each side, and whether the
   interval was too wide to decide the claim's smallest effect of interest (`Claim.effect`):
   "no effect larger than X" and "not enough seeds" are different answers
@@ -30,9 +31,9 @@ from scipy import stats
 from bnbench.analysis.inference import CONFIDENCE, p_value
 from bnbench.analysis.multiplicity import CORRECTIONS, Correction, adjust
 from bnbench.analysis.power import RulesOut, rules_out
-from bnbench.analysis.replication import Replication, replicate
+from bnbench.analysis.replication import Method, Replication, replicate
 from bnbench.claims.claim import Claim, Finding
-from bnbench.claims.verdicts import Value, Verdict, decide, equivalence, interval
+from bnbench.claims.verdicts import MIN_SEEDS, Value, Verdict, decide, equivalence, interval
 
 ALPHA = 1 - CONFIDENCE
 # Holm by default: a claim printed as decided is then wrong with probability at most 5% in the
@@ -40,6 +41,8 @@ ALPHA = 1 - CONFIDENCE
 CORRECTION: Correction = "holm"
 NAMES: dict[Correction, str] = {"holm": "Holm", "bh": "Benjamini-Hochberg"}  # in the report
 METHODS = {"continuous": "t", "grid": "exact sign-flip", "censored": "sign test"}
+# The fewest seeds with which an exact sign or sign-flip test decides at 95%: 2 x 2**-6 < 0.05.
+EXACT_SEEDS = 6
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,12 @@ class Judgement:
 
     Attributes:
         verdict: What the report prints: the rule's verdict after the correction, with
-            " (unstable)" when its halves disagree.
+            " (unstable)" when its parts (halves, or leave-one-out) disagree.
         rule_verdict: The claim's rule alone, before the correction.
         p_value: The raw p-value (None: the test has none, e.g. fewer than 2 seeds).
         p_adjusted: Adjusted over the report's findings by `correction`.
         method: The interval's and test's method, e.g. "t", "TOST (exact sign-flip)".
-        replication: The rule on halves of the seeds (None with fewer than 2 seeds).
+        replication: The rule on parts of the seeds (None with fewer than 2 seeds).
         rules_out: For an inconclusive finding, what its interval excludes on each side.
         effect: The smallest effect of interest it was judged against.
         looks: With `--until-decided`, the finding's sequential record (seeds at each look,
@@ -134,9 +137,10 @@ def _judge(claim: Claim, found: Finding, raw: float | None, fixed: float | None,
         verdict = decided if decided in ("supported", "not supported") else "inconclusive"
     replication = None
     if len(found.values) >= 2:
-        halves = replicate(list(found.values), lambda part: rederive(found, part))
+        how = replication_method(len(found.values), found.interval.kind)
+        parts = replicate(list(found.values), lambda part: rederive(found, part), how)
         # Held against the verdict printed (after the correction), which is what must replicate.
-        replication = Replication(verdict, halves.parts, halves.method)
+        replication = Replication(verdict, parts.parts, parts.method)
     printed: str = verdict
     if verdict != "inconclusive" and replication is not None and not replication.settled:
         printed = f"{verdict} (unstable)"
@@ -149,6 +153,16 @@ def _judge(claim: Claim, found: Finding, raw: float | None, fixed: float | None,
     method = method if found.side is not None else f"TOST ({method})"
     return Judgement(printed, found.verdict, raw, fixed, method, replication, ruled, effect,
                      looks, correction)  # fmt: skip
+
+
+def replication_method(seeds: int, kind: str) -> Method:
+    """Halves, where half of the seeds can decide by the test of the finding's kind; else
+    leave-one-out. An exact test (grid-valued or censored statistics) decides nothing with
+    fewer than `EXACT_SEEDS` seeds (5 agreeing seeds: 2 x 2**-5 = 0.0625), so at 10 seeds
+    its halves would read "replicates 0/2" whatever the data: a mark of the halves' size, not
+    of the finding. The t interval decides from `MIN_SEEDS` seeds."""
+    fewest = MIN_SEEDS if kind == "continuous" else EXACT_SEEDS
+    return "halves" if seeds // 2 >= fewest else "leave_one_out"
 
 
 def finding_p_value(found: Finding) -> float | None:

@@ -197,7 +197,9 @@ def _finding(found: Finding, judgement: Judgement) -> dict[str, Any]:
         "p_value": judgement.p_value,
         "p_adjusted": judgement.p_adjusted,
         "stability": judgement.stability,
-        "halves": list(replication.parts) if replication is not None else [],
+        # The verdict on each part of the seeds, and which parts: "halves" or "leave_one_out".
+        "parts": list(replication.parts) if replication is not None else [],
+        "parts_method": replication.method if replication is not None else None,
         "settled": replication is not None and replication.settled,
         "effect": judgement.effect,
         "looks": judgement.looks,

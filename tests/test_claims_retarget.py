@@ -205,3 +205,20 @@ def test_a_folder_retargeted_onto_other_data_is_refused_and_left_alone(tmp_path)
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "holds claims run --dataset mnist" in result.output
     assert files_under(out) == before
+
+
+def test_seeds_that_extend_a_retargeted_folder_add_to_it_and_others_are_refused(tmp_path):
+    """`--dataset digits --seeds 0-3` over a folder of seeds 0-2 adds seed 3; seeds that do
+    not start with the folder's are refused, and planning writes nothing."""
+    claim, onto, out = CLAIMS["placement"], onto_dataset("digits", None), tmp_path / "claims"
+    first = retarget(claim, True, onto, seeds=[0, 1, 2])
+    assert isinstance(first, Retargeted)
+    folder = out / claim.id
+    folder.mkdir(parents=True)
+    (folder / "ablation.yaml").write_text(yaml.safe_dump(first.ablation.resolved), "utf-8")
+    before = files_under(out)
+    planned, _ = plan_retargeted([claim], out, True, onto, seeds=[0, 1, 2, 3])
+    assert planned[0].ablation.spec.seed_list == [0, 1, 2, 3]
+    with pytest.raises(SpecError, match="holds another ablation of claim 'placement'"):
+        plan_retargeted([claim], out, True, onto, seeds=[1, 2, 3, 4])
+    assert files_under(out) == before

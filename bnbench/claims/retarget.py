@@ -273,7 +273,8 @@ def plan_retargeted(claims: list[Claim], out: Path, quick: bool, onto: Onto,
     Args:
         claims, out, quick, onto, configs, seeds: As `retarget`, into `OUT/<id>/`.
         extend: As `bnbench.claims.plan.plan_claims`'s: a folder holding the same ablation
-            with fewer seeds, or more (a later round of `--until-decided`), is accepted.
+            with fewer seeds, or more (a later round of `--until-decided`), is accepted; with
+            `seeds` given, one holding a prefix of them is accepted too (they are added).
         sizes: Training-set sizes already read (`retarget`), kept across calls.
 
     Raises:
@@ -297,6 +298,8 @@ def plan_retargeted(claims: list[Claim], out: Path, quick: bool, onto: Onto,
         if extend and stored is not None and (extends(stored.data, resolved)
                                               or extends(resolved, stored.data)):
             continue  # a round of --until-decided, or a later one already under way
+        if seeds is not None and stored is not None and extends(stored.data, resolved):
+            continue  # seeds asked for after the folder's own: they are added
         if stored is not None and stored.data != resolved:
             raise SpecError(
                 f"{folder}: holds another ablation of claim {entry.claim.id!r} (other data, "

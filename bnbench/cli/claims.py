@@ -67,8 +67,8 @@ CorrectionOption = Annotated[
     CorrectionChoice | None,
     typer.Option(
         help="Multiplicity correction over the report's findings: holm (family-wise error "
-        "5%) or bh (Benjamini-Hochberg, false discovery rate 5%; fewer decisions flip between "
-        "seed sets). Default: the one recorded in OUT/claims.json, else holm."
+        "5%) or bh (Benjamini-Hochberg, false discovery rate 5%; more decisions, each less "
+        "sure). Default: the one recorded in OUT/claims.json, else holm."
     ),
 ]
 

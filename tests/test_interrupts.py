@@ -146,11 +146,9 @@ def test_terminate_stops_a_busy_pool_worker():
         if not hasattr(pool, "terminate_workers"):
             workers = list(pool._processes.values())
             assert workers and all(hasattr(w, "terminate") for w in workers), pool._processes
-        started = time.monotonic()
         terminate(pool)
-        with pytest.raises(BrokenProcessPool):
+        with pytest.raises(BrokenProcessPool):  # not the 60 s sleep's end: a TimeoutError
             busy.result(timeout=30)
-        assert time.monotonic() - started < 30
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 

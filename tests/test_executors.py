@@ -157,15 +157,20 @@ def test_a_killed_ray_worker_leaves_its_run_incomplete_and_resume_finishes_it(
                "-q", "--no-plots", "--executor", "ray", "--address", ray_cluster,
                "--jobs", "1"]  # fmt: skip
     proc = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    run_ids = {run.run_id for run in load_ablation(path).runs}
-    deadline, killed = time.monotonic() + 240, None
-    while killed is None and time.monotonic() < deadline and proc.poll() is None:
-        for pid, run_id in _ray_workers(run_ids).items():
-            if in_scratch(run_id):  # midway through training (in the node's scratch folder)
-                killed = pid
-                os.kill(pid, signal.SIGKILL)  # what the out-of-memory killer or a lost node does
-        time.sleep(0.02)
-    _, err = proc.communicate(timeout=300)
+    try:  # a hang (or a failed assertion) must not leave the command and its pipes behind
+        run_ids = {run.run_id for run in load_ablation(path).runs}
+        deadline, killed = time.monotonic() + 240, None
+        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+            for pid, run_id in _ray_workers(run_ids).items():
+                if in_scratch(run_id):  # midway through training (in the node's scratch)
+                    killed = pid
+                    os.kill(pid, signal.SIGKILL)  # as the out-of-memory killer or a lost node
+            time.sleep(0.02)
+        _, err = proc.communicate(timeout=600)  # a hang guard: a loaded machine is slow
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert killed is not None, err
     assert proc.returncode == 1, err
     assert "its Ray worker died" in err and "left incomplete" in " ".join(err.split())

@@ -128,11 +128,8 @@ def plan_claims(claims: list[Claim], out: Path, quick: bool, configs: Path = CON
     for claim, ablation in planned:
         folder = out / claim.id
         stored = read_ablation(folder) if (folder / ABLATION).exists() else None
-        if extend and stored is not None and (extends(stored.data, ablation.resolved)
-                                              or extends(ablation.resolved, stored.data)):
-            continue  # a round of --until-decided, or a later one already under way
-        if seeds is not None and stored is not None and extends(stored.data, ablation.resolved):
-            continue  # seeds asked for after the folder's own: they are added
+        if stored is not None and seeds_fit(stored.data, ablation.resolved, seeds, extend):
+            continue
         if stored is not None and stored.data != ablation.resolved:
             other = claim_mode(claim, stored, configs)
             budget = "quick" if quick else "full"
@@ -168,6 +165,16 @@ def check_claims_out(out: Path) -> None:
         raise SpecError(
             f"{out} holds an ablation ({found[0]}){where}; choose another --out for claims"
         )
+
+
+def seeds_fit(stored: Mapping[str, Any], resolved: Mapping[str, Any],
+              seeds: list[int] | None, extend: bool) -> bool:  # fmt: skip
+    """Whether a folder's stored ablation may take `resolved`, which differs from it in seeds
+    only: seeds asked for (`--seeds`) after the folder's own are added; with `extend`
+    (`--until-decided`) a later round already under way, with more seeds, is accepted too."""
+    if (seeds is not None or extend) and extends(stored, resolved):
+        return True
+    return extend and extends(resolved, stored)
 
 
 def extends(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:

@@ -281,7 +281,7 @@ def plan_retargeted(claims: list[Claim], out: Path, quick: bool, onto: Onto,
         SpecError: as `retarget`; `out` a file or an ablation's tree; a claim folder that
             holds another ablation (another dataset or budget of the claim).
     """
-    from bnbench.claims.plan import check_claims_out, extends
+    from bnbench.claims.plan import check_claims_out, seeds_fit
     from bnbench.results.layout import ABLATION
     from bnbench.results.tree_files import read_ablation
 
@@ -295,11 +295,8 @@ def plan_retargeted(claims: list[Claim], out: Path, quick: bool, onto: Onto,
             raise SpecError(f"{folder}: exists and is not a folder")
         stored = read_ablation(folder) if (folder / ABLATION).exists() else None
         resolved = entry.ablation.resolved
-        if extend and stored is not None and (extends(stored.data, resolved)
-                                              or extends(resolved, stored.data)):
-            continue  # a round of --until-decided, or a later one already under way
-        if seeds is not None and stored is not None and extends(stored.data, resolved):
-            continue  # seeds asked for after the folder's own: they are added
+        if stored is not None and seeds_fit(stored.data, resolved, seeds, extend):
+            continue
         if stored is not None and stored.data != resolved:
             raise SpecError(
                 f"{folder}: holds another ablation of claim {entry.claim.id!r} (other data, "

@@ -87,3 +87,52 @@ def test_finished_runs_are_not_counted_again(tmp_path: Path):
     text = " ".join(result.stdout.split())
     assert "for 1 run at --jobs 1" in text  # the three finished runs time the fourth
     assert "finished run in" in text and "from a probe" not in text, text
+
+
+def test_settings_that_cost_nothing_share_a_probe_and_batch_size_does_not():
+    """Two networks that differ in initializer, activation or BN momentum, epsilon or placement
+    do the same arithmetic; a batch size or a dropout layer changes it."""
+    from bnbench.ablate.estimate import cost_key
+
+    base = {"backend": "tensorflow", "dataset": {"name": "cifar10"},
+            "training": {"batch_size": 128, "learning_rate": 0.1},
+            "model": {"activation": "relu", "initializer": "he_normal",
+                      "norm": {"kind": "batch", "momentum": 0.99, "placement": "before_activation"},
+                      "blocks": [{"type": "conv2d", "filters": 32,
+                                  "initializer": "zeros"}]}}  # fmt: skip
+    alike = {**base, "training": {"batch_size": 128, "learning_rate": 1.0},
+             "model": {**base["model"], "activation": "sigmoid", "initializer": "glorot_uniform",
+                       "norm": {"kind": "batch", "momentum": 0.9, "epsilon": 0.1,
+                                "placement": "after_activation"},
+                       "blocks": [{"type": "conv2d", "filters": 32}]}}  # fmt: skip
+    assert cost_key(alike) == cost_key(base)
+    for other in ({**base, "training": {"batch_size": 2}},
+                  {**base, "model": {**base["model"], "norm": {"kind": "none"}}},
+                  {**base, "model": {**base["model"],
+                                     "blocks": [{"type": "conv2d", "filters": 32,
+                                                 "dropout": 0.2}]}}):  # fmt: skip
+        assert cost_key(other) != cost_key(base)
+
+
+def test_units_alike_in_cost_are_probed_once_in_a_call():
+    """The probe is asked for each costly network once, even when one call brings several
+    units of it."""
+    from bnbench.ablate.groups import Unit
+
+    calls: list[int] = []
+
+    def probe(units, jobs: int, workers: int) -> list[Costs]:
+        calls.append(len(units))
+        return [Costs(fixed_s=1.0, step_ms=1.0, evaluation_s=0.1, compile_s=0.0, startup_s=1.0,
+                      source="probe") for _ in units]  # fmt: skip
+
+    planned = plan_claims(select("init_scale"), Path("unused"), True)
+    (_, ablation), = planned
+    kind = ablation.runs[0].spec.model.norm.kind
+    scales = {run.spec.model.model_dump_json(): run for run in ablation.runs
+              if run.spec.model.norm.kind == kind}  # one run per initialization scale
+    assert len(scales) >= 3
+    units = [Unit((run,), "alone") for run in scales.values()]
+    cache = ProbeCache(probe)
+    found = cache([(unit, 10) for unit in units], 1, 1)
+    assert calls == [1] and cache.probes == 1 and len(found) == len(units)

@@ -315,6 +315,29 @@ def architecture_key(config: dict[str, Any]) -> str:
     return json.dumps(key, sort_keys=True, default=str)
 
 
+# Settings that change a network's numbers but not its arithmetic: what a step, an evaluation
+# or a compilation costs is the same whatever they are (`cost_key`).
+_COSTLESS = ("initializer", "activation", "momentum", "epsilon", "placement")
+
+
+def cost_key(config: dict[str, Any]) -> str:
+    """`architecture_key` without the settings that cost nothing (`_COSTLESS`): the
+    initializer and its scale, the activation, BN's momentum, epsilon and placement. Runs alike
+    in it take the same time: the claims suite's probe of one times them all (every
+    initialization scale of init_scale, every momentum of train_inference_gap)."""
+    model = _costly(config.get("model") or {})
+    return architecture_key({**config, "model": model})
+
+
+def _costly(value: Any) -> Any:
+    """`value` with the `_COSTLESS` keys of every mapping in it removed."""
+    if isinstance(value, dict):
+        return {k: _costly(v) for k, v in value.items() if k not in _COSTLESS}
+    if isinstance(value, list):
+        return [_costly(v) for v in value]
+    return value
+
+
 def _finished_runs(results_dir: Path) -> tuple[list[Measured], int]:
     """The measured costs of every completed run in the tree, and how many completed runs
     lacked the timings to learn from."""

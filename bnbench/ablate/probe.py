@@ -4,16 +4,26 @@ The probe trains one unit of the grid (a run alone, or a vectorized group of see
 to a few dozen steps, in fresh processes set up as `ablate` workers are (`init_worker`: a share
 of the cores, the thread cap, which is part of what XLA compiles for, and the backend), as many
 at once as `ablate` would start, so that it sees what runs at once cost each other; inside a
-temporary folder. Each process trains the unit three times, with a JAX compilation cache of its
+temporary folder. Each process trains the unit in passes, with a JAX compilation cache of its
 own that starts empty. The first pass compiles the unit's programs, as the first run of an arm
-does; the second loads them from the cache, as every later run of the arm does (in any worker):
-their difference is the compilation. The third evaluates ten times as often as the second:
-their difference gives the time of one evaluation, and the rest of the second's evaluation time
-(each new model's first evaluation sets its functions up) is a fixed cost of every run. A
-process's wall time beyond its passes' work is a worker's start-up (Python, Keras, the
-backend). The user's compilation cache is neither read (a program cached there would hide the
-compilation) nor written; with the cache off (`BNBENCH_JAX_CACHE=0`) the probe has none either,
-and its second pass compiles again, as every run then does.
+does; the second loads them from the cache, as every later run of the arm does (in any
+worker): their difference is the compilation. The third evaluates ten times as often as the
+second: their difference gives the time of one evaluation, and the rest of the second's
+evaluation time (each new model's first evaluation sets its functions up) is a fixed cost of
+every run. A process's wall time beyond its passes' work is a worker's start-up (Python,
+Keras, the backend). The user's compilation cache is neither read (a program cached there
+would hide the compilation) nor written. Where nothing is cached (TensorFlow traces every
+run's functions anew; JAX with the cache off, `BNBENCH_JAX_CACHE=0`) every run compiles, as
+the second pass does, and what the first pass costs more is a worker's first set-up: that pass
+then trains `WARM_UP_STEPS` steps only, as its programs are not reused anyway.
+
+The passes evaluate at most the first `EVALUATED` examples of the validation and of the test
+split: on CIFAR-10's conv stack on a CPU one evaluation of the whole validation split takes
+seconds, and the third pass makes twenty. Where a split was cut, a fourth pass evaluates twice
+as many (`wide`) as often as the second: their difference is the cost of one more example
+evaluated, and an evaluation of the whole split is the cut one's plus that cost for each
+example cut (evaluation is linear in the examples: they go in batches of a fixed size). Small
+splits (the digits', MNIST-1D's) are evaluated whole, and that pass does not run.
 
 Each process runs `python -m bnbench.ablate.probe UNITS.yaml OUT SLOT WORKERS JOBS`, and trains
 every unit probed for one backend (a run alone, a vectorized group), one after another.
@@ -40,9 +50,14 @@ from bnbench.config.schema import RunSpec
 from bnbench.errors import SpecError
 from bnbench.results import rundir
 
-# The passes of the probe, in order, with the evaluation points of each: compiling, then
-# loading what was compiled, then the same with more evaluation points.
-PASSES = {"first": 2, "again": 2, "often": 20}
+# The passes of the probe, in order, with the evaluation points of each and how many of the
+# validation and test examples they evaluate at most, in `EVALUATED`s: compiling, then loading
+# what was compiled, then the same with more evaluation points, then with more examples (only
+# where the second cut a split).
+PASSES = {"first": (2, 1), "again": (2, 1), "often": (20, 1), "wide": (2, 2)}
+EVALUATED = 1024
+# The first pass's steps where no compiled program is reused (`main`).
+WARM_UP_STEPS = 4
 
 
 def probe_costs(units: Sequence[tuple[Unit, int]], jobs: int, workers: int) -> list[Costs]:
@@ -59,8 +74,9 @@ def probe_costs(units: Sequence[tuple[Unit, int]], jobs: int, workers: int) -> l
     Raises:
         SpecError: the probe failed.
     """
-    plans = [{name: [_shortened(run.spec, max(2, steps), points) for run in unit.runs]
-              for name, points in PASSES.items()} for unit, steps in units]  # fmt: skip
+    plans = [{name: {"evaluated_at_most": EVALUATED * share,
+                     "specs": [_shortened(run.spec, max(2, steps), points) for run in unit.runs]}
+              for name, (points, share) in PASSES.items()} for unit, steps in units]  # fmt: skip
     first = units[0][0].runs[0]
     with tempfile.TemporaryDirectory(prefix="bnbench-probe-") as tmp:
         plan_path = Path(tmp) / "units.yaml"
@@ -120,7 +136,7 @@ def _costs(unit: Unit, steps: int, jobs: int, at_once: str,
         compile_s=mean[3],
         startup_s=mean[4],
         source=f"a probe of {what} for {max(2, steps)} steps ({first.spec.backend}, trained "
-        f"three times in {at_once} set up as a worker at --jobs {jobs})",
+        f"in up to four passes in {at_once} set up as a worker at --jobs {jobs})",
         grouped=len(unit.runs) > 1,
     )
 
@@ -136,33 +152,68 @@ def _wait(procs: list[subprocess.Popen[bytes]], started: float) -> list[float]:
     return [ends[i] for i in range(len(procs))]
 
 
-def _summaries(out: Path, plan: dict[str, list[dict[str, Any]]]
-               ) -> dict[str, list[rundir.RunSummary | None]]:  # fmt: skip
-    """Each pass's run summaries of one probed unit, written under `out`/<pass>/<i>."""
-    return {name: [rundir.read_summary(out / name / str(i)) for i in range(len(specs))]
-            for name, specs in plan.items()}  # fmt: skip
+Plan = dict[str, dict[str, Any]]  # pass -> {"evaluated_at_most": n, "specs": [spec, ...]}
+
+
+def _summaries(out: Path, plan: Plan) -> dict[str, list[rundir.RunSummary | None]]:
+    """Each pass's run summaries of one probed unit, written under `out`/<pass>/<i> (none for a
+    pass that did not run)."""
+    return {name: [rundir.read_summary(out / name / str(i)) for i in range(len(found["specs"]))]
+            for name, found in plan.items()}  # fmt: skip
 
 
 def _pass_costs(summaries: dict[str, list[rundir.RunSummary | None]],
-                plan: dict[str, list[dict[str, Any]]]) -> tuple[float, ...] | None:  # fmt: skip
-    """(fixed_s, step_ms, evaluation_s, compile_s) from one process's passes over a unit;
-    None when a pass recorded no step time."""
+                plan: Plan) -> tuple[float, ...] | None:  # fmt: skip
+    """(fixed_s, step_ms, evaluation_s, compile_s) from one process's passes over a unit, for
+    its whole validation and test splits; None when a pass recorded no step time.
+
+    With e the time of one evaluation of the cut validation split (from the third pass) and c
+    that of one more example (from the fourth), a run of p points evaluates its whole splits
+    (V validation and T test examples, cut to v and t) in p (e + c (V - v)) plus the final
+    test's e_t + c (T - t); the model charges (p + 1) evaluations at the same cost, so the
+    test's difference goes into the fixed cost.
+    """
     timed = {name: [measured(s, spec) if s else None
-                    for s, spec in zip(found, plan[name], strict=True)]
+                    for s, spec in zip(found, plan[name]["specs"], strict=True)]
              for name, found in summaries.items()}  # fmt: skip
-    cold, warm, often = ([m for m in timed[name] if m] for name in PASSES)
-    if not (len(cold) == len(warm) == len(often) == len(plan["first"])):
+    cold, warm, often, wide = ([m for m in timed[name] if m] for name in PASSES)
+    runs = len(plan["first"]["specs"])
+    if not (len(cold) == len(warm) == len(often) == runs):
         return None
     again = statistics.mean(m.overhead for m in warm)
     # One evaluation: what the third pass's extra evaluations added to the second's.
     extra = statistics.mean(m.points for m in often) - statistics.mean(m.points for m in warm)
     evaluation = max(0.0, (statistics.mean(m.overhead for m in often) - again) / extra)
+    fixed = again - statistics.mean(m.points + 1 for m in warm) * evaluation
+    cut = next((s.evaluated for s in summaries["again"] if s), {})
+    wider = next((s.evaluated for s in summaries["wide"] if s), {})
+    val, test = _counts(cut, wider, "val"), _counts(cut, wider, "test")
+    points = statistics.mean(m.points for m in warm)
+    added = points * (val[1] - val[0]) + (test[1] - test[0])  # examples the fourth added
+    if len(wide) == runs and added > 0:
+        # Only evaluation differs between the two passes: their evaluation time alone, not
+        # their whole overhead, whose set-up varies with the steps' pace by seconds.
+        evaluated = (statistics.mean(m.evaluation_s * (m.points + 1) for m in wide)
+                     - statistics.mean(m.evaluation_s * (m.points + 1) for m in warm))  # fmt: skip
+        per_example = max(0.0, evaluated / added)
+        evaluation += per_example * (val[2] - val[0])
+        fixed += per_example * ((test[2] - test[0]) - (val[2] - val[0]))
     return (
-        max(0.0, again - statistics.mean(m.points + 1 for m in warm) * evaluation),
+        max(0.0, fixed),
         statistics.mean(m.step_ms for m in warm),  # the third's chunks are too short
         evaluation,
         max(0.0, statistics.mean(m.overhead for m in cold) - again),
     )
+
+
+def _counts(cut: dict[str, list[int]], wider: dict[str, list[int]],
+            split: str) -> tuple[int, int, int]:  # fmt: skip
+    """(examples the second pass evaluated, the fourth's, the whole split's) of `split`; a
+    split no pass cut counts 0 of 0."""
+    if split not in cut:
+        return 0, 0, 0
+    kept, whole = cut[split]
+    return kept, wider.get(split, [whole, whole])[0], whole
 
 
 def _shortened(spec: RunSpec, steps: int, points: int) -> dict[str, Any]:
@@ -191,22 +242,36 @@ def main(plan_path: str, out: str, slot: str, workers: str, jobs: str) -> None:
 
     plans = yaml.safe_load(Path(plan_path).read_text(encoding="utf-8"))
     threads = max(1, (os.cpu_count() or 1) // int(jobs))  # as `LocalExecutor.group`
-    backend = choose_backend(RunSpec.model_validate(plans[0]["first"][0]))
+    backend = choose_backend(RunSpec.model_validate(plans[0]["first"]["specs"][0]))
     init_worker(backend, threads, None, _Slot(int(slot), int(workers)))
+    cached = backend == "jax" and os.environ.get("BNBENCH_JAX_CACHE") != "0"
     for u, plan in enumerate(plans):
         for name, found in plan.items():
-            specs = [RunSpec.model_validate(data) for data in found]
-            _train(specs, [Path(out) / str(u) / name / str(i) for i in range(len(specs))])
+            if name == "wide" and not _cut(Path(out) / str(u) / "again"):
+                continue  # the splits are whole already: more examples would time the same
+            specs = [RunSpec.model_validate(data) for data in found["specs"]]
+            if name == "first" and not cached:  # nothing it compiles is reused: a warm-up
+                specs = [RunSpec.model_validate(_shortened(spec, min(WARM_UP_STEPS,
+                                                                     spec.training.steps or 2), 2))
+                         for spec in specs]  # fmt: skip
+            _train(specs, [Path(out) / str(u) / name / str(i) for i in range(len(specs))],
+                   found["evaluated_at_most"])  # fmt: skip
 
 
-def _train(specs: list[RunSpec], dirs: list[Path]) -> Any:
+def _cut(folder: Path) -> bool:
+    """Whether the pass trained in `folder` evaluated fewer examples than its splits hold."""
+    summary = rundir.read_summary(folder / "0")
+    return summary is not None and bool(summary.evaluated)
+
+
+def _train(specs: list[RunSpec], dirs: list[Path], evaluated_at_most: int) -> Any:
     if len(specs) == 1:
         from bnbench.train.loop import train
 
-        return train(specs[0], dirs[0], save_model=False)
+        return train(specs[0], dirs[0], save_model=False, evaluated_at_most=evaluated_at_most)
     from bnbench.train.vectorized import train_group
 
-    return train_group(specs, dirs, save_model=False)
+    return train_group(specs, dirs, save_model=False, evaluated_at_most=evaluated_at_most)
 
 
 if __name__ == "__main__":

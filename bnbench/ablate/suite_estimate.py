@@ -9,8 +9,10 @@ own workers, so the suite's time is the sum of theirs.
 
 A probe costs process starts and a few dozen steps, and many parts train the same network on
 the same data (every claim's shipped MLP on the chosen dataset); a probe is therefore shared by
-every part whose probed unit has the same backend, network, data and batch size and trains
-alike (alone, or in a group of as many seeds) (`ProbeCache`).
+every unit, in any part, with the same backend, network, data and batch size that trains alike
+(alone, or in a group of as many seeds) (`ProbeCache`). Settings that change no arithmetic
+(initializer, activation, BN's momentum, epsilon and placement: `estimate.cost_key`) do not
+make a network another: on CIFAR-10's conv stack each probe takes minutes.
 
 Nothing here writes: the probes train in temporary folders.
 """
@@ -22,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bnbench.ablate.estimate import architecture_key, estimate_runtime
+from bnbench.ablate.estimate import cost_key, estimate_runtime
+from bnbench.ablate.groups import DEFAULT_GROUP_SIZE
 
 if TYPE_CHECKING:
     from bnbench.ablate.estimate import Costs, Estimate, ProbeUnits
@@ -32,8 +35,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class ProbeCache:
-    """Probes shared between parts: one per backend, network, data and batch size, and way of
-    training (alone, or in a vectorized group of so many seeds).
+    """Probes shared between units and parts: one per backend, network (`cost_key`), data and
+    batch size, and way of training (alone, or in a vectorized group of so many seeds).
 
     Attributes:
         probe: How to probe units of work (None: `bnbench.ablate.probe.probe_costs`).
@@ -49,9 +52,9 @@ class ProbeCache:
                  workers: int) -> list[Costs]:  # fmt: skip
         from bnbench.ablate.probe import probe_costs  # it imports this module's neighbours
 
-        keys = [_key(unit, architecture_key) for unit, _ in units]
-        missing = [(key, found) for key, found in zip(keys, units, strict=True)
-                   if key not in self.found]  # fmt: skip
+        keys = [_key(unit, cost_key) for unit, _ in units]
+        missing = list({key: found for key, found in zip(keys, units, strict=True)
+                        if key not in self.found}.items())  # fmt: skip
         if missing:
             probed = (self.probe or probe_costs)([found for _, found in missing], jobs, workers)
             self.found |= {key: costs for (key, _), costs in zip(missing, probed, strict=True)}
@@ -60,7 +63,7 @@ class ProbeCache:
 
 
 def _key(unit: Unit, architecture_key: Callable[[dict[str, Any]], str]) -> str:
-    """What a shared probe is keyed by: the unit's architecture and how it trains."""
+    """What a shared probe is keyed by: the unit's costly architecture and how it trains."""
     group = len(unit.runs) if unit.vectorized else 0
     return f"{architecture_key(unit.runs[0].spec.model_dump(mode='json'))}/{group}"
 
@@ -80,6 +83,7 @@ def estimate_suite(
     jobs: int,
     probe: ProbeUnits | None = None,
     on_part: Callable[[str], None] | None = None,
+    group_size: int = DEFAULT_GROUP_SIZE,
 ) -> list[PartEstimate]:
     """Estimate each part's runtime at `jobs` runs at once, learning from `OUT/<name>/`.
 
@@ -91,6 +95,7 @@ def estimate_suite(
         probe: How to probe units of work (default: a shared `ProbeCache` over
             `bnbench.ablate.probe.probe_costs`).
         on_part: Called with each part's name before it is estimated (for progress).
+        group_size: The most seeds trained as one vectorized group (`ablate --group-size`).
 
     Raises:
         SpecError: a probe run failed.
@@ -102,7 +107,7 @@ def estimate_suite(
             on_part(name)
         folder = out / name
         estimate = estimate_runtime(ablation, folder if folder.is_dir() else None, jobs,
-                                    probe=shared)  # fmt: skip
+                                    probe=shared, group_size=group_size)  # fmt: skip
         found.append(PartEstimate(name, len(ablation.runs), estimate))
     return found
 

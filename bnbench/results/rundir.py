@@ -148,6 +148,10 @@ class RunSummary(_Record):
     # "diagnostics are not vectorized", ...). None in summaries written before these fields.
     vectorized: bool | None = None
     vectorized_reason: str | None = None
+    # Split -> [examples evaluated, examples in the split], for a run that evaluated only the
+    # first examples of its validation or test split: the runtime probe's shortened runs
+    # (`bnbench.ablate.probe`), never a run of a results tree. Empty: every example.
+    evaluated: dict[str, list[int]] = {}
 
 
 def shifted_key(name: str, examples: int | None) -> str:

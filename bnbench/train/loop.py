@@ -53,6 +53,7 @@ def train(
     fast_feeding: bool = True,
     phase: PhaseHook | None = None,
     per_seed_reason: str = SINGLE_RUN,
+    evaluated_at_most: int | None = None,
 ) -> RunResult:
     """Train one run and write its directory.
 
@@ -65,6 +66,8 @@ def train(
         phase: called as each set-up phase begins, before the first step (`prepare.Phase`).
         per_seed_reason: why this run trains alone rather than in a vectorized group of seeds
             (`bnbench.train.vectorized`); recorded in the summary.
+        evaluated_at_most: evaluate on only the first this many validation and test examples
+            (`prepare`): the runtime probe's shortcut, recorded in the summary's `evaluated`.
 
     Returns:
         The result, whose status is 'completed' or 'diverged'.
@@ -76,7 +79,7 @@ def train(
         OSError: the disk or quota is full (`files.out_of_space`); the directory is left
             incomplete, to be trained again, never recorded as failed.
     """
-    prepared = prepare(spec, phase=phase)
+    prepared = prepare(spec, phase=phase, evaluated_at_most=evaluated_at_most)
     # From here on the directory exists; the marker says so until the summary is written.
     resolved = _as_trained(resolved_config(spec), prepared)
     rundir.begin(run_dir, resolved)
@@ -327,6 +330,7 @@ class _Loop:
             "shifted": self.shifted,
             "vectorized": self.vectorized,
             "vectorized_reason": self.vectorized_reason,
+            "evaluated": run.evaluated,
         })  # fmt: skip
 
     @contextmanager

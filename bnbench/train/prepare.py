@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -60,6 +60,8 @@ class Prepared:
         recorder: The diagnostics recorder, or None when every diagnostic is off.
         timings: Seconds spent importing Keras and the backend, loading the data, and building
             the model (compilation proper happens at the first step).
+        evaluated: Split -> [examples evaluated, examples in the split], for the splits that
+            `prepare(evaluated_at_most=...)` cut (the runtime probe's runs); empty otherwise.
     """
 
     spec: RunSpec
@@ -72,15 +74,27 @@ class Prepared:
     order: np.ndarray
     recorder: Any
     timings: dict[str, float] = field(default_factory=dict)
+    evaluated: dict[str, list[int]] = field(default_factory=dict)
 
 
-def prepare(spec: RunSpec, *, download: bool = True, phase: PhaseHook | None = None) -> Prepared:
+def prepare(
+    spec: RunSpec,
+    *,
+    download: bool = True,
+    phase: PhaseHook | None = None,
+    evaluated_at_most: int | None = None,
+) -> Prepared:
     """Activate the backend, load the data, seed, build and compile the model of `spec`.
 
     Args:
         spec: the run spec.
         download: let Keras download a dataset missing from its cache (`validate` does not).
         phase: called as each phase begins (`Phase`); the last, "compile", as this returns.
+        evaluated_at_most: evaluate on only the first this many examples of the validation and
+            of the test split (at least one batch, and the shift's largest adaptation set):
+            the runtime probe's shortcut (`bnbench.ablate.probe`), which scales what it times
+            to the whole splits; never a run whose numbers are reported. Recorded in
+            `Prepared.evaluated`.
 
     Raises:
         SpecError: the spec cannot be trained (backend missing, data missing, blocks not fitting
@@ -105,6 +119,9 @@ def prepare(spec: RunSpec, *, download: bool = True, phase: PhaseHook | None = N
     loss_name, metric_names = loss_and_metrics(spec.training, data.task)
     check_target(spec.training, metric_names)
     check_shift(spec.evaluation.shift, len(data.x_test))
+    evaluated: dict[str, list[int]] = {}
+    if evaluated_at_most is not None:
+        data, evaluated = _evaluating_fewer(spec, data, evaluated_at_most)
     clock.lap("data")
     announce("build")
     keras.utils.clear_session()
@@ -128,8 +145,42 @@ def prepare(spec: RunSpec, *, download: bool = True, phase: PhaseHook | None = N
     clock.lap("build")
     announce("compile")
     return Prepared(
-        spec, backend, data, schedule, model, loss_name, metric_names, order, recorder, clock.laps
+        spec,
+        backend,
+        data,
+        schedule,
+        model,
+        loss_name,
+        metric_names,
+        order,
+        recorder,
+        clock.laps,
+        evaluated,
     )
+
+
+def _evaluating_fewer(
+    spec: RunSpec, data: Dataset, at_most: int
+) -> tuple[Dataset, dict[str, list[int]]]:
+    """`data` with its validation and test splits cut to their first `at_most` examples (at
+    least one batch; the test split at least the shift's largest adaptation set), and what was
+    cut: split -> [kept, of]."""
+    keep = max(at_most, spec.training.batch_size)
+    shift = spec.evaluation.shift
+    keep_test = max(keep, max(shift.adapt_examples) if shift is not None else 0)
+    cuts = {"val": min(keep, len(data.x_val)), "test": min(keep_test, len(data.x_test))}
+    found = {"val": len(data.x_val), "test": len(data.x_test)}
+    evaluated = {name: [cuts[name], found[name]] for name in cuts if cuts[name] < found[name]}
+    if not evaluated:
+        return data, {}
+    cut = replace(
+        data,
+        x_val=data.x_val[: cuts["val"]],
+        y_val=data.y_val[: cuts["val"]],
+        x_test=data.x_test[: cuts["test"]],
+        y_test=data.y_test[: cuts["test"]],
+    )
+    return cut, evaluated
 
 
 def _silent(phase: Phase) -> None:

@@ -91,6 +91,7 @@ def train_group(
     save_model: bool = True,
     progress: Sequence[ProgressHook | None] | None = None,
     phase: PhaseHook | None = None,
+    evaluated_at_most: int | None = None,
 ) -> list[RunResult]:
     """Train runs that differ only in their seed as one vectorized program.
 
@@ -100,6 +101,7 @@ def train_group(
         save_model: also write each run's `model.keras`.
         progress: one hook per run, called after each chunk with (step, total_steps, loss).
         phase: called as each set-up phase of the first run begins.
+        evaluated_at_most: as `train`'s: the runtime probe's shortcut.
 
     Returns:
         One result per run, in order; each 'completed', 'diverged', or 'failed' (an error of
@@ -117,7 +119,8 @@ def train_group(
     reason = fallback_reason(specs)
     if reason is not None:
         raise ValueError(f"these runs cannot train as one group: {reason}")
-    preps = [prepare(spec, phase=phase if i == 0 else None) for i, spec in enumerate(specs)]
+    preps = [prepare(spec, phase=phase if i == 0 else None, evaluated_at_most=evaluated_at_most)
+             for i, spec in enumerate(specs)]  # fmt: skip
     hooks = list(progress) if progress is not None else [None] * len(specs)
     loops = []
     for prep, run_dir, hook in zip(preps, run_dirs, hooks, strict=True):

@@ -1,16 +1,21 @@
-"""Many seeds in one program: wall time of an ablation with 10 seeds, per-seed vs vectorized.
+"""Many seeds in one program: wall times with 10 seeds, per-seed vs vectorized.
 
-Runs the quickstart ablation (configs/ablations/quickstart.yaml: 3 arms on the digits MLP, JAX)
-with 10 seeds instead of 3, twice, as `bnbench ablate` in a subprocess into fresh results
-directories: once with `--group-size 1` (every run trains alone, as before vectorized groups)
-and once with the default groups (each arm's 10 seeds train as one JAX program). Prints both
-wall times, the ratio, the machine's load, and whether both paths gave the same final numbers.
+Two workloads, each twice in a subprocess into fresh results directories with a fresh, empty
+JAX compilation cache: once with `--group-size 1` (every run trains alone, as before vectorized
+groups) and once with the default groups (the seeds of one arm and cell train as one JAX
+program). Prints both wall times, the ratio, the machine's load, and how far apart the final
+numbers of the two paths are.
 
-The quickstart's diagnostics (activation percentiles, train/inference gap) are not vectorized,
-so they are switched off in both passes (`--set`); with them on, both passes would train every
-run alone. The default claims pass is not measured: claims do not take a seed count yet.
+* The quickstart ablation (configs/ablations/quickstart.yaml: 3 arms on the digits MLP) with 10
+  seeds instead of 3, as `bnbench ablate`. Its diagnostics (activation percentiles,
+  train/inference gap) are not vectorized, so they are switched off in both passes (`--set`);
+  with them on, both passes would train every run alone.
+* The default claims pass, `bnbench claims run --quick` (10 seeds), as shipped: the claims
+  whose runs record diagnostics, recalibrated statistics or a shift evaluation train seed by
+  seed on both paths (their summaries say so), the others in groups. About ten minutes per
+  path on two cores; `--no-claims` leaves it out.
 
-    python scripts/bench_seeds.py [--seeds 10] [--jobs 2]
+    python scripts/bench_seeds.py [--seeds 10] [--jobs 2] [--no-claims]
 """
 
 from __future__ import annotations
@@ -53,36 +58,85 @@ def _run(path: Path, out: Path, jobs: int, group_size: int) -> float:
     return time.perf_counter() - start
 
 
+def _claims(out: Path, seeds: int, jobs: int, group_size: int) -> float:
+    env = {**os.environ, "BNBENCH_CACHE_DIR": str(out.parent / f"cache-{out.name}")}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    command = [sys.executable, "-m", "bnbench", "claims", "run", "--quick", "--seeds",
+               str(seeds), "--out", str(out), "--jobs", str(jobs), "--group-size",
+               str(group_size), "--quiet", "--no-report"]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
+
+
 def _finals(out: Path) -> dict[str, dict[str, float]]:
+    """Each run's final numbers, by its path under `out` (an ablation's runs/, or a claims
+    folder's <claim>/runs/)."""
     finals = {}
-    for run_dir in sorted((out / "runs").iterdir()):
+    for run_dir in sorted(out.glob("**/runs/*")):
+        if not run_dir.is_dir():
+            continue
         summary = rundir.read_summary(run_dir)
-        if summary is None or summary.status != "completed":
+        if summary is None or summary.status not in ("completed", "diverged"):
             raise SystemExit(f"{run_dir}: not completed")
-        finals[run_dir.name] = summary.final
+        finals[str(run_dir.relative_to(out))] = summary.final
     return finals
+
+
+def _worst(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> float:
+    """The largest difference between the two paths' final numbers (runs and keys of both)."""
+    if set(a) != set(b):
+        raise SystemExit("the two paths trained different runs")
+    gaps = [abs(a[run][k] - b[run][k]) for run in a for k in a[run].keys() & b[run].keys()]
+    return max((g for g in gaps if g == g), default=0.0)  # NaN: a diverged run on both
+
+
+def _vectorized(out: Path) -> tuple[int, int]:
+    """(runs that trained in a group, all runs) under `out`."""
+    found = [rundir.read_summary(d) for d in out.glob("**/runs/*") if d.is_dir()]
+    return sum(1 for s in found if s and s.vectorized), len(found)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--claims", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the default claims pass (about 20 minutes)")
     args = parser.parse_args()
+    found = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "quickstart_seeds.yaml"
         path.write_text(yaml.safe_dump(_ablation(args.seeds), sort_keys=False))
         alone = _run(path, Path(tmp) / "alone", args.jobs, 1)
         grouped = _run(path, Path(tmp) / "grouped", args.jobs, 16)
-        a, b = _finals(Path(tmp) / "alone"), _finals(Path(tmp) / "grouped")
-        worst = max(abs(a[run][k] - b[run][k]) for run in a for k in a[run])
-    runs = 3 * args.seeds
-    print(f"quickstart ablation, {runs} runs ({args.seeds} seeds x 3 arms), --jobs {args.jobs}, "
-          f"diagnostics off, cold JAX compilation cache, {os.cpu_count()} CPUs")  # fmt: skip
+        worst = _worst(_finals(Path(tmp) / "alone"), _finals(Path(tmp) / "grouped"))
+        runs = 3 * args.seeds
+        _report(f"quickstart ablation, {runs} runs ({args.seeds} seeds x 3 arms), --jobs "
+                f"{args.jobs}, diagnostics off", alone, grouped, worst,
+                _vectorized(Path(tmp) / "grouped"))  # fmt: skip
+        found["quickstart"] = {"per_seed_s": alone, "vectorized_s": grouped,
+                               "ratio": alone / grouped}  # fmt: skip
+        if args.claims:
+            alone = _claims(Path(tmp) / "claims-alone", args.seeds, args.jobs, 1)
+            grouped = _claims(Path(tmp) / "claims-grouped", args.seeds, args.jobs, 16)
+            worst = _worst(_finals(Path(tmp) / "claims-alone"),
+                           _finals(Path(tmp) / "claims-grouped"))  # fmt: skip
+            _report(f"claims run --quick --seeds {args.seeds}, --jobs {args.jobs}", alone,
+                    grouped, worst, _vectorized(Path(tmp) / "claims-grouped"))  # fmt: skip
+            found["claims"] = {"per_seed_s": alone, "vectorized_s": grouped,
+                               "ratio": alone / grouped}  # fmt: skip
+    print(json.dumps(found))
+
+
+def _report(what: str, alone: float, grouped: float, worst: float,
+            vectorized: tuple[int, int]) -> None:  # fmt: skip
+    print(f"{what}, cold JAX compilation cache, {os.cpu_count()} CPUs")
     print(f"  per-seed path (--group-size 1): {alone:7.1f} s")
-    print(f"  vectorized groups (default):    {grouped:7.1f} s")
+    print(f"  vectorized groups (default):    {grouped:7.1f} s  "
+          f"({vectorized[0]} of {vectorized[1]} runs in groups)")  # fmt: skip
     print(f"  ratio: {alone / grouped:.2f}x; largest final-metric difference: {worst:.2g}")
     print("  load: " + subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    print(json.dumps({"per_seed_s": alone, "vectorized_s": grouped, "ratio": alone / grouped}))
 
 
 if __name__ == "__main__":

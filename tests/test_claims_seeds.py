@@ -21,6 +21,7 @@ from bnbench.claims.plan import (
 from bnbench.claims.registry import CLAIMS
 from bnbench.cli import app
 from bnbench.errors import SpecError
+from bnbench.results import rundir
 from bnbench.results.files import write_yaml
 
 runner = CliRunner()
@@ -103,3 +104,28 @@ def test_extends_only_adds_seeds_after_the_stored_ones():
     assert extends(stored, {**stored, "seeds": [0, 1, 2]})
     assert not extends(stored, {**stored, "seeds": [1, 2, 3]})
     assert not extends(stored, {**stored, "seeds": [0, 1, 2], "grid": {"a": [1]}})
+
+
+def test_group_size_below_one_exits_2_and_writes_nothing(tmp_path: Path):
+    out = tmp_path / "claims"
+    result = runner.invoke(app, ["claims", "run", "--out", str(out), "--only", "ghost_batch",
+                                 "--quick", "--group-size", "0"])  # fmt: skip
+    assert result.exit_code == 2
+    assert "--group-size must be at least 1, got 0" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_group_size_one_trains_every_claim_run_alone_and_says_why(tmp_path: Path):
+    """As `ablate --group-size 1`: on JAX, each seed of a claim trains alone (the per-seed path
+    that `scripts/bench_seeds.py` compares the groups with), and its summary says why."""
+    out = tmp_path / "claims"
+    result = runner.invoke(app, ["claims", "run", "--out", str(out), "--only", "ghost_batch",
+                                 "--quick", "--seeds", "2", "--group-size", "1", "-q",
+                                 "--no-report"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    runs = sorted((out / "ghost_batch" / "runs").iterdir())
+    summaries = [rundir.read_summary(run) for run in runs]
+    assert runs and all(s is not None and s.backend == "jax" for s in summaries)
+    assert {(s.vectorized, s.vectorized_reason) for s in summaries if s} == {
+        (False, "a group of one seed (--group-size 1)")}  # fmt: skip

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bnbench.cli.common import GroupSizeOption
 from bnbench.cli.tables import show
 from bnbench.errors import SpecError, user_errors
 
@@ -102,6 +103,7 @@ def run(
         Path, typer.Option(help="Results directory; each claim goes to `OUT/CLAIM_ID/`.")
     ],
     jobs: Annotated[int, typer.Option(help="Runs at once, each in its own process.")] = 1,
+    group_size: GroupSizeOption = 16,
     only: Annotated[
         str | None, typer.Option(help="Comma-separated claim ids (default: all).")
     ] = None,
@@ -145,11 +147,13 @@ def run(
 ) -> None:
     """Run the claims' ablations into `OUT/CLAIM_ID/` (resumable: the same command continues
     an interrupted run), then write the report."""
+    from bnbench.ablate.groups import check_group_size
     from bnbench.claims.plan import CONFIGS, parse_seeds, plan_claims, seed_text
     from bnbench.claims.registry import select
 
     if jobs < 1:
         raise SpecError(f"--jobs must be at least 1, got {jobs}")
+    check_group_size(group_size)
     folder = configs or CONFIGS
     chosen = None if seeds is None else parse_seeds(seeds)
     if until_decided and max_seeds < (len(chosen) if chosen else 2):
@@ -172,13 +176,13 @@ def run(
     console.print(f"{len(planned)} claims, {total} runs ({budget} budget, seeds "
                   f"{'; '.join(used)}), --jobs {jobs} → {out}")  # fmt: skip
     if estimate:
-        _print_estimate(planned, out, jobs, until_decided)
+        _print_estimate(planned, out, jobs, until_decided, group_size)
         return
     display = functools.partial(_display, quiet=quiet, jobs=jobs)
     if until_decided:
-        outcome = run_until_decided(planned, out, jobs, display, max_seeds, replan)
+        outcome = run_until_decided(planned, out, jobs, display, max_seeds, replan, group_size)
     else:
-        outcome = run_claims(planned, out, jobs, display)
+        outcome = run_claims(planned, out, jobs, display, group_size)
     if outcome.interrupted:
         err_console.print(f"interrupted; to resume, run the same command: {same_command(ctx)}",
                           highlight=False, soft_wrap=True)  # fmt: skip
@@ -258,14 +262,14 @@ def _plan_retargeted(claims: list[Claim], out: Path, quick: bool, configs: Path,
 
 
 def _print_estimate(planned: list[tuple[Claim, Ablation]], out: Path, jobs: int,
-                    until_decided: bool) -> None:  # fmt: skip
+                    until_decided: bool, group_size: int) -> None:  # fmt: skip
     """`claims run --estimate`: each claim's runs and estimated time, and the suite's."""
     from bnbench.ablate.estimate import describe_estimate, duration
     from bnbench.ablate.suite_estimate import estimate_suite, total_seconds, unestimated
 
     parts = [(claim.id, ablation) for claim, ablation in planned]
     with err_console.status("timing probe runs…") as status:
-        found = estimate_suite(parts, out, jobs,
+        found = estimate_suite(parts, out, jobs, group_size=group_size,
                                on_part=lambda cid: status.update(f"estimating {cid}…"))
     table = Table(title=f"estimated runtime at --jobs {jobs}")
     for column in ("claim", "runs", "to train", "estimated"):
@@ -403,7 +407,11 @@ Display = Callable[[str, "Ablation", Path], AbstractContextManager["Listener"]]
 
 
 def run_claims(
-    planned: list[tuple[Claim, Ablation]], out: Path, jobs: int, display: Display
+    planned: list[tuple[Claim, Ablation]],
+    out: Path,
+    jobs: int,
+    display: Display,
+    group_size: int,
 ) -> ClaimsOutcome:
     """Run each planned claim's ablation into `OUT/<id>/` and write its runs.csv and tables,
     as `bnbench ablate` does for an ablation.
@@ -413,6 +421,7 @@ def run_claims(
         out: The claims results directory.
         jobs: Runs at once within a claim.
         display: (claim id, ablation, folder) -> a context giving the progress listener.
+        group_size: The most seeds of one arm and cell trained as one vectorized group on JAX.
 
     Returns:
         The outcome of every claim that ran; `interrupted` after a Ctrl-C, when the claims
@@ -427,7 +436,8 @@ def run_claims(
         folder = out / claim.id
         extend_folder(ablation, folder)  # --until-decided: this round's seeds added
         with display(claim.id, ablation, folder) as listener:
-            outcome = run_ablation(ablation, folder, jobs=jobs, listener=listener)
+            outcome = run_ablation(ablation, folder, jobs=jobs, listener=listener,
+                                   group_size=group_size)  # fmt: skip
         result.outcomes[claim.id] = outcome
         if outcome.interrupted:
             result.interrupted = True
@@ -440,14 +450,15 @@ Planned = list[tuple["Claim", "Ablation"]]
 
 
 def run_until_decided(planned: Planned, out: Path, jobs: int, display: Display, max_seeds: int,
-                      replan: Callable[..., Planned]) -> ClaimsOutcome:  # fmt: skip
+                      replan: Callable[..., Planned],
+                      group_size: int) -> ClaimsOutcome:  # fmt: skip
     """Run the planned claims in rounds (`bnbench.claims.adaptive`): after each round, look at
     every open finding; claims with one still open get more seeds, until decided or M.
 
     Args:
         planned: The first round (or, resuming, the claims as first planned).
         out: The claims results directory; `OUT/looks.json` records the looks.
-        jobs, display: As `run_claims`.
+        jobs, display, group_size: As `run_claims`.
         max_seeds: M.
         replan: (claims, seeds=...) -> planned, as `plan_claims` with out/quick/configs bound.
 
@@ -466,7 +477,7 @@ def run_until_decided(planned: Planned, out: Path, jobs: int, display: Display, 
         if not claims:
             return result
         rounds = [replan([c], seeds=looks.seeds(c.id) or first[c.id])[0] for c in claims]
-        done = run_claims(rounds, out, jobs, display)
+        done = run_claims(rounds, out, jobs, display, group_size)
         result.outcomes.update(done.outcomes)
         if done.interrupted or done.failed:
             result.interrupted = done.interrupted

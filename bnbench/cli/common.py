@@ -47,6 +47,13 @@ def _root(
 
 
 SpecPath = Annotated[Path, typer.Argument(help="A run spec (YAML).", show_default=False)]
+GroupSizeOption = Annotated[
+    int,
+    typer.Option(
+        help="On JAX, train up to this many seeds of one arm and grid cell as one vectorized "
+        "program (one unit of work); 1 trains every run alone.",
+    ),
+]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a spec value: dotted.key=value (repeatable)."),

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bnbench.cli.common import (
     AblationPath,
+    GroupSizeOption,
     ResultsDir,
     app,
     console,
@@ -43,13 +44,6 @@ AblationSetOption = Annotated[
     ),
 ]
 # Not typer's own min=1: a bad value must be refused by the library's check, with its message.
-GroupSizeOption = Annotated[
-    int,
-    typer.Option(
-        help="On JAX, train up to this many seeds of one arm and grid cell as one vectorized "
-        "program (one unit of work); 1 trains every run alone.",
-    ),
-]
 PlanSetOption = Annotated[
     list[str] | None,
     typer.Option(

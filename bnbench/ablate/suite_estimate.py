@@ -62,10 +62,11 @@ class ProbeCache:
         return [self.found[key] for key in keys]
 
 
-def _key(unit: Unit, architecture_key: Callable[[dict[str, Any]], str]) -> str:
-    """What a shared probe is keyed by: the unit's costly architecture and how it trains."""
+def _key(unit: Unit, network: Callable[[dict[str, Any]], str]) -> str:
+    """What a shared probe is keyed by: the unit's network (`network`, e.g. `cost_key`, of its
+    config) and how it trains."""
     group = len(unit.runs) if unit.vectorized else 0
-    return f"{architecture_key(unit.runs[0].spec.model_dump(mode='json'))}/{group}"
+    return f"{network(unit.runs[0].spec.model_dump(mode='json'))}/{group}"
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ def _root(
 
 
 SpecPath = Annotated[Path, typer.Argument(help="A run spec (YAML).", show_default=False)]
+# Not typer's own min=1: a bad value must be refused by the library's check, with its message.
 GroupSizeOption = Annotated[
     int,
     typer.Option(

@@ -43,7 +43,6 @@ AblationSetOption = Annotated[
         show_default=False,
     ),
 ]
-# Not typer's own min=1: a bad value must be refused by the library's check, with its message.
 PlanSetOption = Annotated[
     list[str] | None,
     typer.Option(

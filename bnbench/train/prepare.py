@@ -144,19 +144,8 @@ def prepare(
     recorder = _recorder(spec, model, data, order, loss_name, metric_names)
     clock.lap("build")
     announce("compile")
-    return Prepared(
-        spec,
-        backend,
-        data,
-        schedule,
-        model,
-        loss_name,
-        metric_names,
-        order,
-        recorder,
-        clock.laps,
-        evaluated,
-    )
+    return Prepared(spec, backend, data, schedule, model, loss_name, metric_names, order,
+                    recorder, clock.laps, evaluated)  # fmt: skip
 
 
 def _evaluating_fewer(

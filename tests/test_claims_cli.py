@@ -170,7 +170,8 @@ def test_the_resume_command_repeats_every_option_given():
 
     command = typer.main.get_command(app).commands["claims"].commands["run"]
     given = ["--out", "my claims", "--jobs", "2", "--group-size", "4", "--only",
-             "ghost_batch,depth", "--quick", "--seeds", "0-3,9", "--until-decided", "--max-seeds", "12", "--no-report",
+             "ghost_batch,depth", "--quick", "--seeds", "0-3,9", "--until-decided", "--max-seeds",
+             "12", "--no-report",
              "--estimate", "--configs", "cfg", "--correction", "bh", "-q", "--dataset", "npz",
              "--dataset-path", "mine.npz", "--base", "spec.yaml"]  # fmt: skip
     ctx = command.make_context("run", list(given))

@@ -83,12 +83,18 @@ def _finals(out: Path) -> dict[str, dict[str, float]]:
     return finals
 
 
-def _worst(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> float:
-    """The largest difference between the two paths' final numbers (runs and keys of both)."""
+def _worst(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> str:
+    """The largest difference between the two paths' final numbers (runs and keys of both),
+    with the run and number it is in."""
     if set(a) != set(b):
         raise SystemExit("the two paths trained different runs")
-    gaps = [abs(a[run][k] - b[run][k]) for run in a for k in a[run].keys() & b[run].keys()]
-    return max((g for g in gaps if g == g), default=0.0)  # NaN: a diverged run on both
+    gaps = [(abs(a[run][k] - b[run][k]), run, k, a[run][k], b[run][k])
+            for run in a for k in sorted(a[run].keys() & b[run].keys())]  # fmt: skip
+    gaps = [gap for gap in gaps if gap[0] == gap[0]]  # NaN: a diverged run on both
+    if not gaps:
+        return "none"
+    gap, run, key, alone, grouped = max(gaps)
+    return f"{gap:.2g} ({run}: {key} {alone:.6g} alone, {grouped:.6g} grouped)"
 
 
 def _vectorized(out: Path) -> tuple[int, int]:
@@ -129,13 +135,13 @@ def main() -> None:
     print(json.dumps(found))
 
 
-def _report(what: str, alone: float, grouped: float, worst: float,
+def _report(what: str, alone: float, grouped: float, worst: str,
             vectorized: tuple[int, int]) -> None:  # fmt: skip
     print(f"{what}, cold JAX compilation cache, {os.cpu_count()} CPUs")
     print(f"  per-seed path (--group-size 1): {alone:7.1f} s")
     print(f"  vectorized groups (default):    {grouped:7.1f} s  "
           f"({vectorized[0]} of {vectorized[1]} runs in groups)")  # fmt: skip
-    print(f"  ratio: {alone / grouped:.2f}x; largest final-metric difference: {worst:.2g}")
+    print(f"  ratio: {alone / grouped:.2f}x; largest final-metric difference: {worst}")
     print("  load: " + subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 

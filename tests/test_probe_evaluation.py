@@ -44,19 +44,24 @@ def _plan(cut: int) -> dict:
             for name, step in every.items()}  # fmt: skip
 
 
+def _passes(val: int, test: int, wide: rundir.RunSummary | None) -> dict:
+    """The four passes' summaries of one process: the first three evaluating `val` and `test`
+    examples, then `wide` (None: the fourth pass did not run)."""
+    return {
+        "first": [_summary(2, val, test, compiled=True)],
+        "again": [_summary(2, val, test)],
+        "often": [_summary(20, val, test)],
+        "wide": [wide],
+    }
+
+
 def _whole_run(points: int) -> float:
     """What a real run of `points` evaluation points costs besides its steps."""
     return FIXED + SETUP + points * _evaluation(V) + _evaluation(T)
 
 
 def test_a_cut_probe_is_scaled_to_the_whole_splits():
-    summaries = {
-        "first": [_summary(2, 1024, 1024, compiled=True)],
-        "again": [_summary(2, 1024, 1024)],
-        "often": [_summary(20, 1024, 1024)],
-        "wide": [_summary(2, 2048, 2048)],
-    }
-    costs = _pass_costs(summaries, _plan(1024))
+    costs = _pass_costs(_passes(1024, 1024, _summary(2, 2048, 2048)), _plan(1024))
     assert costs is not None
     fixed, step_ms, evaluation, compiled = costs
     assert evaluation == pytest.approx(_evaluation(V))
@@ -70,13 +75,7 @@ def test_the_fourth_pass_adds_only_its_evaluation_time():
     seconds under load) is not read as the cost of evaluating more examples."""
     noisy = _summary(2, 2048, 2048)
     noisy.timings["compile_and_setup"] += 9.0
-    summaries = {
-        "first": [_summary(2, 1024, 1024, compiled=True)],
-        "again": [_summary(2, 1024, 1024)],
-        "often": [_summary(20, 1024, 1024)],
-        "wide": [noisy],
-    }
-    costs = _pass_costs(summaries, _plan(1024))
+    costs = _pass_costs(_passes(1024, 1024, noisy), _plan(1024))
     assert costs is not None
     assert costs[2] == pytest.approx(_evaluation(V))
 
@@ -84,25 +83,14 @@ def test_the_fourth_pass_adds_only_its_evaluation_time():
 def test_without_the_fourth_pass_a_cut_probe_times_the_cut_splits():
     """The cut pass's evaluation alone (the fourth did not run) times the cut splits: never
     more than the probe measured."""
-    summaries = {
-        "first": [_summary(2, 1024, 1024, compiled=True)],
-        "again": [_summary(2, 1024, 1024)],
-        "often": [_summary(20, 1024, 1024)],
-        "wide": [None],
-    }
-    costs = _pass_costs(summaries, _plan(1024))
+    costs = _pass_costs(_passes(1024, 1024, None), _plan(1024))
     assert costs is not None
     assert costs[2] == pytest.approx(_evaluation(1024))
 
 
 def test_a_probe_of_small_splits_is_the_old_difference_of_passes():
-    summaries = {
-        "first": [_summary(2, V, T, compiled=True)],
-        "again": [_summary(2, V, T)],
-        "often": [_summary(20, V, T)],
-        "wide": [None],  # the splits were whole: the fourth pass did not run
-    }
-    costs = _pass_costs(summaries, _plan(1024))
+    # The splits were whole: the fourth pass did not run.
+    costs = _pass_costs(_passes(V, T, None), _plan(1024))
     assert costs is not None
     fixed, _, evaluation, _ = costs
     assert evaluation == pytest.approx(_evaluation(V))

@@ -46,26 +46,28 @@ def _ablation(seeds: int) -> dict:
 
 
 def _run(path: Path, out: Path, jobs: int, group_size: int) -> float:
-    # A fresh, empty JAX compilation cache per pass: both pay their compilations (the first
-    # run of a grid); a cache warmed by the other pass, or by earlier runs, would favour one.
-    env = {**os.environ, "BNBENCH_CACHE_DIR": str(out.parent / f"cache-{out.name}")}
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    command = [sys.executable, "-m", "bnbench", "ablate", str(path), "--out", str(out),
-               "--jobs", str(jobs), "--group-size", str(group_size), "--quiet", "--no-plots",
-               *NO_DIAGNOSTICS]  # fmt: skip
-    start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env=env)
-    return time.perf_counter() - start
+    return _timed(out, ["ablate", str(path), "--out", str(out), "--jobs", str(jobs),
+                        "--group-size", str(group_size), "--quiet", "--no-plots",
+                        *NO_DIAGNOSTICS])  # fmt: skip
 
 
 def _claims(out: Path, seeds: int, jobs: int, group_size: int) -> float:
+    return _timed(out, ["claims", "run", "--quick", "--seeds", str(seeds), "--out", str(out),
+                        "--jobs", str(jobs), "--group-size", str(group_size), "--quiet",
+                        "--no-report"])  # fmt: skip
+
+
+def _timed(out: Path, words: list[str]) -> float:
+    """Seconds `bnbench WORDS` takes in a subprocess, writing into `out`.
+
+    A fresh, empty JAX compilation cache per pass: both pay their compilations (the first run
+    of a grid); a cache warmed by the other pass, or by earlier runs, would favour one.
+    """
     env = {**os.environ, "BNBENCH_CACHE_DIR": str(out.parent / f"cache-{out.name}")}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    command = [sys.executable, "-m", "bnbench", "claims", "run", "--quick", "--seeds",
-               str(seeds), "--out", str(out), "--jobs", str(jobs), "--group-size",
-               str(group_size), "--quiet", "--no-report"]  # fmt: skip
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env=env)
+    subprocess.run([sys.executable, "-m", "bnbench", *words], check=True, capture_output=True,
+                   env=env)  # fmt: skip
     return time.perf_counter() - start
 
 
